@@ -1,0 +1,112 @@
+import { randomBytes } from 'node:crypto';
+import { z } from 'zod';
+
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
+
+/**
+ * Every setting postbox reads, with its default. `loadConfig` is the only
+ * reader of `process.env` in the project; everything else receives a `Config`.
+ */
+const schema = z.object({
+  /** @defaultValue 'development' */
+  NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+  /** TCP port of the HTTP server. @defaultValue 8080 */
+  PORT: int(0, 65535).default(8080),
+  /** @defaultValue '0.0.0.0' */
+  HOST: z.string().min(1).default('0.0.0.0'),
+  /** Redis to use. When absent: 127.0.0.1:6379 if something answers there, else an embedded redis-server. */
+  REDIS_URL: z.string().regex(/^(rediss?:\/\/|\/)/, 'must be a redis:// or rediss:// URL or a unix socket path').optional(),
+  /** Prefix of every Redis key. @defaultValue 'pb' */
+  KEY_PREFIX: z.string().regex(/^[A-Za-z0-9_.-]{1,32}$/).default('pb'),
+  /** Bearer key of producer routes. Generated in development. */
+  API_KEY: z.string().min(16).optional(),
+  /** Bearer key of admin routes. Generated in development. */
+  ADMIN_KEY: z.string().min(16).optional(),
+  /** HS256 secret of stream tokens. Generated in development. */
+  TOKEN_SECRET: z.string().min(32).optional(),
+  /** Worst-case delay between an enqueue and its delivery; enqueues for connected users wake the drain at once. @defaultValue 1000 */
+  DRAIN_INTERVAL_MS: int(10, 60_000).default(1000),
+  /** A message written but not acked within this time is delivered again. @defaultValue 30000 */
+  ACK_TIMEOUT_MS: int(100, 86_400_000).default(30_000),
+  /** Messages in flight (written, not acked) per user. @defaultValue 100 */
+  MAX_INFLIGHT: int(1, 10_000).default(100),
+  /** Deliveries of one message before it becomes a dead letter. @defaultValue 5 */
+  MAX_DELIVERIES: int(1, 1000).default(5),
+  /** Interval of `: ping` comments on open streams. @defaultValue 15000 */
+  HEARTBEAT_MS: int(1000, 300_000).default(15_000),
+  /** Reconnection delay sent to browsers in the `retry:` field. @defaultValue 2000 */
+  RETRY_MS: int(0, 600_000).default(2000),
+  /** Largest accepted request body, in bytes. @defaultValue 1048576 */
+  BODY_MAX_BYTES: int(256, 64 * 1024 * 1024).default(1024 * 1024),
+  /** Largest accepted message (its `data` as JSON), in bytes. @defaultValue 65536 */
+  MESSAGE_MAX_BYTES: int(16, 16 * 1024 * 1024).default(64 * 1024),
+  /** Messages held per user (waiting plus in flight); beyond it enqueue answers 429. @defaultValue 10000 */
+  QUEUE_MAX_LENGTH: int(1, 10_000_000).default(10_000),
+  /** Open streams per user on one node; one more answers 429. @defaultValue 10 */
+  MAX_STREAMS_PER_USER: int(1, 1000).default(10),
+  /** How long an idempotency `key` is remembered. @defaultValue 86400000 (24 h) */
+  DEDUP_WINDOW_MS: int(1000, 30 * 86_400_000).default(86_400_000),
+  /** Lifetime of a stream token when the request does not say. @defaultValue 3600 */
+  TOKEN_TTL_SECONDS: int(10, 30 * 86_400).default(3600),
+  /** Dead letters kept per user; the oldest are trimmed beyond it. @defaultValue 1000 */
+  DEAD_MAX_LENGTH: int(1, 1_000_000).default(1000),
+  /** A stream whose socket buffer stays full this long is closed; its messages are redelivered. @defaultValue 10000 */
+  WRITE_STALL_MS: int(100, 600_000).default(10_000),
+  /** Where the embedded redis-server keeps its append-only file. @defaultValue './data' */
+  DATA_DIR: z.string().min(1).default('./data'),
+  /** @defaultValue 'info' */
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+});
+
+export type RawConfig = z.infer<typeof schema>;
+
+/** The validated configuration, with keys always present. */
+export interface Config extends Omit<RawConfig, 'API_KEY' | 'ADMIN_KEY' | 'TOKEN_SECRET'> {
+  API_KEY: string;
+  ADMIN_KEY: string;
+  TOKEN_SECRET: string;
+}
+
+export interface LoadedConfig {
+  config: Config;
+  /** Names of the keys generated for development, to print once. */
+  generated: Array<'API_KEY' | 'ADMIN_KEY' | 'TOKEN_SECRET'>;
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/**
+ * Validates the environment once. In production the three secrets are
+ * required; elsewhere missing ones are generated so `npm start` needs nothing.
+ */
+export function loadConfig(env: Record<string, string | undefined>): LoadedConfig {
+  // An empty variable (`PORT=` in a .env file) means "use the default".
+  const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const parsed = schema.safeParse(cleaned);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
+    throw new ConfigError(`invalid configuration:\n  ${lines.join('\n  ')}`);
+  }
+  const raw = parsed.data;
+  const secrets = ['API_KEY', 'ADMIN_KEY', 'TOKEN_SECRET'] as const;
+  const missing = secrets.filter((name) => raw[name] === undefined);
+  if (raw.NODE_ENV === 'production' && missing.length > 0) {
+    throw new ConfigError(`NODE_ENV=production requires ${missing.join(', ')}`);
+  }
+  const generate = () => randomBytes(24).toString('base64url');
+  const config: Config = {
+    ...raw,
+    API_KEY: raw.API_KEY ?? generate(),
+    ADMIN_KEY: raw.ADMIN_KEY ?? generate(),
+    TOKEN_SECRET: raw.TOKEN_SECRET ?? generate() + generate(),
+  };
+  return { config, generated: missing };
+}
+
+/** A configuration for tests and tools: defaults plus overrides, no environment. */
+export function testConfig(overrides: Partial<Record<keyof RawConfig, string | number>> = {}): Config {
+  const env = Object.fromEntries(Object.entries(overrides).map(([k, v]) => [k, String(v)]));
+  return loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'silent', ...env }).config;
+}

@@ -1,0 +1,47 @@
+import { z } from 'zod';
+import { EVENT_ID_PATTERN } from '../queue/keys.js';
+
+/** User ids and room names: nothing here can break SSE framing or a Redis key's hash tag. */
+export const USER_ID_PATTERN = /^[A-Za-z0-9._:@-]{1,128}$/;
+/** Event names: no CR, LF or colon-space tricks can reach the `event:` line. */
+export const EVENT_NAME_PATTERN = /^[A-Za-z0-9._:-]{1,64}$/;
+
+export const userId = z.string().regex(USER_ID_PATTERN, 'must match ^[A-Za-z0-9._:@-]{1,128}$');
+export const eventName = z.string().regex(EVENT_NAME_PATTERN, 'must match ^[A-Za-z0-9._:-]{1,64}$');
+export const eventId = z.string().regex(EVENT_ID_PATTERN, 'must be an event id like 1732150000000-0');
+
+/** `data` may be any JSON value, null included, but must be present. */
+const data = z.custom<unknown>((v) => v !== undefined, { message: 'data is required' });
+
+const messageFields = {
+  event: eventName.default('message'),
+  data,
+  key: z.string().min(1).max(256).optional(),
+  /** Dropped, never delivered, after this long. */
+  ttlMs: z.number().int().min(1).max(365 * 86_400_000).optional(),
+};
+
+export const enqueueBody = z.strictObject(messageFields);
+export type EnqueueBody = z.infer<typeof enqueueBody>;
+
+export const batchBody = z.strictObject({
+  messages: z
+    .array(z.strictObject({ userId, ...messageFields }))
+    .min(1)
+    .max(1000, 'at most 1000 messages per batch'),
+});
+export type BatchBody = z.infer<typeof batchBody>;
+
+export const tokenBody = z.strictObject({
+  userId,
+  ttlSeconds: z
+    .number()
+    .int()
+    .min(10)
+    .max(30 * 86_400)
+    .optional(),
+});
+
+export const ackBody = z.strictObject({
+  ids: z.array(eventId).min(1).max(1000, 'at most 1000 ids per call'),
+});

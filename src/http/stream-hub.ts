@@ -1,0 +1,82 @@
+import type { Clock } from '../clock.js';
+import type { SseFrame, SseSession } from './sse-session.js';
+
+/**
+ * The open streams of this node, grouped by user. The drain worker asks it
+ * who is connected and hands it frames; it pings every stream on one timer.
+ */
+export class StreamHub {
+  private readonly byUser = new Map<string, Set<SseSession>>();
+  private readonly clock: Clock;
+  private heartbeat: NodeJS.Timeout | undefined;
+  private readonly listeners: Array<(userId: string, event: 'open' | 'close', reason: string) => void> = [];
+
+  constructor(clock: Clock, heartbeatMs: number) {
+    this.clock = clock;
+    this.heartbeat = clock.setInterval(() => this.pingAll(), heartbeatMs);
+    this.heartbeat.unref();
+  }
+
+  /** Called with every stream opened or closed, e.g. to wake the drain or count metrics. */
+  onChange(listener: (userId: string, event: 'open' | 'close', reason: string) => void): void {
+    this.listeners.push(listener);
+  }
+
+  add(session: SseSession): void {
+    let set = this.byUser.get(session.userId);
+    if (set === undefined) {
+      set = new Set();
+      this.byUser.set(session.userId, set);
+    }
+    set.add(session);
+    session.onClose((reason) => {
+      set.delete(session);
+      if (set.size === 0 && this.byUser.get(session.userId) === set) this.byUser.delete(session.userId);
+      for (const l of this.listeners) l(session.userId, 'close', reason);
+    });
+    for (const l of this.listeners) l(session.userId, 'open', '');
+  }
+
+  count(userId: string): number {
+    return this.byUser.get(userId)?.size ?? 0;
+  }
+
+  get size(): number {
+    let n = 0;
+    for (const set of this.byUser.values()) n += set.size;
+    return n;
+  }
+
+  users(): IterableIterator<string> {
+    return this.byUser.keys();
+  }
+
+  isConnected(userId: string): boolean {
+    return this.byUser.has(userId);
+  }
+
+  /** Writes the frame to every open stream of the user; returns how many got it. */
+  send(userId: string, frame: SseFrame): number {
+    const set = this.byUser.get(userId);
+    if (set === undefined) return 0;
+    let n = 0;
+    for (const session of set) {
+      if (session.isOpen) {
+        session.send(frame);
+        n += 1;
+      }
+    }
+    return n;
+  }
+
+  /** Ends every stream (shutdown). */
+  closeAll(reason: string): void {
+    this.clock.clearInterval(this.heartbeat);
+    this.heartbeat = undefined;
+    for (const set of [...this.byUser.values()]) for (const session of [...set]) session.close(reason);
+  }
+
+  private pingAll(): void {
+    for (const set of this.byUser.values()) for (const session of set) session.ping();
+  }
+}

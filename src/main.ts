@@ -1,0 +1,68 @@
+import { pino } from 'pino';
+import { ConfigError, loadConfig } from './config.js';
+import { createPostbox } from './postbox.js';
+import { isListening, startEmbeddedRedis, type EmbeddedRedis } from './queue/embedded-redis.js';
+
+/* Wiring only: config → Redis → node → listen; SIGTERM/SIGINT close everything. */
+
+async function main(): Promise<void> {
+  let loaded;
+  try {
+    loaded = loadConfig(process.env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`postbox: ${err.message}\n`);
+      process.exit(1);
+    }
+    throw err;
+  }
+  const { config, generated } = loaded;
+  const logger = pino({ level: config.LOG_LEVEL, base: { service: 'postbox' } });
+  process.on('unhandledRejection', (err) => logger.error({ err }, 'unhandled rejection'));
+
+  if (generated.length > 0) {
+    // Printed once, so a developer can call the API; production refuses to start without them.
+    const keys = Object.fromEntries(generated.map((name) => [name, config[name]]));
+    logger.warn({ ...keys }, 'development keys generated for this run; set them in the environment to keep them');
+  }
+
+  let embedded: EmbeddedRedis | undefined;
+  let redisUrl = config.REDIS_URL;
+  if (redisUrl === undefined) {
+    if (await isListening('127.0.0.1', 6379)) {
+      redisUrl = 'redis://127.0.0.1:6379';
+      logger.info('using the Redis on 127.0.0.1:6379');
+    } else {
+      embedded = await startEmbeddedRedis(config.DATA_DIR, logger);
+      redisUrl = embedded.url;
+    }
+  }
+
+  const node = await createPostbox(config, { redisUrl, logger, defaultMetrics: true });
+  const url = await node.listen(config.PORT, config.HOST);
+  logger.info({ url, node: process.pid }, 'postbox listening');
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    const force = setTimeout(() => {
+      logger.error('shutdown took longer than 10 s; exiting');
+      process.exit(1);
+    }, 10_000);
+    force.unref();
+    await node.close();
+    await embedded?.stop();
+    logger.info('stopped');
+    logger.flush();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`postbox: failed to start: ${err instanceof Error ? err.stack : String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,148 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { systemClock, type Clock } from './clock.js';
+import type { Config } from './config.js';
+import { createApp } from './http/app.js';
+import type { AppDeps } from './http/deps.js';
+import { StreamHub } from './http/stream-hub.js';
+import { createTokens } from './http/tokens.js';
+import { createMetrics, type Metrics } from './metrics.js';
+import { createMailbox, type Mailbox } from './queue/mailbox.js';
+import { connectRedis, createCommandConnection, createSubscriberConnection } from './queue/redis.js';
+import { retryAfterSeconds } from './http/producer-routes.js';
+import { createDrainWorker, type DrainWorker } from './workers/drain-worker.js';
+import { subscribeWakes } from './workers/wake-subscriber.js';
+
+export interface Postbox {
+  readonly server: Server;
+  /** `http://host:port` once listening. */
+  readonly url: string;
+  readonly mailbox: Mailbox;
+  readonly hub: StreamHub;
+  readonly drain: DrainWorker;
+  readonly metrics: Metrics;
+  readonly redis: Redis;
+  listen(port: number, host: string): Promise<string>;
+  /** Graceful: stop accepting, end the streams, finish requests, stop the workers, close Redis. */
+  close(): Promise<void>;
+}
+
+/**
+ * One postbox node: Redis connections, mailbox, drain worker, HTTP server.
+ * Both `main.ts` and the tests build nodes here, so they run the same wiring.
+ */
+export async function createPostbox(
+  config: Config,
+  options: { redisUrl: string; logger: Logger; clock?: Clock; defaultMetrics?: boolean },
+): Promise<Postbox> {
+  const { logger, redisUrl } = options;
+  const clock = options.clock ?? systemClock;
+  const redis = createCommandConnection(redisUrl);
+  const subscriber = createSubscriberConnection(redisUrl);
+  let lastRedisError = '';
+  for (const [name, conn] of [
+    ['redis', redis],
+    ['subscriber', subscriber],
+  ] as const) {
+    conn.on('error', (err: Error) => {
+      // ioredis repeats the same error on every reconnect attempt; log each kind once.
+      if (err.message !== lastRedisError) logger.warn({ err, connection: name }, 'redis connection error');
+      lastRedisError = err.message;
+    });
+    conn.on('ready', () => {
+      if (lastRedisError !== '') logger.info({ connection: name }, 'redis connection ready again');
+      lastRedisError = '';
+    });
+  }
+  await Promise.all([connectRedis(redis), connectRedis(subscriber)]);
+
+  const metrics = createMetrics({ defaultMetrics: options.defaultMetrics ?? false });
+  const mailbox = createMailbox({
+    redis,
+    clock,
+    options: {
+      keyPrefix: config.KEY_PREFIX,
+      queueMaxLength: config.QUEUE_MAX_LENGTH,
+      dedupWindowMs: config.DEDUP_WINDOW_MS,
+      maxInflight: config.MAX_INFLIGHT,
+      maxDeliveries: config.MAX_DELIVERIES,
+      deadMaxLength: config.DEAD_MAX_LENGTH,
+      retryAfterSeconds: retryAfterSeconds(config.ACK_TIMEOUT_MS),
+    },
+  });
+  const hub = new StreamHub(clock, config.HEARTBEAT_MS);
+  hub.onChange((_userId, event, reason) => {
+    metrics.streamsOpen.set(hub.size);
+    if (event === 'close') metrics.streamsClosed.inc({ reason });
+  });
+  const drain = createDrainWorker({
+    mailbox,
+    hub,
+    clock,
+    logger,
+    metrics,
+    options: { drainIntervalMs: config.DRAIN_INTERVAL_MS, ackTimeoutMs: config.ACK_TIMEOUT_MS },
+  });
+  await subscribeWakes(subscriber, mailbox.keys.wakeChannel(), (userId) => drain.wake(userId), logger);
+
+  let closing = false;
+  const deps: AppDeps = {
+    config,
+    redis,
+    mailbox,
+    hub,
+    drain,
+    tokens: createTokens(config.TOKEN_SECRET, clock),
+    metrics,
+    logger,
+    clock,
+    wake: (userId) => {
+      redis.publish(mailbox.keys.wakeChannel(), userId).catch(() => undefined);
+    },
+    isClosing: () => closing,
+  };
+  const app = createApp(deps);
+  const server = createServer(app.callback());
+  let url = '';
+
+  return {
+    server,
+    get url() {
+      return url;
+    },
+    mailbox,
+    hub,
+    drain,
+    metrics,
+    redis,
+    async listen(port, host) {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, host, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+      const address = server.address() as AddressInfo;
+      const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+      url = `http://${shownHost === '0.0.0.0' ? '127.0.0.1' : shownHost}:${address.port}`;
+      return url;
+    },
+    async close() {
+      if (closing) return;
+      closing = true;
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      // Streams end cleanly; browsers reconnect (to another node) with Last-Event-ID.
+      hub.closeAll('shutdown');
+      server.closeIdleConnections();
+      await drain.close();
+      await Promise.race([closed, new Promise((r) => setTimeout(r, 5000).unref())]);
+      server.closeAllConnections();
+      await Promise.allSettled([redis.quit(), subscriber.quit()]);
+      redis.disconnect();
+      subscriber.disconnect();
+    },
+  };
+}

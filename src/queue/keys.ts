@@ -1,0 +1,39 @@
+/**
+ * Redis key names. Every key of one user shares the hash tag `{<userId>}`, so a
+ * Redis Cluster keeps a user's mailbox, dead letters and idempotency records in
+ * one slot and multi-key scripts stay legal.
+ */
+export interface Keys {
+  /** The user's mailbox: a stream whose entry ids are the event ids. */
+  mailbox(userId: string): string;
+  /** The user's dead letters: a stream of messages delivered MAX_DELIVERIES times. */
+  dead(userId: string): string;
+  /** The record of one idempotency key: a string holding the first event id. */
+  idempotency(userId: string, key: string): string;
+  /** Sorted set of users that have had messages; the admin prunes empty ones. */
+  users(): string;
+  /** Pub/sub channel on which enqueues and acks wake the drain of whichever node holds the user. */
+  wakeChannel(): string;
+}
+
+export function createKeys(prefix: string): Keys {
+  return {
+    mailbox: (userId) => `${prefix}:{${userId}}:m`,
+    dead: (userId) => `${prefix}:{${userId}}:dead`,
+    idempotency: (userId, key) => `${prefix}:{${userId}}:idem:${key}`,
+    users: () => `${prefix}:users`,
+    wakeChannel: () => `${prefix}:wake`,
+  };
+}
+
+/** Consumer group of every mailbox. One group, one consumer: nodes share the in-flight list. */
+export const GROUP = 'delivery';
+export const CONSUMER = 'postbox';
+
+/** Event ids are stream entry ids: `<ms>-<seq>`. */
+export const EVENT_ID_PATTERN = /^\d{1,15}-\d{1,15}$/;
+
+/** Milliseconds part of an event id: when it was enqueued. */
+export function enqueuedAtOf(id: string): number {
+  return Number(id.slice(0, id.indexOf('-')));
+}

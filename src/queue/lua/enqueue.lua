@@ -1,0 +1,51 @@
+--[[
+  Appends one message to a user's mailbox.
+
+  KEYS[1] mailbox stream
+  KEYS[2] idempotency record of this message's key (unused when ARGV[6] is '0')
+
+  ARGV[1] consumer group name
+  ARGV[2] QUEUE_MAX_LENGTH
+  ARGV[3] event name
+  ARGV[4] data, as JSON text
+  ARGV[5] expiry, epoch ms ('0' = never)
+  ARGV[6] '1' when the message carries an idempotency key
+  ARGV[7] dedup window, ms
+  ARGV[8] wake channel
+  ARGV[9] user id, published on the wake channel
+
+  Output: {1, id} added; {0, id} the key was seen within the window, id is the first one;
+          {-1, length} the mailbox is full.
+]]
+local mailbox = KEYS[1]
+
+if ARGV[6] == '1' then
+  local first = redis.call('GET', KEYS[2])
+  if first then
+    return {0, first}
+  end
+end
+
+if redis.call('EXISTS', mailbox) == 0 then
+  -- The group reads from the very start of the stream; MKSTREAM creates it empty.
+  redis.call('XGROUP', 'CREATE', mailbox, ARGV[1], '0', 'MKSTREAM')
+else
+  local length = redis.call('XLEN', mailbox)
+  if length >= tonumber(ARGV[2]) then
+    return {-1, length}
+  end
+end
+
+local id
+if ARGV[5] ~= '0' then
+  id = redis.call('XADD', mailbox, '*', 'e', ARGV[3], 'd', ARGV[4], 'x', ARGV[5])
+else
+  id = redis.call('XADD', mailbox, '*', 'e', ARGV[3], 'd', ARGV[4])
+end
+
+if ARGV[6] == '1' then
+  redis.call('SET', KEYS[2], id, 'PX', ARGV[7])
+end
+
+redis.call('PUBLISH', ARGV[8], ARGV[9])
+return {1, id}

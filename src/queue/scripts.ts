@@ -1,0 +1,46 @@
+import { readFileSync } from 'node:fs';
+import type { ChainableCommander, Redis } from 'ioredis';
+
+type Arg = string | number;
+
+/** The Lua scripts of `./lua`, registered on a connection with EVALSHA and a NOSCRIPT fallback. */
+export interface ScriptCommands {
+  pbEnqueue(mailbox: string, idempotency: string, ...args: Arg[]): Promise<[number, string | number]>;
+  pbPop(mailbox: string, dead: string, ...args: Arg[]): Promise<PopReply>;
+  pbAck(mailbox: string, ...args: Arg[]): Promise<number>;
+}
+
+export type PopReply = [number, number, number, number, ...Array<[string, string, string, number]>];
+
+const scripts = {
+  pbEnqueue: { file: 'enqueue.lua', numberOfKeys: 2 },
+  pbPop: { file: 'pop.lua', numberOfKeys: 2 },
+  pbAck: { file: 'ack.lua', numberOfKeys: 1 },
+} as const;
+
+const sources = new Map<string, string>();
+function source(file: string): string {
+  let lua = sources.get(file);
+  if (lua === undefined) {
+    lua = readFileSync(new URL(`./lua/${file}`, import.meta.url), 'utf8');
+    sources.set(file, lua);
+  }
+  return lua;
+}
+
+export type ScriptedRedis = Redis & ScriptCommands;
+export type ScriptedPipeline = ChainableCommander & {
+  [K in keyof ScriptCommands]: (...args: Parameters<ScriptCommands[K]>) => ScriptedPipeline;
+};
+
+/** Defines the scripts on `redis` (idempotent) and returns it typed with them. */
+export function withScripts(redis: Redis): ScriptedRedis {
+  for (const [name, { file, numberOfKeys }] of Object.entries(scripts)) {
+    if (!(name in redis)) redis.defineCommand(name, { numberOfKeys, lua: source(file) });
+  }
+  return redis as ScriptedRedis;
+}
+
+export function scriptedPipeline(redis: ScriptedRedis): ScriptedPipeline {
+  return redis.pipeline() as ScriptedPipeline;
+}

@@ -1,0 +1,167 @@
+import type { Logger } from 'pino';
+import type { Clock } from '../clock.js';
+import type { Metrics } from '../metrics.js';
+import type { Mailbox, PopRequest } from '../queue/mailbox.js';
+import { enqueuedAtOf } from '../queue/keys.js';
+import type { StreamHub } from '../http/stream-hub.js';
+
+export interface DrainWorkerOptions {
+  /** Tick period: the worst-case delay of a delivery and of a redelivery check, ms. */
+  drainIntervalMs: number;
+  /** In-flight messages idle this long are delivered again, ms. */
+  ackTimeoutMs: number;
+  /** Every this many ticks, every connected user is drained even if nothing woke it. @defaultValue 10 */
+  sweepEveryTicks?: number;
+}
+
+export interface DrainWorker {
+  /** Drain this user as soon as possible (an enqueue or an ack for them). */
+  wake(userId: string): void;
+  /** Resolves when the pass under way (if any) and those it scheduled are done. */
+  idle(): Promise<void>;
+  close(): Promise<void>;
+}
+
+interface UserState {
+  /** First stream just opened: take back everything in flight (it was written to streams now closed). */
+  resume: boolean;
+  /** Known to have messages in flight; they must be checked for the ack timeout. */
+  inflight: number;
+  /** Woken, or the last pop filled the window: there may be more to read. */
+  dirty: boolean;
+}
+
+/**
+ * Pops, for every user with an open stream on this node, the oldest messages
+ * up to the in-flight window, in one pipelined round trip per pass, and writes
+ * them to all the user's streams. Passes run on every tick and at once after a
+ * wake, never two at a time.
+ */
+export function createDrainWorker(deps: {
+  mailbox: Mailbox;
+  hub: StreamHub;
+  clock: Clock;
+  logger: Logger;
+  metrics: Metrics;
+  options: DrainWorkerOptions;
+}): DrainWorker {
+  const { mailbox, hub, clock, logger, metrics, options } = deps;
+  const sweepEvery = options.sweepEveryTicks ?? 10;
+  const users = new Map<string, UserState>();
+  let ticks = 0;
+  let running: Promise<void> | undefined;
+  let again = false;
+  let fullSweep = true;
+  let closed = false;
+  let lastErrorLog = 0;
+
+  hub.onChange((userId, event) => {
+    if (event === 'open') {
+      const state = users.get(userId);
+      if (state === undefined) {
+        users.set(userId, { resume: true, inflight: 0, dirty: true });
+      } else {
+        state.dirty = true;
+      }
+      schedule();
+    } else if (!hub.isConnected(userId)) {
+      users.delete(userId);
+    }
+  });
+
+  const timer = clock.setInterval(() => {
+    ticks += 1;
+    if (ticks % sweepEvery === 0) fullSweep = true;
+    schedule(true);
+  }, options.drainIntervalMs);
+
+  function schedule(tick = false): void {
+    if (closed) return;
+    if (running !== undefined) {
+      again = true;
+      return;
+    }
+    running = pass(tick).finally(() => {
+      running = undefined;
+      if (again && !closed) {
+        again = false;
+        schedule();
+      }
+    });
+  }
+
+  async function pass(tick: boolean): Promise<void> {
+    const requests: PopRequest[] = [];
+    const sweep = fullSweep;
+    for (const [userId, state] of users) {
+      if (!(sweep || state.dirty || state.resume || (tick && state.inflight > 0))) continue;
+      requests.push({ userId, minIdleMs: state.resume ? 0 : options.ackTimeoutMs });
+    }
+    if (requests.length === 0) return;
+    fullSweep = false;
+    for (const r of requests) {
+      const state = users.get(r.userId);
+      if (state) {
+        state.dirty = false;
+        state.resume = false;
+      }
+    }
+    let results;
+    try {
+      results = await mailbox.pop(requests);
+    } catch (err) {
+      // Redis away: keep the users marked and try on the next tick; streams stay open.
+      for (const r of requests) {
+        const state = users.get(r.userId);
+        if (state) {
+          state.dirty = true;
+          if (r.minIdleMs === 0) state.resume = true;
+        }
+      }
+      fullSweep = sweep || fullSweep;
+      const now = clock.now();
+      if (now - lastErrorLog > 5000) {
+        lastErrorLog = now;
+        logger.warn({ err }, 'drain pass failed; retrying on the next tick');
+      }
+      return;
+    }
+    const now = clock.now();
+    for (const [userId, result] of results) {
+      const state = users.get(userId);
+      if (state) {
+        state.inflight = result.inflight;
+        if (result.more) state.dirty = true;
+      }
+      if (result.expired > 0) metrics.expired.inc(result.expired);
+      if (result.dead > 0) metrics.dead.inc(result.dead);
+      for (const d of result.deliveries) {
+        hub.send(userId, { id: d.id, event: d.event, data: d.data });
+        if (d.deliveries === 1) {
+          metrics.delivered.inc();
+          metrics.enqueueToWrite.observe(Math.max(0, now - enqueuedAtOf(d.id)) / 1000);
+        } else {
+          metrics.redelivered.inc();
+        }
+      }
+      if (result.more) again = true;
+    }
+  }
+
+  return {
+    wake(userId) {
+      const state = users.get(userId);
+      if (state === undefined) return;
+      state.dirty = true;
+      schedule();
+    },
+    async idle() {
+      while (running !== undefined) await running;
+    },
+    async close() {
+      closed = true;
+      clock.clearInterval(timer);
+      while (running !== undefined) await running;
+    },
+  };
+}
