@@ -87,6 +87,8 @@ export async function startRedis(): Promise<TestRedis> {
     restart: launch,
     client() {
       const c = new Redis(port, '127.0.0.1', { maxRetriesPerRequest: 1 });
+      // Tests kill this server on purpose; reconnection errors are expected noise.
+      c.on('error', () => undefined);
       clients.push(c);
       return c;
     },
