@@ -28,6 +28,8 @@ export class SseSession {
   private readonly clock: Clock;
   private readonly writeStallMs: number;
   private stallTimer: NodeJS.Timeout | undefined;
+  /** Bytes written since the stall timer was armed, to tell a slow reader from a stopped one. */
+  private queuedSinceArm = 0;
   private closed = false;
   private readonly closeHandlers: Array<(reason: string) => void> = [];
 
@@ -84,13 +86,31 @@ export class SseSession {
   private write(text: string): boolean {
     if (this.closed) return false;
     const ok = this.res.write(text);
-    if (!ok && this.stallTimer === undefined) {
-      this.stallTimer = this.clock.setTimeout(() => {
-        this.res.destroy();
-        this.finish('write stalled');
-      }, this.writeStallMs);
+    if (this.stallTimer !== undefined) {
+      this.queuedSinceArm += Buffer.byteLength(text);
+    } else if (!ok) {
+      this.armStallTimer();
     }
     return ok;
+  }
+
+  /**
+   * Closes the stream if nothing at all is flushed for `writeStallMs`. A reader
+   * that is slow but moving (a big burst on a busy machine) keeps its stream.
+   */
+  private armStallTimer(): void {
+    const bufferedAtArm = this.res.writableLength;
+    this.queuedSinceArm = 0;
+    this.stallTimer = this.clock.setTimeout(() => {
+      const flushed = bufferedAtArm + this.queuedSinceArm - this.res.writableLength;
+      this.stallTimer = undefined;
+      if (flushed > 0 && this.res.writableLength > 0) {
+        this.armStallTimer();
+      } else if (flushed <= 0) {
+        this.res.destroy();
+        this.finish('write stalled');
+      }
+    }, this.writeStallMs);
   }
 
   private finish(reason: string): void {
