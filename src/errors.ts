@@ -16,8 +16,17 @@ export const errorCatalogue = {
   PB_ERR_QUEUE_FULL: { status: 429, message: "the user's queue holds QUEUE_MAX_LENGTH messages" },
   PB_ERR_TOO_MANY_STREAMS: { status: 429, message: 'this user has MAX_STREAMS_PER_USER open streams' },
   PB_ERR_USER_NOT_FOUND: { status: 404, message: 'no such user' },
+  PB_ERR_MESSAGE_NOT_FOUND: { status: 404, message: "no such message in the user's mailbox" },
+  PB_ERR_ROOM_NOT_FOUND: { status: 404, message: 'no such room (a room exists while it has members)' },
+  PB_ERR_NOT_A_MEMBER: { status: 404, message: 'this user is not a member of the room' },
+  PB_ERR_SCHEDULE_NOT_FOUND: { status: 404, message: 'no such recurring schedule for this user' },
+  PB_ERR_SCHEDULED_NOT_FOUND: { status: 404, message: 'no pending scheduled message with this id for this user' },
   PB_ERR_REDIS_UNAVAILABLE: { status: 503, message: 'storage is unavailable, try again' },
   PB_ERR_SHUTTING_DOWN: { status: 503, message: 'server is shutting down' },
+  PB_ERR_CLIENT_NOT_BUILT: {
+    status: 503,
+    message: 'the browser client is not built: run `npx tsc -p tsconfig.client.json` (npm start and npm test do it first)',
+  },
   PB_ERR_INTERNAL: { status: 500, message: 'internal error' },
 } as const satisfies Record<string, { status: number; message: string }>;
 
@@ -53,7 +62,7 @@ export class AppError extends Error {
 export function isRedisUnavailable(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
   const text = `${err.name} ${err.message}`;
-  return /Connection is closed|enableOfflineQueue|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|Command timed out|MaxRetriesPerRequest|LOADING|Stream isn't writeable|connect/i.test(
+  return /Connection is closed|enableOfflineQueue|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|Command timed out|MaxRetriesPerRequest|LOADING|Stream isn't writeable|Connection|Reached the max retries/i.test(
     text,
   );
 }
