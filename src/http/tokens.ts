@@ -9,9 +9,14 @@ export interface Tokens {
   verify(token: string): Promise<string>;
 }
 
+/** Verified tokens remembered, so an ack does not pay a WebCrypto HMAC each time. */
+const VERIFIED_CACHE_SIZE = 10_000;
+
 /** HS256 stream tokens: `sub` is the user, `exp` is required. */
 export function createTokens(secret: string, clock: Clock): Tokens {
   const key = new TextEncoder().encode(secret);
+  // token → user and expiry (epoch ms); only tokens that passed jwtVerify enter.
+  const verified = new Map<string, { userId: string; expiresAt: number }>();
   return {
     async issue(userId, ttlSeconds) {
       const iat = Math.floor(clock.now() / 1000);
@@ -25,6 +30,12 @@ export function createTokens(secret: string, clock: Clock): Tokens {
       return { token, expiresAt: new Date(exp * 1000).toISOString() };
     },
     async verify(token) {
+      const known = verified.get(token);
+      if (known !== undefined) {
+        if (clock.now() < known.expiresAt) return known.userId;
+        verified.delete(token);
+        throw new AppError('PB_ERR_TOKEN_INVALID', 'stream token has expired');
+      }
       try {
         const { payload } = await jwtVerify(token, key, {
           algorithms: ['HS256'],
@@ -32,6 +43,12 @@ export function createTokens(secret: string, clock: Clock): Tokens {
           currentDate: new Date(clock.now()),
         });
         if (typeof payload.sub !== 'string' || payload.sub.length === 0) throw new Error('empty sub');
+        if (verified.size >= VERIFIED_CACHE_SIZE) {
+          // Maps iterate in insertion order: drop the oldest entry.
+          const oldest = verified.keys().next().value;
+          if (oldest !== undefined) verified.delete(oldest);
+        }
+        verified.set(token, { userId: payload.sub, expiresAt: (payload.exp ?? 0) * 1000 });
         return payload.sub;
       } catch (err) {
         const reason = err instanceof joseErrors.JWTExpired ? 'stream token has expired' : undefined;

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startApp, type TestApp } from '../helpers/start-app.js';
+import { startApp } from '../helpers/start-app.js';
 import { startRedis, type TestRedis } from '../helpers/start-redis.js';
 import { openSse, sleep } from '../helpers/read-sse.js';
 import { spawnServer, TEST_KEYS } from '../helpers/spawn-server.js';
