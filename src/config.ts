@@ -52,8 +52,27 @@ const schema = z.object({
   DEAD_MAX_LENGTH: int(1, 1_000_000).default(1000),
   /** A stream whose socket buffer stays full this long is closed; its messages are redelivered. @defaultValue 10000 */
   WRITE_STALL_MS: int(100, 600_000).default(10_000),
+  /** Period of the housekeeping job that drops messages past their TTL from mailboxes nobody drains. @defaultValue 60000 */
+  HOUSEKEEPING_INTERVAL_MS: int(100, 86_400_000).default(60_000),
+  /** Room members appended per pipelined round trip of a fan-out job. @defaultValue 500 */
+  FANOUT_CHUNK_SIZE: int(1, 10_000).default(500),
+  /** How long a fan-out remembers which members it already delivered to, for retries; bounds Redis memory. @defaultValue 3600000 (1 h) */
+  FANOUT_DEDUP_WINDOW_MS: int(1000, 30 * 86_400_000).default(3_600_000),
+  /** BullMQ job lock; a job of a dead node is taken over by another within about twice this. @defaultValue 30000 */
+  JOB_LOCK_MS: int(200, 600_000).default(30_000),
   /** Where the embedded redis-server keeps its append-only file. @defaultValue './data' */
   DATA_DIR: z.string().min(1).default('./data'),
+  /** Users one admin listing (sorted by backlog or age) or stats request reads from the users index at most. @defaultValue 10000 */
+  ADMIN_SCAN_MAX_USERS: int(100, 1_000_000).default(10_000),
+  /**
+   * Serves the demo chat at `/demo`, whose backend hands out tokens and sends messages for any
+   * name typed in, with no login: never on a public server. '1'/'true' or '0'/'false'.
+   * @defaultValue on when NODE_ENV is development, off otherwise
+   */
+  DEMO: z
+    .enum(['0', '1', 'true', 'false'])
+    .transform((v) => v === '1' || v === 'true')
+    .optional(),
   /** @defaultValue 'info' */
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
@@ -61,7 +80,9 @@ const schema = z.object({
 export type RawConfig = z.infer<typeof schema>;
 
 /** The validated configuration, with keys always present. */
-export interface Config extends Omit<RawConfig, 'API_KEY' | 'ADMIN_KEY' | 'TOKEN_SECRET'> {
+export interface Config extends Omit<RawConfig, 'API_KEY' | 'ADMIN_KEY' | 'TOKEN_SECRET' | 'DEMO'> {
+  /** Whether `/demo` is served; resolved from DEMO and NODE_ENV. */
+  DEMO: boolean;
   API_KEY: string;
   ADMIN_KEY: string;
   TOKEN_SECRET: string;
@@ -101,6 +122,7 @@ export function loadConfig(env: Record<string, string | undefined>): LoadedConfi
     API_KEY: raw.API_KEY ?? generate(),
     ADMIN_KEY: raw.ADMIN_KEY ?? generate(),
     TOKEN_SECRET: raw.TOKEN_SECRET ?? generate() + generate(),
+    DEMO: raw.DEMO ?? raw.NODE_ENV === 'development',
   };
   return { config, generated: missing };
 }

@@ -1,10 +1,13 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { systemClock, type Clock } from './clock.js';
 import type { Config } from './config.js';
 import { createApp } from './http/app.js';
+import { clientRoutes } from './http/client-routes.js';
+import { createDemo } from './http/demo-routes.js';
 import type { AppDeps } from './http/deps.js';
 import { StreamHub } from './http/stream-hub.js';
 import { createTokens } from './http/tokens.js';
@@ -13,6 +16,8 @@ import { createMailbox, type Mailbox } from './queue/mailbox.js';
 import { connectRedis, createCommandConnection, createSubscriberConnection } from './queue/redis.js';
 import { retryAfterSeconds } from './http/producer-routes.js';
 import { createDrainWorker, type DrainWorker } from './workers/drain-worker.js';
+import { createRateSampler } from './workers/rate-sampler.js';
+import { startJobServices } from './workers/job-workers.js';
 import { subscribeWakes } from './workers/wake-subscriber.js';
 
 export interface Postbox {
@@ -24,6 +29,8 @@ export interface Postbox {
   readonly drain: DrainWorker;
   readonly metrics: Metrics;
   readonly redis: Redis;
+  /** The BullMQ queues (scheduled, fanout, housekeeping), for the admin. */
+  readonly queues: Queue[];
   listen(port: number, host: string): Promise<string>;
   /** Graceful: stop accepting, end the streams, finish requests, stop the workers, close Redis. */
   close(): Promise<void>;
@@ -86,6 +93,15 @@ export async function createPostbox(
     options: { drainIntervalMs: config.DRAIN_INTERVAL_MS, ackTimeoutMs: config.ACK_TIMEOUT_MS },
   });
   await subscribeWakes(subscriber, mailbox.keys.wakeChannel(), (userId) => drain.wake(userId), logger);
+  const rates = createRateSampler({
+    metrics,
+    redis,
+    clock,
+    logger,
+    nodesKey: mailbox.keys.nodes(),
+    load: () => ({ streams: hub.size, users: [...hub.users()].length }),
+  });
+  const jobs = await startJobServices({ config, redisUrl, redis, mailbox, metrics, logger, clock });
 
   let closing = false;
   const deps: AppDeps = {
@@ -96,6 +112,11 @@ export async function createPostbox(
     drain,
     tokens: createTokens(config.TOKEN_SECRET, clock),
     metrics,
+    schedules: jobs.schedules,
+    rooms: jobs.rooms,
+    fanout: jobs.queues.fanout,
+    jobQueues: jobs.queues,
+    rates,
     logger,
     clock,
     wake: (userId) => {
@@ -103,7 +124,9 @@ export async function createPostbox(
     },
     isClosing: () => closing,
   };
-  const app = createApp(deps);
+  // The demo's backend calls this node's public API at its listening address, as an application would.
+  const demo = config.DEMO ? createDemo({ apiUrl: () => url, apiKey: config.API_KEY, logger }) : undefined;
+  const app = createApp(deps, [clientRoutes(), ...(demo ? [demo.router] : [])]);
   const server = createServer(app.callback());
   let url = '';
 
@@ -117,6 +140,7 @@ export async function createPostbox(
     drain,
     metrics,
     redis,
+    queues: jobs.queues.all,
     async listen(port, host) {
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
@@ -133,12 +157,18 @@ export async function createPostbox(
     async close() {
       if (closing) return;
       closing = true;
+      demo?.close();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       // Streams end cleanly; browsers reconnect (to another node) with Last-Event-ID.
       hub.closeAll('shutdown');
       server.closeIdleConnections();
       await drain.close();
+      await rates.close();
+      await jobs.close();
+      // Requests under way may finish; keep-alive sockets that fall idle meanwhile are closed too.
+      const reaper = setInterval(() => server.closeIdleConnections(), 100);
       await Promise.race([closed, new Promise((r) => setTimeout(r, 5000).unref())]);
+      clearInterval(reaper);
       server.closeAllConnections();
       await Promise.allSettled([redis.quit(), subscriber.quit()]);
       redis.disconnect();

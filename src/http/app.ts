@@ -1,10 +1,13 @@
 import Koa from 'koa';
 import type Router from '@koa/router';
 import { adminRoutes } from './admin-routes.js';
+import { adminUiRoutes } from './admin-ui.js';
 import type { AppDeps } from './deps.js';
 import { errorMiddleware } from './error-middleware.js';
 import { healthRoutes } from './health-routes.js';
 import { producerRoutes } from './producer-routes.js';
+import { roomRoutes } from './room-routes.js';
+import { scheduleRoutes } from './schedule-routes.js';
 import { subscriberRoutes } from './subscriber-routes.js';
 
 /**
@@ -20,6 +23,9 @@ export function createApp(deps: AppDeps, extraRoutes: Router[] = []): Koa {
     producerRoutes(deps),
     subscriberRoutes(deps),
     adminRoutes(deps),
+    scheduleRoutes(deps),
+    roomRoutes(deps),
+    adminUiRoutes(deps),
     ...extraRoutes,
   ]) {
     app.use(router.routes());

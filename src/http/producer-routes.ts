@@ -1,6 +1,7 @@
 import Router from '@koa/router';
 import { AppError } from '../errors.js';
 import type { NewMessage } from '../queue/mailbox.js';
+import { MAX_SCHEDULE_AHEAD_MS } from '../queue/schedules.js';
 import { requireKey } from './auth.js';
 import { jsonBody, validate } from './body.js';
 import type { AppDeps } from './deps.js';
@@ -8,7 +9,7 @@ import { batchBody, enqueueBody, tokenBody, userId as userIdSchema, type Enqueue
 
 /** Producer routes: enqueue one or many messages, issue stream tokens. */
 export function producerRoutes(deps: AppDeps): Router {
-  const { config, mailbox, metrics, tokens, hub, drain } = deps;
+  const { config, mailbox, metrics, tokens, schedules, clock } = deps;
   const router = new Router();
   const auth = requireKey('producer', { apiKey: config.API_KEY, adminKey: config.ADMIN_KEY }, tokens);
   const body = jsonBody(config.BODY_MAX_BYTES);
@@ -26,26 +27,58 @@ export function producerRoutes(deps: AppDeps): Router {
     return { userId, event: m.event, data, key: m.key, ttlMs: m.ttlMs };
   }
 
-  /** Local streams drain at once; other nodes hear the script's PUBLISH. */
-  function wakeLocal(userId: string): void {
-    if (hub.isConnected(userId)) drain.wake(userId);
+  /**
+   * When a message with `delayMs` / `deliverAt` is due, epoch ms; undefined
+   * when it is due now (no schedule, or a time already past).
+   */
+  function dueAt(m: { delayMs?: number | undefined; deliverAt?: string | number | undefined }, index?: number) {
+    const now = clock.now();
+    let at: number | undefined;
+    if (m.delayMs !== undefined) at = now + m.delayMs;
+    else if (typeof m.deliverAt === 'number') at = m.deliverAt;
+    else if (m.deliverAt !== undefined) at = Date.parse(m.deliverAt);
+    if (at === undefined || at <= now) return undefined;
+    if (at - now > MAX_SCHEDULE_AHEAD_MS) {
+      const path = index === undefined ? 'deliverAt' : `messages.${index}.deliverAt`;
+      const message = `${path}: at most a year ahead`;
+      throw new AppError('PB_ERR_VALIDATION', message, { details: [{ path, message: 'at most a year ahead' }] });
+    }
+    return at;
   }
 
   router.post('/v1/users/:userId/messages', auth, body, async (ctx) => {
     const userId = validate(userIdSchema, ctx.params.userId);
-    const message = toMessage(userId, validate(enqueueBody, ctx.request.body));
-    const result = await mailbox.enqueue(message);
-    if (result.created) {
-      metrics.enqueued.inc();
-      wakeLocal(userId);
+    const input = validate(enqueueBody, ctx.request.body);
+    const message = toMessage(userId, input);
+    const deliverAt = dueAt(input);
+    if (deliverAt !== undefined) {
+      // Held as a BullMQ delayed job; it enters the mailbox (and gets its event id) when due.
+      const [scheduled] = await schedules.scheduleMany([{ message, deliverAt }]);
+      ctx.status = 202;
+      ctx.body = {
+        scheduledId: scheduled?.scheduledId,
+        userId,
+        deliverAt: new Date(scheduled?.deliverAt ?? deliverAt).toISOString(),
+      };
+      return;
     }
+    const result = await mailbox.enqueue(message);
+    // The enqueue script PUBLISHes a wake: the node holding the user's stream (this one too) drains at once.
+    if (result.created) metrics.enqueued.inc();
     ctx.status = result.created ? 201 : 200;
     ctx.body = { id: result.id, userId, enqueuedAt: new Date(result.enqueuedAt).toISOString() };
   });
 
   router.post('/v1/messages', auth, body, async (ctx) => {
     const batch = validate(batchBody, ctx.request.body);
-    const messages = batch.messages.map((m, i) => toMessage(m.userId, m, i));
+    const all = batch.messages.map((m, i) => toMessage(m.userId, m, i));
+    const due = batch.messages.map((m, i) => dueAt(m, i));
+    const later = all.flatMap((message, index) => {
+      const deliverAt = due[index];
+      return deliverAt === undefined ? [] : [{ index, message, deliverAt }];
+    });
+    const nowIndexes = all.flatMap((_, index) => (due[index] === undefined ? [index] : []));
+    const messages = nowIndexes.map((i) => all[i] as NewMessage);
     // Check every queue first so a batch that would overflow one changes nothing.
     const lengths = await mailbox.lengths(messages.map((m) => m.userId));
     const incoming = new Map<string, number>();
@@ -60,22 +93,36 @@ export function producerRoutes(deps: AppDeps): Router {
         );
       }
     }
-    const results = await mailbox.enqueueMany(messages);
+    const scheduled = await schedules.scheduleMany(later);
+    const results = messages.length > 0 ? await mailbox.enqueueMany(messages) : [];
     const errors: Array<{ index: number; userId: string; code: string; message: string }> = [];
-    const ids = results.map((r, index) => {
+    // One slot per message of the request; scheduled ones are null here and listed in `scheduled`.
+    const ids: Array<string | null> = all.map(() => null);
+    results.forEach((r, i) => {
+      const index = nowIndexes[i] as number;
       if (r instanceof AppError) {
         // Only a concurrent producer filling the queue between the check and the write lands here.
-        errors.push({ index, userId: messages[index]?.userId ?? '', code: r.code, message: r.message });
-        return null;
+        errors.push({ index, userId: messages[i]?.userId ?? '', code: r.code, message: r.message });
+        return;
       }
-      if (r.created) {
-        metrics.enqueued.inc();
-        wakeLocal(r.userId);
-      }
-      return r.id;
+      if (r.created) metrics.enqueued.inc();
+      ids[index] = r.id;
     });
-    ctx.status = 201;
-    ctx.body = errors.length > 0 ? { ids, errors } : { ids };
+    ctx.status = messages.length > 0 ? 201 : 202;
+    ctx.body = {
+      ids,
+      ...(scheduled.length > 0
+        ? {
+            scheduled: scheduled.map((s, i) => ({
+              index: later[i]?.index,
+              scheduledId: s.scheduledId,
+              userId: s.userId,
+              deliverAt: new Date(s.deliverAt).toISOString(),
+            })),
+          }
+        : {}),
+      ...(errors.length > 0 ? { errors } : {}),
+    };
   });
 
   router.post('/v1/tokens', auth, body, async (ctx) => {

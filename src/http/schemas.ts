@@ -16,17 +16,32 @@ const data = z.custom<unknown>((v) => v !== undefined, { message: 'data is requi
 const messageFields = {
   event: eventName.default('message'),
   data,
-  key: z.string().min(1).max(256).optional(),
-  /** Dropped, never delivered, after this long. */
+  // Control characters are kept for internal keys (appends by jobs), so no producer key collides with one.
+  key: z
+    .string()
+    .min(1)
+    .max(256)
+    .refine((k) => !Array.from(k).some((c) => c < ' '), 'must not contain control characters')
+    .optional(),
+  /** Dropped, never delivered, after this long (for a scheduled message: after it is due). */
   ttlMs: z.number().int().min(1).max(365 * 86_400_000).optional(),
+  /** Held this long before it enters the mailbox, ms. */
+  delayMs: z.number().int().min(0).max(365 * 86_400_000, 'at most a year').optional(),
+  /** Held until then: ISO time or epoch ms; a time in the past delivers now. */
+  deliverAt: z.union([z.iso.datetime({ offset: true }), z.number().int().min(0)]).optional(),
 };
 
-export const enqueueBody = z.strictObject(messageFields);
+const oneSchedule: [(m: { delayMs?: unknown; deliverAt?: unknown }) => boolean, { message: string; path: string[] }] = [
+  (m) => m.delayMs === undefined || m.deliverAt === undefined,
+  { message: 'give delayMs or deliverAt, not both', path: ['deliverAt'] },
+];
+
+export const enqueueBody = z.strictObject(messageFields).refine(...oneSchedule);
 export type EnqueueBody = z.infer<typeof enqueueBody>;
 
 export const batchBody = z.strictObject({
   messages: z
-    .array(z.strictObject({ userId, ...messageFields }))
+    .array(z.strictObject({ userId, ...messageFields }).refine(...oneSchedule))
     .min(1)
     .max(1000, 'at most 1000 messages per batch'),
 });

@@ -10,10 +10,20 @@ export interface Keys {
   dead(userId: string): string;
   /** The record of one idempotency key: a string holding the first event id. */
   idempotency(userId: string, key: string): string;
+  /** The user's recurring schedules: a hash, field = schedule name, value = BullMQ job scheduler id. */
+  schedules(userId: string): string;
+  /** Members of a room: a sorted set, every score 0, so members page and fan out in lexical order. */
+  room(room: string): string;
+  /** Sorted set (score 0) of rooms that have members, for the admin. */
+  rooms(): string;
+  /** Hash of the last housekeeping run: `at` (epoch ms), `expired`, `ms`. */
+  housekeeping(): string;
   /** Sorted set of users that have had messages; the admin prunes empty ones. */
   users(): string;
   /** Pub/sub channel on which enqueues and acks wake the drain of whichever node holds the user. */
   wakeChannel(): string;
+  /** Hash of node reports (open streams per node) for the admin: field = node, value = JSON. */
+  nodes(): string;
 }
 
 export function createKeys(prefix: string): Keys {
@@ -21,8 +31,13 @@ export function createKeys(prefix: string): Keys {
     mailbox: (userId) => `${prefix}:{${userId}}:m`,
     dead: (userId) => `${prefix}:{${userId}}:dead`,
     idempotency: (userId, key) => `${prefix}:{${userId}}:idem:${key}`,
+    schedules: (userId) => `${prefix}:{${userId}}:schedules`,
+    room: (room) => `${prefix}:room:{${room}}:members`,
+    rooms: () => `${prefix}:rooms`,
+    housekeeping: () => `${prefix}:housekeeping`,
     users: () => `${prefix}:users`,
     wakeChannel: () => `${prefix}:wake`,
+    nodes: () => `${prefix}:nodes`,
   };
 }
 

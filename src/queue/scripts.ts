@@ -8,6 +8,12 @@ export interface ScriptCommands {
   pbEnqueue(mailbox: string, idempotency: string, ...args: Arg[]): Promise<[number, string | number]>;
   pbPop(mailbox: string, dead: string, ...args: Arg[]): Promise<PopReply>;
   pbAck(mailbox: string, ...args: Arg[]): Promise<number>;
+  // Admin (src/queue/admin-queries.ts).
+  pbAdminCounts(mailbox: string, dead: string, group: string): Promise<[number, number, number, string]>;
+  pbAdminPurge(mailbox: string, dead: string, group: string): Promise<[number, number, number, number]>;
+  pbAdminDelete(mailbox: string, group: string, id: string): Promise<number>;
+  pbAdminRetry(mailbox: string, dead: string, ...args: Arg[]): Promise<[number, ...string[]]>;
+  pbAdminIndexPage(index: string, score: string, member: string, count: number): Promise<string[]>;
 }
 
 export type PopReply = [number, number, number, number, ...Array<[string, string, string, number]>];
@@ -16,6 +22,11 @@ const scripts = {
   pbEnqueue: { file: 'enqueue.lua', numberOfKeys: 2 },
   pbPop: { file: 'pop.lua', numberOfKeys: 2 },
   pbAck: { file: 'ack.lua', numberOfKeys: 1 },
+  pbAdminCounts: { file: 'admin-counts.lua', numberOfKeys: 2 },
+  pbAdminPurge: { file: 'admin-purge.lua', numberOfKeys: 2 },
+  pbAdminDelete: { file: 'admin-delete.lua', numberOfKeys: 1 },
+  pbAdminRetry: { file: 'admin-retry.lua', numberOfKeys: 2 },
+  pbAdminIndexPage: { file: 'admin-index-page.lua', numberOfKeys: 1 },
 } as const;
 
 const sources = new Map<string, string>();

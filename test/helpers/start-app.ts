@@ -18,7 +18,7 @@ export interface TestApp {
   close(): Promise<void>;
 }
 
-/** A whole postbox node against `redisUrl`, listening on port 0. */
+/** A whole postbox node against `redisUrl`, listening on port 0, or on `overrides.PORT` (to restart a node in place). */
 export async function startApp(redisUrl: string, overrides: Overrides = {}): Promise<TestApp> {
   const config = testConfig({
     API_KEY: 'test-api-key-0123456789',
@@ -28,7 +28,7 @@ export async function startApp(redisUrl: string, overrides: Overrides = {}): Pro
   });
   const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
   const node = await createPostbox(config, { redisUrl, logger });
-  const url = await node.listen(0, '127.0.0.1');
+  const url = await node.listen(Number(overrides.PORT ?? 0), '127.0.0.1');
   return buildClient(node, config, url);
 }
 

@@ -1,0 +1,101 @@
+import Router from '@koa/router';
+import { z } from 'zod';
+import { AppError } from '../errors.js';
+import { MIN_EVERY_MS, SCHEDULED_ID_PATTERN } from '../queue/schedules.js';
+import { requireKey } from './auth.js';
+import { jsonBody, validate } from './body.js';
+import type { AppDeps } from './deps.js';
+import { eventName, userId as userIdSchema } from './schemas.js';
+
+const scheduleName = z.string().regex(/^[A-Za-z0-9._:-]{1,64}$/, 'schedule name must match ^[A-Za-z0-9._:-]{1,64}$');
+const scheduledId = z.string().regex(SCHEDULED_ID_PATTERN, 'not a scheduled message id');
+
+const recurringBody = z
+  .strictObject({
+    /** Period, ms. */
+    every: z
+      .number()
+      .int()
+      .min(MIN_EVERY_MS, `every must be at least ${MIN_EVERY_MS} ms`)
+      .max(365 * 86_400_000)
+      .optional(),
+    /** Cron pattern: 5 fields, or 6 with seconds first. */
+    cron: z.string().min(1).max(256).optional(),
+    /** IANA time zone of `cron`. */
+    tz: z.string().min(1).max(64).optional(),
+    event: eventName.default('message'),
+    data: z.custom<unknown>((v) => v !== undefined, { message: 'data is required' }),
+    /** Each message is dropped, never delivered, this long after it is sent. */
+    ttlMs: z
+      .number()
+      .int()
+      .min(1)
+      .max(365 * 86_400_000)
+      .optional(),
+  })
+  .refine((b) => (b.every === undefined) !== (b.cron === undefined), {
+    message: 'give exactly one of every (ms) or cron',
+    path: ['every'],
+  })
+  .refine((b) => b.tz === undefined || b.cron !== undefined, { message: 'tz applies to cron only', path: ['tz'] });
+
+/**
+ * Cancelling scheduled messages, and recurring schedules (BullMQ job
+ * schedulers) per user: PUT creates or replaces one, GET lists, DELETE removes.
+ */
+export function scheduleRoutes(deps: AppDeps): Router {
+  const { config, schedules, tokens } = deps;
+  const router = new Router();
+  const auth = requireKey('producer', { apiKey: config.API_KEY, adminKey: config.ADMIN_KEY }, tokens);
+  const body = jsonBody(config.BODY_MAX_BYTES);
+
+  router.delete('/v1/users/:userId/scheduled/:id', auth, async (ctx) => {
+    const userId = validate(userIdSchema, ctx.params.userId);
+    const id = ctx.params.id ?? '';
+    // A malformed id cannot name a scheduled message: 404 like any unknown one.
+    if (!scheduledId.safeParse(id).success || !(await schedules.cancel(userId, id))) {
+      throw new AppError('PB_ERR_SCHEDULED_NOT_FOUND', `user ${userId} has no pending scheduled message ${id}`);
+    }
+    ctx.status = 204;
+  });
+
+  router.put('/v1/users/:userId/schedules/:name', auth, body, async (ctx) => {
+    const userId = validate(userIdSchema, ctx.params.userId);
+    const name = validate(scheduleName, ctx.params.name);
+    const input = validate(recurringBody, ctx.request.body);
+    const data = JSON.stringify(input.data);
+    const size = Buffer.byteLength(data);
+    if (size > config.MESSAGE_MAX_BYTES) {
+      throw new AppError(
+        'PB_ERR_MESSAGE_TOO_LARGE',
+        `data is ${size} bytes as JSON; MESSAGE_MAX_BYTES is ${config.MESSAGE_MAX_BYTES}`,
+      );
+    }
+    const { created, view } = await schedules.upsertRecurring(userId, name, {
+      every: input.every,
+      cron: input.cron,
+      tz: input.tz,
+      event: input.event,
+      data,
+      ttlMs: input.ttlMs,
+    });
+    ctx.status = created ? 201 : 200;
+    ctx.body = { userId, ...view };
+  });
+
+  router.get('/v1/users/:userId/schedules', auth, async (ctx) => {
+    const userId = validate(userIdSchema, ctx.params.userId);
+    ctx.body = { userId, schedules: await schedules.listRecurring(userId) };
+  });
+
+  router.delete('/v1/users/:userId/schedules/:name', auth, async (ctx) => {
+    const userId = validate(userIdSchema, ctx.params.userId);
+    const name = validate(scheduleName, ctx.params.name);
+    if (!(await schedules.removeRecurring(userId, name))) {
+      throw new AppError('PB_ERR_SCHEDULE_NOT_FOUND', `user ${userId} has no schedule ${name}`);
+    }
+    ctx.status = 204;
+  });
+
+  return router;
+}

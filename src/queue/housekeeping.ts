@@ -1,0 +1,125 @@
+import { readFileSync } from 'node:fs';
+import type { Redis } from 'ioredis';
+import type { Clock } from '../clock.js';
+import { GROUP, type Keys } from './keys.js';
+
+export interface HousekeepingOptions {
+  /** Users taken from the index per ZSCAN, and mailboxes per pipelined round trip. @defaultValue 500 */
+  usersPerChunk?: number;
+  /** Stream entries one script call scans, which bounds how long it holds Redis. @defaultValue 1000 */
+  entriesPerCall?: number;
+  /** An empty mailbox with no new entry for this long is deleted, ms; 0 keeps them. @defaultValue 3600000 */
+  emptyIdleMs?: number;
+}
+
+export interface SweepResult {
+  /** Mailboxes looked at. */
+  users: number;
+  /** Messages dropped past their TTL. */
+  expired: number;
+  /** Empty, idle mailboxes deleted. */
+  deleted: number;
+  /** Epoch ms when the sweep ended. */
+  at: number;
+  ms: number;
+}
+
+export interface Housekeeper {
+  /** One pass over every mailbox in the users index. */
+  sweep(): Promise<SweepResult>;
+  /** The last sweep of any node, from Redis; undefined before the first. */
+  lastRun(): Promise<SweepResult | undefined>;
+}
+
+type ExpireReply = [expired: number, next: string, deleted: number];
+type WithExpire = Redis & { pbExpire(mailbox: string, ...args: Array<string | number>): Promise<ExpireReply> };
+
+const lua = readFileSync(new URL('./lua/expire.lua', import.meta.url), 'utf8');
+
+/**
+ * Drops messages past their TTL from every mailbox, including those nobody
+ * drains (the drain worker drops them only for connected users), and deletes
+ * empty idle mailboxes, so Redis memory stays bounded. Idempotency records
+ * need no sweep: they are written with PX and expire by themselves.
+ */
+export function createHousekeeper(deps: {
+  redis: Redis;
+  keys: Keys;
+  clock: Clock;
+  options?: HousekeepingOptions;
+}): Housekeeper {
+  const { keys, clock } = deps;
+  const usersPerChunk = deps.options?.usersPerChunk ?? 500;
+  const entriesPerCall = deps.options?.entriesPerCall ?? 1000;
+  const emptyIdleMs = deps.options?.emptyIdleMs ?? 3_600_000;
+  if (!('pbExpire' in deps.redis)) deps.redis.defineCommand('pbExpire', { numberOfKeys: 1, lua });
+  const redis = deps.redis as WithExpire;
+
+  /** Sweeps one chunk of users, calling the script again for mailboxes longer than one call scans. */
+  async function sweepUsers(userIds: string[], now: number): Promise<{ expired: number; emptied: string[] }> {
+    let expired = 0;
+    const emptied: string[] = [];
+    let todo = userIds.map((userId) => ({ userId, from: '-' }));
+    while (todo.length > 0) {
+      const pipeline = redis.pipeline() as ReturnType<Redis['pipeline']> & {
+        pbExpire(...args: Array<string | number>): unknown;
+      };
+      for (const t of todo) pipeline.pbExpire(keys.mailbox(t.userId), GROUP, now, t.from, entriesPerCall, emptyIdleMs);
+      const replies = (await pipeline.exec()) ?? [];
+      const next: typeof todo = [];
+      todo.forEach((t, i) => {
+        const [err, reply] = replies[i] ?? [new Error('missing pipeline reply'), null];
+        if (err) throw err;
+        const [n, from, deleted] = reply as ExpireReply;
+        expired += n;
+        if (from !== '') next.push({ userId: t.userId, from });
+        if (deleted === 1) emptied.push(t.userId);
+      });
+      todo = next;
+    }
+    return { expired, emptied };
+  }
+
+  /** Users with neither a mailbox nor dead letters leave the index; a racing enqueue puts them back. */
+  async function unindex(userIds: string[]): Promise<void> {
+    if (userIds.length === 0) return;
+    const dead = await Promise.all(userIds.map((u) => redis.exists(keys.dead(u))));
+    const gone = userIds.filter((_, i) => dead[i] === 0);
+    if (gone.length === 0) return;
+    await redis.zrem(keys.users(), ...gone);
+    const back = await Promise.all(gone.map((u) => redis.exists(keys.mailbox(u))));
+    const readd = gone.filter((_, i) => back[i] === 1);
+    if (readd.length > 0) await redis.zadd(keys.users(), 'NX', ...readd.flatMap((u) => [clock.now(), u]));
+  }
+
+  return {
+    async sweep() {
+      const started = clock.now();
+      let cursor = '0';
+      let users = 0;
+      let expired = 0;
+      let deleted = 0;
+      do {
+        const [next, flat] = await redis.zscan(keys.users(), cursor, 'COUNT', usersPerChunk);
+        cursor = next;
+        const userIds = flat.filter((_, i) => i % 2 === 0);
+        users += userIds.length;
+        const result = await sweepUsers(userIds, clock.now());
+        expired += result.expired;
+        deleted += result.emptied.length;
+        await unindex(result.emptied);
+      } while (cursor !== '0');
+      const at = clock.now();
+      const run: SweepResult = { users, expired, deleted, at, ms: at - started };
+      await redis.hset(keys.housekeeping(), { ...run });
+      return run;
+    },
+
+    async lastRun() {
+      const h = await redis.hgetall(keys.housekeeping());
+      if (h.at === undefined) return undefined;
+      const n = (field: string) => Number(h[field] ?? 0);
+      return { users: n('users'), expired: n('expired'), deleted: n('deleted'), at: n('at'), ms: n('ms') };
+    },
+  };
+}

@@ -1,0 +1,182 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { CronExpressionParser } from 'cron-parser';
+import type { Redis } from 'ioredis';
+import { AppError } from '../errors.js';
+import type { Clock } from '../clock.js';
+import type { DeliverJobData, JobQueues } from './jobs.js';
+import type { Keys } from './keys.js';
+
+/** `deliverAt` may be at most this far ahead: one year, ms. */
+export const MAX_SCHEDULE_AHEAD_MS = 365 * 86_400_000;
+/** Smallest `every` of a recurring schedule, ms. */
+export const MIN_EVERY_MS = 100;
+/** Ids of scheduled messages, as the cancel route accepts them. */
+export const SCHEDULED_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** BullMQ job names in the `scheduled` queue. */
+export const JOB_SCHEDULED = 'scheduled';
+export const JOB_RECURRING = 'recurring';
+
+export interface ScheduledMessage {
+  scheduledId: string;
+  userId: string;
+  /** Epoch ms. */
+  deliverAt: number;
+}
+
+export interface RecurringSpec {
+  /** Period, ms (exclusive with `cron`). */
+  every?: number | undefined;
+  /** Cron pattern, 5 fields or 6 with seconds first (exclusive with `every`). */
+  cron?: string | undefined;
+  /** IANA time zone of `cron`. @defaultValue the server's */
+  tz?: string | undefined;
+  event: string;
+  /** JSON text of the data sent each time. */
+  data: string;
+  ttlMs?: number | undefined;
+}
+
+export interface RecurringView {
+  name: string;
+  every?: number;
+  cron?: string;
+  tz?: string;
+  event: string;
+  data: unknown;
+  ttlMs?: number;
+  /** When the next message is due, ISO time; null when none is planned. */
+  next: string | null;
+}
+
+/** Scheduled (one-off, delayed) and recurring messages, held as BullMQ jobs until due. */
+export interface Schedules {
+  /** Holds each message as a delayed job until its `deliverAt`. */
+  scheduleMany(items: Array<{ message: DeliverJobData; deliverAt: number }>): Promise<ScheduledMessage[]>;
+  /** Cancels a pending scheduled message of this user; false when there is none with this id. */
+  cancel(userId: string, scheduledId: string): Promise<boolean>;
+  upsertRecurring(userId: string, name: string, spec: RecurringSpec): Promise<{ created: boolean; view: RecurringView }>;
+  listRecurring(userId: string): Promise<RecurringView[]>;
+  removeRecurring(userId: string, name: string): Promise<boolean>;
+}
+
+/**
+ * Throws PB_ERR_VALIDATION unless `cron` parses and fires at least once, with
+ * the same parser BullMQ uses, so a schedule never fails inside BullMQ.
+ */
+export function validateCron(cron: string, tz: string | undefined): void {
+  try {
+    CronExpressionParser.parse(cron, tz === undefined ? {} : { tz }).next();
+  } catch (err) {
+    const reason = err instanceof Error ? err.message : String(err);
+    throw new AppError('PB_ERR_VALIDATION', `cron: ${reason}`, { details: [{ path: 'cron', message: reason }] });
+  }
+}
+
+/**
+ * BullMQ builds iteration job ids as `repeat:<schedulerId>:<ms>` and rejects
+ * ids with more colons; user ids and names may hold `:` but never `%` or `/`,
+ * so this encoding is reversible and keeps users apart.
+ */
+function schedulerId(userId: string, name: string): string {
+  return `${userId}/${name}`.replaceAll(':', '%3A');
+}
+
+export function createSchedules(deps: { queues: JobQueues; redis: Redis; keys: Keys; clock: Clock }): Schedules {
+  const { redis, keys, clock } = deps;
+  const queue = deps.queues.scheduled;
+
+  /** The same producer key gives the same job, so a retried request schedules once. */
+  function jobIdFor(m: DeliverJobData): string {
+    if (m.key === undefined) return `s-${randomUUID()}`;
+    return `k-${createHash('sha256').update(`${m.userId}\n${m.key}`).digest('base64url').slice(0, 32)}`;
+  }
+
+  function view(name: string, json: Awaited<ReturnType<typeof queue.getJobScheduler>>): RecurringView | undefined {
+    const data = json?.template?.data;
+    if (json === undefined || data === undefined) return undefined;
+    return {
+      name,
+      ...(json.every !== undefined && json.every !== null ? { every: Number(json.every) } : {}),
+      ...(json.pattern ? { cron: json.pattern } : {}),
+      ...(json.tz ? { tz: json.tz } : {}),
+      event: data.event,
+      data: JSON.parse(data.data) as unknown,
+      ...(data.ttlMs !== undefined ? { ttlMs: data.ttlMs } : {}),
+      next: json.next ? new Date(Number(json.next)).toISOString() : null,
+    };
+  }
+
+  return {
+    async scheduleMany(items) {
+      if (items.length === 0) return [];
+      const now = clock.now();
+      const jobs = await queue.addBulk(
+        items.map(({ message, deliverAt }) => ({
+          name: JOB_SCHEDULED,
+          data: message,
+          opts: { jobId: jobIdFor(message), delay: Math.max(0, deliverAt - now) },
+        })),
+      );
+      return Promise.all(
+        jobs.map(async (job, i) => {
+          const item = items[i];
+          if (item === undefined || job.id === undefined) throw new Error('addBulk returned fewer jobs');
+          let deliverAt = item.deliverAt;
+          if (item.message.key !== undefined) {
+            // An earlier request with this key may have scheduled it already: report that one's time.
+            const existing = await queue.getJob(job.id);
+            if (existing !== undefined) deliverAt = existing.timestamp + (existing.opts.delay ?? 0);
+          }
+          return { scheduledId: job.id, userId: item.message.userId, deliverAt };
+        }),
+      );
+    },
+
+    async cancel(userId, scheduledId) {
+      const job = await queue.getJob(scheduledId);
+      if (job === undefined || job.name !== JOB_SCHEDULED || job.data.userId !== userId) return false;
+      const state = await job.getState();
+      if (state !== 'delayed' && state !== 'waiting' && state !== 'prioritized') return false;
+      try {
+        await job.remove();
+        return true;
+      } catch (err) {
+        // A worker took it between getState and remove: it is being delivered now.
+        if (err instanceof Error && /locked/i.test(err.message)) return false;
+        throw err;
+      }
+    },
+
+    async upsertRecurring(userId, name, spec) {
+      if (spec.cron !== undefined) validateCron(spec.cron, spec.tz);
+      const id = schedulerId(userId, name);
+      // Index first: a crash in between leaves an index entry without a scheduler, which
+      // listing skips, rather than a scheduler nobody can list.
+      const created = (await redis.hset(keys.schedules(userId), name, id)) === 1;
+      const data: DeliverJobData = { userId, event: spec.event, data: spec.data, ttlMs: spec.ttlMs };
+      await queue.upsertJobScheduler(
+        id,
+        spec.cron !== undefined ? { pattern: spec.cron, ...(spec.tz ? { tz: spec.tz } : {}) } : { every: spec.every },
+        { name: JOB_RECURRING, data },
+      );
+      const result = view(name, await queue.getJobScheduler(id));
+      if (result === undefined) throw new Error(`job scheduler ${id} vanished right after its upsert`);
+      return { created, view: result };
+    },
+
+    async listRecurring(userId) {
+      const names = Object.keys(await redis.hgetall(keys.schedules(userId))).sort();
+      const views = await Promise.all(
+        names.map(async (name) => view(name, await queue.getJobScheduler(schedulerId(userId, name)))),
+      );
+      return views.filter((v): v is RecurringView => v !== undefined);
+    },
+
+    async removeRecurring(userId, name) {
+      const removed = await queue.removeJobScheduler(schedulerId(userId, name));
+      const unindexed = await redis.hdel(keys.schedules(userId), name);
+      return removed || unindexed === 1;
+    },
+  };
+}
