@@ -1,21 +1,167 @@
 import Router from '@koa/router';
+import type { Context } from 'koa';
+import { z } from 'zod';
 import { AppError } from '../errors.js';
+import { createAdminQueries } from '../queue/admin-queries.js';
+import { listRooms, recentFanouts } from '../queue/admin-rooms.js';
+import { countScheduled } from '../queue/admin-scheduled.js';
 import { requireKey } from './auth.js';
+import { jsonBody, validate } from './body.js';
 import type { AppDeps } from './deps.js';
-import { validate } from './body.js';
-import { userId as userIdSchema } from './schemas.js';
+import { USER_ID_PATTERN, eventId, userId as userIdSchema } from './schemas.js';
 
-/** Admin routes: inspect a user's queue. */
+const limit = (fallback: number) => z.coerce.number().int().min(1).max(1000, 'limit: at most 1000').default(fallback);
+
+const listQuery = z.object({
+  limit: limit(50),
+  // No sort: index order (when users first got messages) with a keyset cursor.
+  sort: z.enum(['index', 'backlog', 'age']).default('index'),
+  cursor: z.string().min(1).max(1024).optional(),
+});
+const viewQuery = z.object({ limit: limit(50) });
+const roomName = z.string().regex(USER_ID_PATTERN, 'room must match ^[A-Za-z0-9._:@-]{1,128}$');
+const pageQuery = z.object({ limit: limit(50), cursor: roomName.optional() });
+const retryBody = z.strictObject({ ids: z.array(eventId).min(1).max(1000, 'at most 1000 ids per call').optional() });
+
+/** Pending scheduled jobs read at most to count one user's (see countScheduled). */
+const SCHEDULED_SCAN_MAX = 2000;
+
+/**
+ * Admin API: list, inspect and repair users' queues, and node stats. Bearer
+ * ADMIN_KEY only (`requireKey`: anything else is 401, the producer key or a
+ * stream token 403). Every change is logged at info with who, what, target
+ * and when.
+ */
 export function adminRoutes(deps: AppDeps): Router {
-  const { config, mailbox, hub, tokens } = deps;
+  const { config, mailbox, hub, tokens, logger, clock, metrics, rates, rooms, jobQueues } = deps;
   const router = new Router();
   const auth = requireKey('admin', { apiKey: config.API_KEY, adminKey: config.ADMIN_KEY }, tokens);
+  const body = jsonBody(config.BODY_MAX_BYTES);
+  const queries = createAdminQueries({
+    redis: deps.redis,
+    clock,
+    options: {
+      keyPrefix: config.KEY_PREFIX,
+      queueMaxLength: config.QUEUE_MAX_LENGTH,
+      scanMaxUsers: config.ADMIN_SCAN_MAX_USERS,
+    },
+  });
+
+  /** The audit line of one admin change. There is one admin key, so "who" is that role plus the caller's address. */
+  function audit(ctx: Context, action: string, target: Record<string, unknown>, result: Record<string, unknown>): void {
+    logger.info(
+      { audit: { actor: 'admin', ip: ctx.ip, action, target, at: new Date(clock.now()).toISOString() }, result },
+      `admin ${action}`,
+    );
+  }
+
+  /** A retry body is optional: no body at all means "every dead letter". */
+  const optionalBody = async (ctx: Context, next: () => Promise<unknown>) => {
+    const empty = (ctx.request.length ?? 0) === 0 && ctx.get('transfer-encoding') === '';
+    if (empty) {
+      ctx.request.body = {};
+      return next();
+    }
+    return body(ctx, next);
+  };
+
+  router.get('/admin/queues', auth, async (ctx) => {
+    const query = validate(listQuery, ctx.query);
+    const page = await queries.list(query);
+    ctx.body = { ...page, queues: page.queues.map((q) => ({ ...q, connections: hub.count(q.userId) })) };
+  });
 
   router.get('/admin/queues/:userId', auth, async (ctx) => {
     const userId = validate(userIdSchema, ctx.params.userId);
-    const view = await mailbox.inspect(userId);
-    if (view === undefined) throw new AppError('PB_ERR_USER_NOT_FOUND', `user ${userId} has no queue`);
-    ctx.body = { ...view, connections: hub.count(userId) };
+    const { limit: max } = validate(viewQuery, ctx.query);
+    const [view, scheduled, recurring] = await Promise.all([
+      mailbox.inspect(userId, max),
+      countScheduled(jobQueues.scheduled, userId, SCHEDULED_SCAN_MAX),
+      deps.schedules.listRecurring(userId),
+    ]);
+    if (view === undefined && scheduled.scheduled === 0 && recurring.length === 0) {
+      throw new AppError('PB_ERR_USER_NOT_FOUND', `user ${userId} has no queue`);
+    }
+    const empty = { userId, waiting: 0, inflight: 0, dead: 0, oldestWaiting: [], inflightMessages: [], deadLetters: [] };
+    const oldest = view?.oldestWaiting[0]?.enqueuedAt;
+    ctx.body = {
+      ...(view ?? empty),
+      scheduled: scheduled.scheduled,
+      scheduledTruncated: scheduled.truncated,
+      recurring: recurring.length,
+      connections: hub.count(userId),
+      oldestWaitingAgeMs: oldest === undefined ? null : Math.max(0, clock.now() - oldest),
+    };
+  });
+
+  router.delete('/admin/queues/:userId', auth, async (ctx) => {
+    const userId = validate(userIdSchema, ctx.params.userId);
+    const removed = await queries.purge(userId);
+    if (removed === undefined) throw new AppError('PB_ERR_USER_NOT_FOUND', `user ${userId} has no queue`);
+    audit(ctx, 'purge', { userId }, removed);
+    ctx.body = { userId, removed };
+  });
+
+  router.post('/admin/queues/:userId/dead/retry', auth, optionalBody, async (ctx) => {
+    const userId = validate(userIdSchema, ctx.params.userId);
+    const { ids } = validate(retryBody, ctx.request.body ?? {});
+    const result = await queries.retryDead(userId, ids);
+    if (result === undefined) throw new AppError('PB_ERR_USER_NOT_FOUND', `user ${userId} has no queue`);
+    if (result.retried > 0) metrics.enqueued.inc(result.retried);
+    audit(ctx, 'retry-dead', { userId, ids: ids ?? 'all' }, { ...result });
+    ctx.body = { userId, ...result };
+  });
+
+  router.delete('/admin/queues/:userId/messages/:id', auth, async (ctx) => {
+    const userId = validate(userIdSchema, ctx.params.userId);
+    const id = validate(eventId, ctx.params.id);
+    const outcome = await queries.deleteMessage(userId, id);
+    if (outcome === 'no-user') throw new AppError('PB_ERR_USER_NOT_FOUND', `user ${userId} has no queue`);
+    if (outcome === 'no-message') {
+      throw new AppError('PB_ERR_MESSAGE_NOT_FOUND', `user ${userId} has no waiting or in-flight message ${id}`);
+    }
+    // A freed in-flight slot lets the drain write the next message now rather than on the next tick.
+    deps.wake(userId);
+    audit(ctx, 'delete-message', { userId, id }, { removed: 1 });
+    ctx.body = { userId, id, removed: true };
+  });
+
+  router.get('/admin/stats', auth, async (ctx) => {
+    const [totals, nodes] = await Promise.all([queries.totals(), rates.nodes()]);
+    ctx.body = {
+      at: new Date(clock.now()).toISOString(),
+      totals,
+      node: { name: rates.node, streams: hub.size, users: [...hub.users()].length },
+      nodes,
+      // This node's counters; every node samples its own.
+      rates: { windowSeconds: 60, perSecond: rates.rates(60_000) },
+      series: rates.series(),
+    };
+  });
+
+  router.get('/admin/rooms', auth, async (ctx) => {
+    const { limit: max, cursor } = validate(pageQuery, ctx.query);
+    ctx.body = await listRooms(deps.redis, mailbox.keys, cursor, max);
+  });
+
+  router.get('/admin/rooms/:room', auth, async (ctx) => {
+    const room = validate(roomName, ctx.params.room);
+    const { limit: max, cursor } = validate(pageQuery, ctx.query);
+    const [{ members }, page, fanouts] = await Promise.all([
+      rooms.count(room),
+      rooms.page(room, cursor, max + 1),
+      recentFanouts(deps.fanout, room),
+    ]);
+    if (members === 0) throw new AppError('PB_ERR_ROOM_NOT_FOUND', `room ${room} has no members`);
+    const shown = page.slice(0, max);
+    ctx.body = {
+      room,
+      members,
+      // Members in name order, with their streams on this node.
+      page: shown.map((userId) => ({ userId, connections: hub.count(userId) })),
+      nextCursor: page.length > max ? (shown[shown.length - 1] ?? null) : null,
+      fanouts,
+    };
   });
 
   return router;

@@ -1,0 +1,83 @@
+import { readFile } from 'node:fs/promises';
+import Router from '@koa/router';
+import type { Context } from 'koa';
+import { AppError } from '../errors.js';
+import { requireKey } from './auth.js';
+import { createAdminSessions, cookieOr, type AdminSessions } from './admin-session.js';
+import type { AppDeps } from './deps.js';
+import { createJobsBoard } from './jobs-board.js';
+
+/** The page's files, served from disk next to this module (no build step). */
+const ASSETS: Record<string, { file: string; type: string }> = {
+  page: { file: 'index.html', type: 'text/html; charset=utf-8' },
+  'admin.js': { file: 'admin.js', type: 'text/javascript; charset=utf-8' },
+  'admin.css': { file: 'admin.css', type: 'text/css; charset=utf-8' },
+};
+
+/** Scripts and styles come from this origin only; nothing inline, no CDN, no framing. */
+const PAGE_CSP = [
+  "default-src 'none'",
+  "script-src 'self'",
+  "style-src 'self'",
+  "connect-src 'self'",
+  "img-src 'self' data:",
+  "form-action 'self'",
+  "frame-ancestors 'none'",
+  "base-uri 'none'",
+].join('; ');
+
+/** A Koa middleware serving bull-board under /admin/jobs (see jobs-board.ts). */
+export type JobsBoard = (ctx: Context, next: () => Promise<unknown>) => Promise<unknown>;
+
+/**
+ * The admin page and its session: `GET /admin` (no auth: the page asks for
+ * the key and calls the API with it), its assets, `POST /admin/session` (sets
+ * the cookie bull-board needs), `DELETE /admin/session`, and `/admin/jobs`
+ * (bull-board over the BullMQ queues; the session cookie or the Bearer key).
+ */
+export function adminUiRoutes(deps: AppDeps): Router {
+  const { config, tokens, clock } = deps;
+  const router = new Router();
+  const auth = requireKey('admin', { apiKey: config.API_KEY, adminKey: config.ADMIN_KEY }, tokens);
+  const sessions: AdminSessions = createAdminSessions(config.ADMIN_KEY, clock);
+  const cache = new Map<string, Buffer>();
+
+  async function serve(ctx: Context, name: string): Promise<void> {
+    const asset = ASSETS[name];
+    if (asset === undefined) throw new AppError('PB_ERR_NOT_FOUND');
+    let bytes = cache.get(name);
+    if (bytes === undefined) {
+      bytes = await readFile(new URL(`./admin-page/${asset.file}`, import.meta.url));
+      cache.set(name, bytes);
+    }
+    ctx.type = asset.type;
+    ctx.set('Cache-Control', 'no-cache');
+    ctx.set('X-Content-Type-Options', 'nosniff');
+    ctx.set('Referrer-Policy', 'no-referrer');
+    if (name === 'page') {
+      ctx.set('Content-Security-Policy', PAGE_CSP);
+      ctx.set('X-Frame-Options', 'DENY');
+    }
+    ctx.body = bytes;
+  }
+
+  router.get('/admin', (ctx) => serve(ctx, 'page'));
+  router.get('/admin/assets/:file', (ctx) => serve(ctx, ctx.params.file ?? ''));
+
+  router.post('/admin/session', auth, (ctx) => {
+    sessions.open(ctx);
+    ctx.status = 204;
+  });
+  router.delete('/admin/session', (ctx) => {
+    sessions.close(ctx);
+    ctx.status = 204;
+  });
+
+  const board = createJobsBoard(deps.jobQueues.all);
+  const guard = cookieOr(sessions, auth);
+  const mount = async (ctx: Context, next: () => Promise<unknown>) => guard(ctx, async () => void (await board(ctx, next)));
+  router.all('/admin/jobs', mount);
+  router.all('/admin/jobs/{*rest}', mount);
+
+  return router;
+}

@@ -1,0 +1,160 @@
+import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openSse, sleep, type SseReader } from '../helpers/read-sse.js';
+import { startApp, type TestApp } from '../helpers/start-app.js';
+import { startRedis, type TestRedis } from '../helpers/start-redis.js';
+
+// The admin page in headless Chromium, against a real node and Redis.
+const CHROMIUM = '/usr/bin/chromium';
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const ARTIFACTS = `${root}test-artifacts/`;
+const WAIT = { timeout: 20_000 };
+
+let redis: TestRedis;
+let app: TestApp;
+let browser: Browser;
+const streams: SseReader[] = [];
+const pageErrors: string[] = [];
+
+beforeAll(async () => {
+  if (!existsSync(CHROMIUM)) {
+    throw new Error(`Chromium is not installed at ${CHROMIUM}: run apt-get install -y chromium (browser tests never skip)`);
+  }
+  mkdirSync(ARTIFACTS, { recursive: true });
+  mkdirSync(`${root}docs`, { recursive: true });
+  redis = await startRedis();
+  app = await startApp(redis.url, { DRAIN_INTERVAL_MS: 50, ACK_TIMEOUT_MS: 1000, MAX_DELIVERIES: 2 });
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+  });
+});
+afterAll(async () => {
+  for (const s of streams) s.close();
+  await browser?.close();
+  await app?.close();
+  await redis?.stop();
+});
+
+const stream = async (userId: string) => {
+  const token = await app.token(userId);
+  const sse = await openSse(`${app.url}/v1/stream?token=${encodeURIComponent(token)}`);
+  streams.push(sse);
+  return { sse, token };
+};
+
+/** Queues that look like a working system: backlogs, a connected user, dead letters, traffic for the chart. */
+async function seed(): Promise<void> {
+  const dead = await stream('dave');
+  for (let i = 0; i < 2; i += 1) await app.enqueue('dave', { type: 'report.ready', report: 7700 + i });
+  // Two deliveries each, never acked: dead letters once the drain (of a connected user) sees the timeout.
+  await dead.sse.waitFor(4, 10_000);
+  for (let i = 0; i < 100; i += 1) {
+    if (((await (await app.admin('/admin/queues/dave')).json()) as { dead: number }).dead === 2) break;
+    await sleep(100);
+  }
+  dead.sse.close();
+  const reader = await stream('erin');
+  for (let round = 0; round < 4; round += 1) {
+    for (let i = 0; i < 6; i += 1) await app.enqueue('erin', { type: 'chat.message', text: `hello ${round}.${i}` });
+    const events = await reader.sse.waitFor((round + 1) * 6);
+    await app.ack(reader.token, events.slice(round * 6).map((e) => e.id!));
+    await sleep(700);
+  }
+  for (let i = 0; i < 12; i += 1) await app.enqueue('alice', { type: 'invoice.paid', invoice: 1040 + i, amount: 99 });
+  for (let i = 0; i < 4; i += 1) await app.enqueue('bob', { type: 'job.progress', job: 'export-17', percent: 25 * i });
+  for (let i = 0; i < 7; i += 1) await app.enqueue('carol@example.com', { type: 'alert', level: i % 3 ? 'info' : 'warn' });
+}
+
+async function openAdmin(): Promise<Page> {
+  const context = await browser.newContext({ viewport: { width: 1440, height: 1000 } });
+  const page = await context.newPage();
+  page.on('pageerror', (error) => pageErrors.push(error.message));
+  page.on('response', (r) => void (r.status() === 404 && pageErrors.push(`404 ${r.url()}`)));
+  // A CSP violation or a failed script shows up as a console error.
+  page.on('console', (m) => void (m.type() === 'error' && !/401|Unauthorized/.test(m.text()) && pageErrors.push(m.text())));
+  await page.goto(`${app.url}/admin`);
+  return page;
+}
+
+const cell = (page: Page, userId: string, col: string) => page.locator(`#queues tr[data-user="${userId}"] td[data-col="${col}"]`);
+
+describe('admin page', () => {
+  it('asks for the key, shows a user backlog, purges it and shows the count drop', async () => {
+    await seed();
+    const page = await openAdmin();
+
+    // A wrong key is refused, and the page says so.
+    await page.locator('#login').waitFor(WAIT);
+    await page.fill('#key', 'not-the-admin-key');
+    await page.click('#login-form button[type="submit"]');
+    await expect.poll(() => page.textContent('#login-error'), WAIT).toMatch(/invalid credentials|not accepted/);
+
+    await page.fill('#key', app.config.ADMIN_KEY);
+    await page.click('#login-form button[type="submit"]');
+    await page.locator('#app').waitFor(WAIT);
+
+    // Sorted by backlog, with live counts.
+    await expect.poll(() => cell(page, 'alice', 'waiting').textContent(), WAIT).toBe('12');
+    const order = await page.locator('#queues tr').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-user')));
+    expect(order.slice(0, 3)).toEqual(['alice', 'carol@example.com', 'bob']);
+    await expect.poll(() => cell(page, 'dave', 'dead').textContent(), WAIT).toBe('2');
+    await expect.poll(() => page.textContent('#t-streams'), WAIT).toBe('1'); // erin's stream
+
+    // Live: a new message shows up without a reload.
+    await app.enqueue('bob', { type: 'job.progress', job: 'export-17', percent: 100 });
+    await expect.poll(() => cell(page, 'bob', 'waiting').textContent(), WAIT).toBe('5');
+
+    await page.click('#queues tr[data-user="alice"]');
+    await expect.poll(() => page.textContent('#d-waiting'), WAIT).toBe('12');
+    await page.locator('#d-waiting-rows tr').nth(11).waitFor(WAIT);
+    await expect.poll(() => page.locator('#chart polyline').count(), WAIT).toBe(4);
+    await page.screenshot({ path: `${ARTIFACTS}admin.png`, fullPage: true });
+    copyFileSync(`${ARTIFACTS}admin.png`, `${root}docs/admin.png`);
+
+    // Purge asks first; Cancel changes nothing.
+    await page.click('#purge');
+    await page.locator('#confirm').waitFor(WAIT);
+    expect(await page.textContent('#confirm-text')).toContain('alice');
+    await page.click('#confirm button[value="cancel"]');
+    await sleep(500);
+    expect(await page.textContent('#d-waiting')).toBe('12');
+
+    await page.click('#purge');
+    await page.click('#confirm-ok');
+    await expect.poll(() => page.textContent('#toast'), WAIT).toContain('Purged alice: 12 waiting');
+    await expect.poll(() => page.textContent('#d-waiting'), WAIT).toBe('0');
+    // Nothing left: alice leaves the list of queues.
+    await expect.poll(() => page.locator('#queues tr[data-user="alice"]').count(), WAIT).toBe(0);
+    const res = await app.admin('/admin/queues/alice');
+    expect(await res.json()).toMatchObject({ waiting: 0, inflight: 0, dead: 0 });
+    await page.screenshot({ path: `${ARTIFACTS}admin-after-purge.png`, fullPage: true });
+
+    // Retry dave's dead letters from the page.
+    await page.click('#queues tr[data-user="dave"]');
+    await expect.poll(() => page.textContent('#d-dead'), WAIT).toBe('2');
+    await page.click('#retry-all');
+    await page.click('#confirm-ok');
+    await expect.poll(() => cell(page, 'dave', 'waiting').textContent(), WAIT).toBe('2');
+    expect(await cell(page, 'dave', 'dead').textContent()).toBe('0');
+
+    // The key is kept for this tab: a reload goes straight to the queues.
+    await page.reload();
+    await expect.poll(() => cell(page, 'bob', 'waiting').textContent(), WAIT).toBe('5');
+    expect(await page.isVisible('#login')).toBe(false);
+
+    // The session cookie opens bull-board from a plain link.
+    const jobs = await page.context().newPage();
+    const queuesApi = jobs.waitForResponse((r) => r.url().includes('/admin/jobs/api/queues'), WAIT);
+    const response = await jobs.goto(`${app.url}/admin/jobs`);
+    expect(response?.status()).toBe(200);
+    expect((await queuesApi).status()).toBe(200);
+    await jobs.getByText('Loading').first().waitFor({ state: 'detached', ...WAIT });
+    await jobs.screenshot({ path: `${ARTIFACTS}admin-jobs.png` });
+
+    expect(pageErrors).toEqual([]);
+    await page.context().close();
+  });
+});
