@@ -1,0 +1,572 @@
+/**
+ * postbox browser client: one EventSource per client, dedupe by event id,
+ * batched acks, reconnection with backoff and fresh tokens.
+ *
+ * No runtime dependencies and no DOM types in its signatures (it only names
+ * the few members it uses), so it also runs in Node or a worker given an
+ * EventSource and a fetch.
+ */
+
+export type PostboxState = 'connecting' | 'open' | 'reconnecting' | 'closed';
+
+/** One delivered message. `data` is the parsed JSON, not validated against `T`. */
+export interface PostboxMessage<T = unknown> {
+  /** The event id, `<ms>-<seq>`; the id to ack. */
+  id: string;
+  /** The event name, `message` unless the producer set one. */
+  event: string;
+  data: T;
+}
+
+export type PostboxHandler<T = unknown> = (msg: PostboxMessage<T>) => void | Promise<void>;
+
+/** What went wrong, for {@link PostboxLifecycleEvent} `error`. */
+export type PostboxErrorSource = 'handler' | 'data' | 'ack' | 'token';
+
+export type PostboxLifecycleEvent =
+  | { type: 'open' }
+  /** The client reconnects after `delayMs` (backoff with jitter); `attempt` counts failures since the last open. */
+  | { type: 'reconnecting'; attempt: number; delayMs: number }
+  /** `message` is set for `handler` and `data` errors; that message was not acked and will be redelivered. */
+  | { type: 'error'; source: PostboxErrorSource; error: unknown; message?: PostboxMessage };
+
+/** Errors the client itself raises; handler errors are passed on unchanged. */
+export class PostboxError extends Error {
+  constructor(
+    readonly code: 'PB_CLIENT_BAD_DATA' | 'PB_CLIENT_ACK_FAILED' | 'PB_CLIENT_ACKS_DROPPED' | 'PB_CLIENT_TOKEN',
+    message: string,
+    readonly status?: number,
+  ) {
+    super(message);
+    this.name = 'PostboxError';
+  }
+}
+
+/** The event fields the client reads: EventSource's MessageEvent, or its plain open/error Event. */
+export interface EventSourceEventLike {
+  readonly type: string;
+  readonly data?: unknown;
+  readonly lastEventId?: string;
+}
+
+/** The part of the WHATWG EventSource the client uses; the browser's `EventSource` fits. */
+export interface EventSourceLike {
+  addEventListener(type: string, listener: (event: EventSourceEventLike) => void): void;
+  close(): void;
+}
+
+export type EventSourceConstructorLike = new (url: string) => EventSourceLike;
+
+/** The part of `fetch` the client uses; the global `fetch` fits. */
+export type FetchLike = (
+  url: string,
+  init: { method: string; headers: Record<string, string>; body: string; keepalive?: boolean },
+) => Promise<{ ok: boolean; status: number }>;
+
+export interface BackoffOptions {
+  /** Ceiling of the first retry's delay, in ms. @defaultValue 500 */
+  minMs?: number;
+  /** Largest delay, in ms. @defaultValue 30000 */
+  maxMs?: number;
+}
+
+/**
+ * Delay before reconnect attempt `attempt` (1-based): exponential with full
+ * jitter, a uniform pick in [0, min(maxMs, minMs·2^(attempt-1))), so a
+ * thousand tabs cut off by one server restart do not all come back at once.
+ */
+export function backoffDelay(attempt: number, options: BackoffOptions = {}, random: () => number = Math.random): number {
+  const minMs = options.minMs ?? 500;
+  const maxMs = Math.max(minMs, options.maxMs ?? 30_000);
+  const ceiling = Math.min(maxMs, minMs * 2 ** Math.max(0, attempt - 1));
+  return Math.floor(random() * ceiling);
+}
+
+/**
+ * The `exp` of a JWT, in ms since the epoch, read without verifying the
+ * signature (the server verifies it); undefined when the token is not a JWT
+ * or has no numeric `exp`.
+ */
+export function decodeTokenExpiry(token: string): number | undefined {
+  const payload = token.split('.')[1];
+  if (payload === undefined) return undefined;
+  try {
+    // base64url (RFC 7515 §2) to base64, which atob reads.
+    const base64 = payload.replace(/-/g, '+').replace(/_/g, '/').padEnd(Math.ceil(payload.length / 4) * 4, '=');
+    const claims: unknown = JSON.parse(atob(base64));
+    const exp = (claims as { exp?: unknown } | null)?.exp;
+    return typeof exp === 'number' && Number.isFinite(exp) ? exp * 1000 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A set of ids that forgets the oldest once it holds `size`. */
+export interface IdMemory {
+  has(id: string): boolean;
+  /** Adds the id, or makes it the newest if already there. */
+  add(id: string): void;
+  delete(id: string): void;
+  readonly size: number;
+}
+
+export function createIdMemory(size: number): IdMemory {
+  const limit = Math.max(1, Math.floor(size));
+  // A Set iterates in insertion order, so its first value is the oldest.
+  const ids = new Set<string>();
+  return {
+    has: (id) => ids.has(id),
+    add(id) {
+      ids.delete(id);
+      ids.add(id);
+      if (ids.size > limit) ids.delete(ids.values().next().value as string);
+    },
+    delete: (id) => void ids.delete(id),
+    get size() {
+      return ids.size;
+    },
+  };
+}
+
+export interface AckBatcherOptions {
+  /** Posts one batch; rejecting keeps the ids queued for the next try. */
+  send: (ids: string[]) => Promise<void>;
+  /** Told about failed sends and dropped ids. @defaultValue ignore */
+  onError?: (error: unknown) => void;
+  /** Longest wait before queued ids are sent, in ms. @defaultValue 100 */
+  intervalMs?: number;
+  /** Queued ids that trigger a send at once. @defaultValue 100 */
+  batchSize?: number;
+  /** Most ids in one `send` (the server takes up to 1000 per call). @defaultValue 1000 */
+  maxPerSend?: number;
+  /** Most ids kept queued; beyond it the oldest are dropped. @defaultValue 10000 */
+  maxQueued?: number;
+  /** Wait after a failed send before trying again, in ms. @defaultValue 1000 */
+  retryMs?: number;
+}
+
+export interface AckBatcher {
+  add(ids: string | readonly string[]): void;
+  /** Sends everything queued; resolves when done or when a send failed (the ids stay queued). Never rejects. */
+  flush(): Promise<void>;
+  /** Flushes once more, then ignores further ids and stops its timers. */
+  close(): Promise<void>;
+  readonly queued: number;
+}
+
+export function createAckBatcher(options: AckBatcherOptions): AckBatcher {
+  const { send, onError = () => {}, intervalMs = 100, batchSize = 100, maxPerSend = 1000 } = options;
+  const { maxQueued = 10_000, retryMs = 1000 } = options;
+  const queue = new Set<string>(); // insertion order = age; an id acked twice is sent once
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let inflight: Promise<void> | undefined;
+  let failing = false; // after a failed send, wait for the retry timer instead of sending on every add
+  let closed = false;
+
+  function schedule(ms: number): void {
+    if (timer !== undefined || closed) return;
+    timer = setTimeout(() => {
+      timer = undefined;
+      failing = false;
+      void flush();
+    }, ms);
+  }
+
+  function trim(): void {
+    // A dropped ack costs one redelivery, not a message: the redelivered id is
+    // still in the client's dedupe memory, so it is acked again, not re-handled.
+    const excess = queue.size - maxQueued;
+    if (excess <= 0) return;
+    const oldest = [...queue].slice(0, excess);
+    for (const id of oldest) queue.delete(id);
+    onError(new PostboxError('PB_CLIENT_ACKS_DROPPED', `dropped ${excess} unsent acks (queue over ${maxQueued})`));
+  }
+
+  async function drain(): Promise<void> {
+    try {
+      while (queue.size > 0) {
+        const batch = [...queue].slice(0, maxPerSend);
+        for (const id of batch) queue.delete(id);
+        try {
+          await send(batch);
+        } catch (error) {
+          // Back in front, oldest first, to go out with the next batch.
+          const rest = [...queue];
+          queue.clear();
+          for (const id of [...batch, ...rest]) queue.add(id);
+          trim();
+          onError(error);
+          failing = true;
+          if (timer !== undefined) clearTimeout(timer);
+          timer = undefined;
+          schedule(retryMs);
+          return;
+        }
+      }
+    } finally {
+      // Cleared here, not in a .finally() callback, so an add() that runs
+      // between the last send and that callback starts a new drain.
+      inflight = undefined;
+    }
+  }
+
+  function flush(): Promise<void> {
+    if (inflight) return inflight;
+    if (queue.size === 0) return Promise.resolve(); // drain would finish before `inflight` is set
+    if (timer !== undefined) clearTimeout(timer);
+    timer = undefined;
+    inflight = drain();
+    return inflight;
+  }
+
+  return {
+    add(ids) {
+      if (closed) return;
+      for (const id of typeof ids === 'string' ? [ids] : ids) queue.add(id);
+      trim();
+      if (queue.size >= batchSize && !failing) void flush();
+      else schedule(failing ? retryMs : intervalMs);
+    },
+    flush,
+    close() {
+      closed = true; // no retry timer after this flush
+      if (timer !== undefined) clearTimeout(timer);
+      timer = undefined;
+      return flush();
+    },
+    get queued() {
+      return queue.size;
+    },
+  };
+}
+
+export interface PostboxOptions {
+  /** Base URL of the postbox server, e.g. `https://push.example.com`, or `''` for the page's own origin. */
+  url: string;
+  /** A stream token (from the app's backend, which gets it from `POST /v1/tokens`). @defaultValue none: `getToken` is then required */
+  token?: string;
+  /**
+   * Supplies stream tokens: called for the first one when `token` is absent;
+   * before a reconnect that follows a connection that never opened (an
+   * EventSource hides the status, so any refusal may be an expired token);
+   * whenever the token has less than 30 s left; and when an ack is refused with 401.
+   * @defaultValue none: the same token is used until `close()`
+   */
+  getToken?: () => Promise<string> | string;
+  /**
+   * Event names to receive besides `message`. EventSource delivers a named
+   * event only to listeners of that name: a message whose name is neither
+   * listed here nor passed to `on()` is dropped by the browser unseen and
+   * never handled.
+   * @defaultValue []
+   */
+  events?: readonly string[];
+  /**
+   * Ack each message once all its handlers have returned (and their promises
+   * resolved). Messages of an event with no handler are acked at once, so they
+   * do not pile up. With `false`, call `ack(id)` yourself.
+   * @defaultValue true
+   */
+  autoAck?: boolean;
+  /** How many handled event ids to remember, so a redelivered message is not handled twice. @defaultValue 1000 */
+  dedupeSize?: number;
+  /** Delays of reconnects (the client makes them all itself); reset once a stream opens. @defaultValue `{ minMs: 500, maxMs: 30000 }` */
+  backoff?: BackoffOptions;
+  /** EventSource constructor, for tests or non-browser use. @defaultValue globalThis.EventSource */
+  EventSource?: EventSourceConstructorLike;
+  /** fetch, used for acks. @defaultValue globalThis.fetch */
+  fetch?: FetchLike;
+}
+
+export interface PostboxClient {
+  /**
+   * Handles messages of one event name (`message` for unnamed ones). Handlers
+   * start in arrival order; an async one does not hold back the next message.
+   * A throw or rejection leaves the message unacked (it will be redelivered)
+   * and is reported as a lifecycle `error`. Returns the unsubscribe function.
+   */
+  on<T = unknown>(event: string, handler: PostboxHandler<T>): () => void;
+  /** Called on every change of `state`. Returns the unsubscribe function. */
+  onState(handler: (state: PostboxState) => void): () => void;
+  /** Called on `open`, `reconnecting` (with the delay) and `error` (handler, data, ack, token). Returns the unsubscribe function. */
+  onLifecycle(handler: (event: PostboxLifecycleEvent) => void): () => void;
+  /** Acks by event id, batched like auto-acks (at most every 100 ms, or at once when 100 wait). */
+  ack(id: string | readonly string[]): void;
+  /** Sends the waiting acks now. Never rejects: a failed send is reported as an `error` and retried. */
+  flushAcks(): Promise<void>;
+  readonly state: PostboxState;
+  /** The id of the last message received. */
+  readonly lastEventId: string | undefined;
+  /** Closes the stream, stops the timers and sends the waiting acks (with `keepalive`, so it works in `pagehide`). */
+  close(): void;
+}
+
+const TOKEN_MARGIN_MS = 30_000;
+
+/** Opens the stream and returns the client; the connection starts asynchronously, so handlers added right after still see every message. */
+export function connect(options: PostboxOptions): PostboxClient {
+  const globals = globalThis as unknown as { EventSource?: EventSourceConstructorLike; fetch?: FetchLike };
+  const EventSourceImpl = options.EventSource ?? globals.EventSource;
+  // Bound, because a browser fetch called as a method of another object throws "Illegal invocation".
+  const fetchImpl = options.fetch ?? globals.fetch?.bind(globalThis);
+  if (!EventSourceImpl || !fetchImpl) throw new TypeError('postbox: no EventSource or fetch here; pass them in the options');
+  const EventSourceCtor: EventSourceConstructorLike = EventSourceImpl;
+  const doFetch: FetchLike = fetchImpl;
+  const { getToken, autoAck = true } = options;
+  if (!options.token && !getToken) throw new TypeError('postbox: pass `token` or `getToken`');
+  const base = options.url.replace(/\/+$/, '');
+  const dedupeSize = options.dedupeSize ?? 1000;
+
+  const handlers = new Map<string, Set<PostboxHandler>>();
+  const stateListeners = new Set<(state: PostboxState) => void>();
+  const lifecycleListeners = new Set<(event: PostboxLifecycleEvent) => void>();
+  const listening = new Set(['message', ...(options.events ?? [])]);
+  const handled = createIdMemory(dedupeSize); // handled without error: never handed to handlers again
+  const unsettled = createIdMemory(dedupeSize); // received but not acked: failed, running, or awaiting ack()
+  const running = new Set<string>();
+  const batcher = createAckBatcher({ send: postAcks, onError: (error) => report('ack', error) });
+  let token = options.token;
+  let refreshing: Promise<string> | undefined;
+  let state: PostboxState = 'connecting';
+  let lastEventId: string | undefined;
+  let source: EventSourceLike | undefined;
+  let attempt = 0; // failed connections since the last open
+  let reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+  let closing = false;
+
+  function notify<A>(listeners: Set<(arg: A) => void>, arg: A): void {
+    for (const listener of [...listeners]) {
+      try {
+        listener(arg);
+      } catch (error) {
+        // As EventTarget does: report the listener's exception, go on with the others.
+        setTimeout(() => {
+          throw error;
+        }, 0);
+      }
+    }
+  }
+
+  function setState(next: PostboxState): void {
+    if (state === next) return;
+    state = next;
+    notify(stateListeners, next);
+  }
+
+  function report(origin: PostboxErrorSource, error: unknown, message?: PostboxMessage): void {
+    const event: PostboxLifecycleEvent = { type: 'error', source: origin, error };
+    notify(lifecycleListeners, message ? { ...event, message } : event);
+  }
+
+  function expiresSoon(t: string): boolean {
+    const exp = decodeTokenExpiry(t);
+    return exp !== undefined && exp - Date.now() < TOKEN_MARGIN_MS;
+  }
+
+  function refreshToken(get: () => Promise<string> | string): Promise<string> {
+    // One getToken call at a time, however many reconnects and ack retries want a token.
+    // Promise.resolve().then() defers the call, so `refreshing` is set before .finally() clears it.
+    refreshing ??= Promise.resolve()
+      .then(get)
+      .then((fresh) => {
+        if (typeof fresh !== 'string' || fresh === '') throw new PostboxError('PB_CLIENT_TOKEN', 'getToken returned no token');
+        token = fresh;
+        return fresh;
+      })
+      .finally(() => {
+        refreshing = undefined;
+      });
+    return refreshing;
+  }
+
+  async function currentToken(force: boolean): Promise<string> {
+    if (getToken && (force || !token || expiresSoon(token))) return refreshToken(getToken);
+    const exp = token === undefined ? undefined : decodeTokenExpiry(token);
+    if (exp !== undefined && exp <= Date.now()) {
+      report('token', new PostboxError('PB_CLIENT_TOKEN', 'the stream token has expired and there is no getToken option'));
+    }
+    return token ?? '';
+  }
+
+  function streamUrl(t: string): string {
+    let url = `${base}/v1/stream?token=${encodeURIComponent(t)}`;
+    // A new EventSource cannot send Last-Event-ID, so the resume point goes in the query.
+    // The server acks everything up to it, so send it only when nothing received is unacked;
+    // without it the server redelivers what is in flight and the dedupe memory acks it again.
+    if (lastEventId && unsettled.size === 0) url += `&lastEventId=${encodeURIComponent(lastEventId)}`;
+    return url;
+  }
+
+  async function openStream(refresh: boolean): Promise<void> {
+    let streamToken: string;
+    try {
+      streamToken = await currentToken(refresh);
+    } catch (error) {
+      if (state === 'closed') return;
+      report('token', error);
+      scheduleReconnect(true);
+      return;
+    }
+    if (state === 'closed') return;
+    const es = new EventSourceCtor(streamUrl(streamToken));
+    source = es;
+    let opened = false;
+    // A message event may be named "open" or "error" too; those carry data, the EventSource's own do not.
+    es.addEventListener('open', (event) => {
+      if (typeof event.data === 'string' || source !== es) return;
+      opened = true;
+      attempt = 0;
+      setState('open');
+      notify(lifecycleListeners, { type: 'open' });
+    });
+    es.addEventListener('error', (event) => {
+      if (typeof event.data === 'string' || source !== es) return;
+      // Every reconnect is made here; the EventSource never gets to retry by itself. A browser
+      // that reconnects sends Last-Event-ID (the last id it saw), and the server acks every
+      // message up to it: that would ack a message whose handler threw or is still running, or
+      // one awaiting ack() with autoAck false, and none of them would come again. streamUrl()
+      // sends the resume point only when nothing received is unacked. Our own reconnects also spread out with jittered backoff (a browser retries
+      // after the same `retry:` delay everywhere, so every tab of a restarted server comes back
+      // in the same instant) and can fetch a fresh token.
+      // An EventSource hides the status of a refusal (401, 429, 5xx), so a connection that never
+      // opened asks getToken for a new token; a stream that opened and then ended had a token the
+      // server accepted, kept unless it expires soon (currentToken() checks that).
+      es.close();
+      source = undefined;
+      scheduleReconnect(!opened);
+    });
+    for (const name of listening) es.addEventListener(name, onFrame);
+  }
+
+  /** `refresh`: ask getToken for a new token first, because the last attempt may have been refused for its token. */
+  function scheduleReconnect(refresh: boolean): void {
+    attempt += 1;
+    const delayMs = backoffDelay(attempt, options.backoff);
+    setState('reconnecting');
+    notify(lifecycleListeners, { type: 'reconnecting', attempt, delayMs });
+    reconnectTimer = setTimeout(() => {
+      reconnectTimer = undefined;
+      void openStream(refresh);
+    }, delayMs);
+  }
+
+  function onFrame(event: EventSourceEventLike): void {
+    if (typeof event.data !== 'string') return; // the EventSource's own open/error events
+    const id = event.lastEventId ?? '';
+    if (id) lastEventId = id;
+    let data: unknown;
+    try {
+      data = JSON.parse(event.data);
+    } catch {
+      // Not acked: after MAX_DELIVERIES it lands in the dead letters, where an operator sees it.
+      if (id) unsettled.add(id);
+      const error = new PostboxError('PB_CLIENT_BAD_DATA', `event ${id} has data that is not JSON`);
+      report('data', error, { id, event: event.type, data: event.data });
+      return;
+    }
+    const msg: PostboxMessage = { id, event: event.type, data };
+    if (id && running.has(id)) return; // the first delivery's outcome decides the ack
+    if (id && handled.has(id)) {
+      // Redelivered because the server has not seen the ack; unless it is still awaiting the app's ack().
+      if (!unsettled.has(id)) batcher.add(id);
+      return;
+    }
+    const list = [...(handlers.get(event.type) ?? [])];
+    if (list.length === 0) {
+      if (autoAck) ack(id);
+      else if (id) unsettled.add(id);
+      return;
+    }
+    if (id) {
+      running.add(id);
+      unsettled.add(id);
+    }
+    // Every handler starts now, in order; the ack waits for all of them.
+    const results = list.map((handler) => {
+      try {
+        return handler(msg);
+      } catch (error) {
+        return Promise.reject(error);
+      }
+    });
+    Promise.all(results)
+      .then(
+        () => {
+          if (!id) return;
+          handled.add(id);
+          if (autoAck) ack(id);
+        },
+        (error: unknown) => report('handler', error, msg),
+      )
+      .finally(() => running.delete(id));
+  }
+
+  function ack(ids: string | readonly string[]): void {
+    for (const id of typeof ids === 'string' ? [ids] : ids) {
+      if (!id) continue;
+      unsettled.delete(id);
+      batcher.add(id);
+    }
+  }
+
+  function post(ids: string[], t: string): ReturnType<FetchLike> {
+    return doFetch(`${base}/v1/acks`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${t}` },
+      body: JSON.stringify({ ids }),
+      keepalive: closing, // outlives the page when close() runs in pagehide; 1000 ids stay under its 64 KiB cap
+    });
+  }
+
+  async function postAcks(ids: string[]): Promise<void> {
+    let res = await post(ids, await currentToken(false));
+    if (res.status === 401 && getToken) res = await post(ids, await refreshToken(getToken));
+    if (res.ok) return;
+    const error = new PostboxError('PB_CLIENT_ACK_FAILED', `POST /v1/acks answered ${res.status}`, res.status);
+    if (res.status === 408 || res.status === 429 || res.status >= 500) throw error; // kept queued, retried
+    // Any other answer (400, 403, 401 with no getToken) would come again: drop these ids.
+    // The server redelivers them, and the dedupe memory acks them again.
+    report('ack', error);
+  }
+
+  void openStream(false);
+
+  return {
+    on<T = unknown>(event: string, handler: PostboxHandler<T>) {
+      const h = handler as PostboxHandler; // T is the caller's claim about `data`, not checked
+      let set = handlers.get(event);
+      if (!set) handlers.set(event, (set = new Set()));
+      set.add(h);
+      if (!listening.has(event)) {
+        listening.add(event);
+        source?.addEventListener(event, onFrame);
+      }
+      return () => void set.delete(h);
+    },
+    onState(handler) {
+      stateListeners.add(handler);
+      return () => void stateListeners.delete(handler);
+    },
+    onLifecycle(handler) {
+      lifecycleListeners.add(handler);
+      return () => void lifecycleListeners.delete(handler);
+    },
+    ack,
+    flushAcks: () => batcher.flush(),
+    get state() {
+      return state;
+    },
+    get lastEventId() {
+      return lastEventId;
+    },
+    close() {
+      if (state === 'closed') return;
+      if (reconnectTimer !== undefined) clearTimeout(reconnectTimer);
+      source?.close();
+      source = undefined;
+      setState('closed');
+      closing = true;
+      void batcher.close();
+    },
+  };
+}

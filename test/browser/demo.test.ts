@@ -1,0 +1,198 @@
+import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ensureClientBuilt } from '../helpers/built-client.js';
+import { startApp, type Overrides, type TestApp } from '../helpers/start-app.js';
+import { startRedis, type TestRedis } from '../helpers/start-redis.js';
+
+// The demo chat in headless Chromium, against a real node and Redis.
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const ARTIFACTS = `${root}test-artifacts/`;
+const CONFIG: Overrides = { DEMO: 1, DRAIN_INTERVAL_MS: 50, ACK_TIMEOUT_MS: 3000 };
+const WAIT = { timeout: 20_000 };
+
+let redis: TestRedis;
+let app: TestApp;
+let browser: Browser;
+const pageErrors: Error[] = [];
+
+beforeAll(async () => {
+  ensureClientBuilt(); // the page imports /client/postbox.js
+  mkdirSync(ARTIFACTS, { recursive: true });
+  redis = await startRedis();
+  app = await startApp(redis.url, CONFIG);
+  browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+  });
+});
+afterAll(async () => {
+  await browser?.close();
+  await app?.close();
+  await redis?.stop();
+});
+
+/** Opens the demo as `name` in its own browser context (its own storage), connected. */
+async function openAs(name: string): Promise<Page> {
+  const context = await browser.newContext({ viewport: { width: 1000, height: 640 } });
+  const page = await context.newPage();
+  page.on('pageerror', (error) => pageErrors.push(error));
+  await page.goto(`${app.url}/demo?user=${name}`);
+  await connected(page);
+  return page;
+}
+
+const connected = (page: Page) => page.locator('#state[data-state="open"]').waitFor(WAIT);
+
+/** Types a message into the open conversation and waits until the backend accepted it. */
+async function say(page: Page, text: string): Promise<void> {
+  const accepted = page.waitForResponse((r) => r.url().endsWith('/demo/api/send') && r.status() === 202, WAIT);
+  await page.fill('#text', text);
+  await page.press('#text', 'Enter');
+  await accepted;
+}
+
+async function openConversation(page: Page, key: string): Promise<void> {
+  if (key.startsWith('@') && (await page.locator(`button[data-conv="${key}"]`).count()) === 0) {
+    await page.fill('#dm-name', key.slice(1));
+    await page.press('#dm-name', 'Enter');
+  }
+  await page.click(`button[data-conv="${key}"]`);
+}
+
+/** Polls `read` until `done` accepts its value; returns that value. */
+async function eventually<T>(read: () => Promise<T>, done: (value: T) => boolean, what: string): Promise<T> {
+  const deadline = Date.now() + WAIT.timeout;
+  for (;;) {
+    const value = await read();
+    if (done(value)) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; last seen: ${JSON.stringify(value)}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** The texts shown in one conversation, in order, once they include all of `expected`. */
+function texts(page: Page, conv: string, expected: string[] = []): Promise<string[]> {
+  return eventually(
+    () => page.locator(`li.msg[data-conv="${conv}"] .text`).allTextContents(),
+    (shown) => expected.every((t) => shown.includes(t)),
+    `${expected.join(' | ')} in ${conv}`,
+  );
+}
+
+/** Resolves once nothing of the user's is in flight: what the page showed, it has acked. */
+async function settled(userId: string): Promise<void> {
+  await eventually(
+    async () => ((await (await app.admin(`/admin/queues/${userId}`)).json()) as { inflight?: number }).inflight,
+    (inflight) => inflight === 0,
+    `${userId} to ack everything`,
+  );
+}
+
+describe('demo chat in a browser', () => {
+  it('lets two users chat in a room and by direct message, with a live clock', async () => {
+    const alice = await openAs('alice');
+    const bob = await openAs('bob');
+    expect(await alice.textContent('#conv-title')).toBe('#lobby');
+
+    await say(alice, 'Hi everyone!');
+    await texts(bob, '#lobby', ['Hi everyone!']);
+    await say(bob, 'Hello Alice, ça va ? Welcome to the lobby.');
+    await say(alice, 'Messages arrive the moment they are sent.');
+    const lobby = ['Hi everyone!', 'Hello Alice, ça va ? Welcome to the lobby.', 'Messages arrive the moment they are sent.'];
+    expect(await texts(alice, '#lobby', lobby)).toEqual(lobby);
+    expect(await texts(bob, '#lobby', lobby)).toEqual(lobby);
+
+    await openConversation(alice, '@bob');
+    await say(alice, 'Psst, just between us');
+    // Bob is reading #lobby: the direct message shows as unread.
+    await bob.locator('button[data-conv="@alice"] .badge', { hasText: '1' }).waitFor(WAIT);
+    await openConversation(bob, '@alice');
+    await say(bob, 'Got it, see you there');
+    const dm = ['Psst, just between us', 'Got it, see you there'];
+    expect(await texts(alice, '@bob', dm)).toEqual(dm);
+    expect(await texts(bob, '@alice', dm)).toEqual(dm);
+    // Direct messages stay out of the room.
+    expect(await texts(bob, '#lobby')).toEqual(lobby);
+
+    // The server pushes its time every second (a recurring message).
+    const clock = () => alice.textContent('#clock');
+    const first = await eventually(clock, (t) => t !== '--:--:--', 'the first clock tick');
+    await eventually(clock, (t) => t !== first, 'the next clock tick');
+
+    await openConversation(alice, '#lobby');
+    await alice.screenshot({ path: `${ARTIFACTS}demo-alice.png` });
+    await bob.screenshot({ path: `${ARTIFACTS}demo-bob.png` });
+    // The README's picture: written when missing, or on request, not on every run.
+    if (!existsSync(`${root}docs/demo.png`) || process.env.UPDATE_DOCS_SCREENSHOTS === '1') {
+      mkdirSync(`${root}docs`, { recursive: true });
+      copyFileSync(`${ARTIFACTS}demo-alice.png`, `${root}docs/demo.png`);
+    }
+    await alice.context().close();
+    await bob.context().close();
+    expect(pageErrors).toEqual([]);
+  });
+
+  it('shows a page that was closed what it missed when it opens again', async () => {
+    const carol = await openAs('carol');
+    const dave = await openAs('dave');
+    await say(dave, 'Carol, are you there?');
+    await texts(carol, '#lobby', ['Carol, are you there?']);
+    await settled('carol'); // else it would come again after the reopen: delivery is at least once
+    await carol.context().close();
+
+    await openConversation(dave, '@carol');
+    const missed = ['Sent while you were away', 'Second one', 'Third one'];
+    for (const text of missed) await say(dave, text);
+    await openConversation(dave, '#lobby');
+    await say(dave, 'Room message while Carol is away');
+
+    const back = await openAs('carol');
+    expect(await texts(back, '@dave', missed)).toEqual(missed);
+    // What she saw and acked before closing does not come back; what the room got meanwhile does.
+    expect(await texts(back, '#lobby', ['Room message while Carol is away'])).toEqual([
+      'Room message while Carol is away',
+    ]);
+    await back.locator('button[data-conv="@dave"] .badge', { hasText: '3' }).waitFor(WAIT);
+    await back.screenshot({ path: `${ARTIFACTS}demo-reopened.png` });
+    await back.context().close();
+    await dave.context().close();
+    expect(pageErrors).toEqual([]);
+  });
+
+  it('loses no message and shows none twice when the server restarts mid-chat', async () => {
+    const erin = await openAs('erin');
+    const frank = await openAs('frank');
+    await openConversation(erin, '@frank');
+    await openConversation(frank, '@erin');
+    const before = ['Before the restart 1', 'Before the restart 2', 'Before the restart 3'];
+    for (const text of before) await say(frank, text);
+
+    // Stopped right after the sends were accepted: some are delivered and not acked yet, some not delivered.
+    const port = Number(new URL(app.url).port);
+    await app.close();
+    await erin.locator('#state[data-state="reconnecting"]').waitFor(WAIT);
+    // Sent while the server is down: the page keeps retrying until it is back.
+    const sending = say(erin, 'Sent while the server was down');
+    await erin.locator('#send-error', { hasText: 'retrying' }).waitFor(WAIT);
+    app = await startApp(redis.url, { ...CONFIG, PORT: port });
+    await sending;
+    await connected(erin);
+    await connected(frank);
+
+    await say(frank, 'After the restart');
+    const all = [...before, 'Sent while the server was down', 'After the restart'];
+    expect(await texts(erin, '@frank', all)).toEqual(all);
+    expect(await texts(frank, '@erin', all)).toEqual(all);
+    // Each message once, by event id too.
+    for (const page of [erin, frank]) {
+      const ids = await page.locator('li.msg').evaluateAll((items) => items.map((li) => li.getAttribute('data-id')));
+      expect(new Set(ids).size).toBe(ids.length);
+    }
+    await erin.screenshot({ path: `${ARTIFACTS}demo-after-restart.png` });
+    await erin.context().close();
+    await frank.context().close();
+    expect(pageErrors).toEqual([]);
+  });
+});
