@@ -73,6 +73,15 @@ const schema = z.object({
     .enum(['0', '1', 'true', 'false'])
     .transform((v) => v === '1' || v === 'true')
     .optional(),
+  /**
+   * Origins whose pages may open streams and send acks (CORS), comma-separated,
+   * or `*`. Subscriber routes authenticate with a token, never a cookie, so `*`
+   * exposes nothing a token does not already grant. @defaultValue '*'
+   */
+  CORS_ORIGINS: z
+    .string()
+    .regex(/^(\*|https?:\/\/[^,\s]+(,https?:\/\/[^,\s]+)*)$/, 'must be * or comma-separated http(s) origins')
+    .default('*'),
   /** @defaultValue 'info' */
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });

@@ -1,6 +1,7 @@
 import Router from '@koa/router';
 import { AppError } from '../errors.js';
 import { requireStreamToken } from './auth.js';
+import { subscriberCors } from './cors.js';
 import { jsonBody, validate } from './body.js';
 import type { AppDeps } from './deps.js';
 import { ackBody, eventId } from './schemas.js';
@@ -11,8 +12,10 @@ export function subscriberRoutes(deps: AppDeps): Router {
   const { config, mailbox, hub, drain, metrics, logger, clock, tokens } = deps;
   const router = new Router();
   const auth = requireStreamToken({ apiKey: config.API_KEY, adminKey: config.ADMIN_KEY }, tokens);
+  const cors = subscriberCors(config.CORS_ORIGINS);
+  router.options(['/v1/stream', '/v1/acks'], cors);
 
-  router.get('/v1/stream', auth, async (ctx) => {
+  router.get('/v1/stream', cors, auth, async (ctx) => {
     const userId = ctx.state.userId as string;
     if (deps.isClosing()) throw new AppError('PB_ERR_SHUTTING_DOWN');
     const header = ctx.get('last-event-id');
@@ -44,7 +47,7 @@ export function subscriberRoutes(deps: AppDeps): Router {
     hub.add(session);
   });
 
-  router.post('/v1/acks', auth, jsonBody(config.BODY_MAX_BYTES), async (ctx) => {
+  router.post('/v1/acks', cors, auth, jsonBody(config.BODY_MAX_BYTES), async (ctx) => {
     const userId = ctx.state.userId as string;
     const { ids } = validate(ackBody, ctx.request.body);
     const acked = await mailbox.ack(userId, ids);
