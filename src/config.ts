@@ -14,8 +14,14 @@ const schema = z.object({
   PORT: int(0, 65535).default(8080),
   /** @defaultValue '0.0.0.0' */
   HOST: z.string().min(1).default('0.0.0.0'),
-  /** Redis to use. When absent: 127.0.0.1:6379 if something answers there, else an embedded redis-server. */
-  REDIS_URL: z.string().regex(/^(rediss?:\/\/|\/)/, 'must be a redis:// or rediss:// URL or a unix socket path').optional(),
+  /**
+   * Redis to use. When absent: 127.0.0.1:6379 if something answers there, else an
+   * embedded redis-server; `embedded` always launches the private one.
+   */
+  REDIS_URL: z
+    .string()
+    .regex(/^(rediss?:\/\/|\/|embedded$)/, 'must be a redis:// or rediss:// URL, a unix socket path, or "embedded"')
+    .optional(),
   /** Prefix of every Redis key. @defaultValue 'pb' */
   KEY_PREFIX: z.string().regex(/^[A-Za-z0-9_.-]{1,32}$/).default('pb'),
   /** Bearer key of producer routes. Generated in development. */

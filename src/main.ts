@@ -28,8 +28,8 @@ async function main(): Promise<void> {
 
   let embedded: EmbeddedRedis | undefined;
   let redisUrl = config.REDIS_URL;
-  if (redisUrl === undefined) {
-    if (await isListening('127.0.0.1', 6379)) {
+  if (redisUrl === undefined || redisUrl === 'embedded') {
+    if (redisUrl === undefined && (await isListening({ host: '127.0.0.1', port: 6379 }))) {
       redisUrl = 'redis://127.0.0.1:6379';
       logger.info('using the Redis on 127.0.0.1:6379');
     } else {
@@ -38,8 +38,17 @@ async function main(): Promise<void> {
     }
   }
 
-  const node = await createPostbox(config, { redisUrl, logger, defaultMetrics: true });
-  const url = await node.listen(config.PORT, config.HOST);
+  let node;
+  let url;
+  try {
+    node = await createPostbox(config, { redisUrl, logger, defaultMetrics: true });
+    url = await node.listen(config.PORT, config.HOST);
+  } catch (err) {
+    // Leave no private redis-server behind when start-up fails (port taken, ...).
+    await node?.close();
+    await embedded?.stop();
+    throw err;
+  }
   logger.info({ url, node: process.pid }, 'postbox listening');
 
   let stopping = false;

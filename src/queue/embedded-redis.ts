@@ -1,6 +1,6 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
-import { connect } from 'node:net';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { connect, type NetConnectOpts } from 'node:net';
 import { resolve } from 'node:path';
 import type { Logger } from 'pino';
 
@@ -10,10 +10,10 @@ export interface EmbeddedRedis {
   stop(): Promise<void>;
 }
 
-/** True when something accepts TCP connections on host:port within `timeoutMs`. */
-export function isListening(host: string, port: number, timeoutMs = 300): Promise<boolean> {
+/** True when something accepts connections at `target` within `timeoutMs`. */
+export function isListening(target: NetConnectOpts, timeoutMs = 300): Promise<boolean> {
   return new Promise((done) => {
-    const socket = connect({ host, port });
+    const socket = connect(target);
     const finish = (ok: boolean) => {
       socket.destroy();
       done(ok);
@@ -28,17 +28,30 @@ export function isListening(host: string, port: number, timeoutMs = 300): Promis
  * Launches a private redis-server (from PATH) on a unix socket under `dataDir`,
  * with append-only persistence, so `npm start` needs no configuration and an
  * acknowledged enqueue survives a restart. Stopped with the process.
+ *
+ * If a previous run was killed (SIGKILL) its redis-server is still serving the
+ * same directory; starting a second one on the same append-only file would
+ * corrupt it, so that one is adopted instead, and stopped on exit like ours.
  */
 export async function startEmbeddedRedis(dataDir: string, logger: Logger): Promise<EmbeddedRedis> {
   const dir = resolve(dataDir);
   mkdirSync(dir, { recursive: true });
   const socket = resolve(dir, 'redis.sock');
-  const child: ChildProcess = spawn(
+  const pidFile = resolve(dir, 'redis.pid');
+
+  if (existsSync(socket) && (await isListening({ path: socket }))) {
+    const pid = Number(readFileSync(pidFile, 'utf8').trim());
+    logger.warn({ dir, socket, pid }, 'adopting the embedded redis-server left running by a previous run');
+    return { url: socket, stop: () => stopPid(pid) };
+  }
+
+  const child = spawn(
     'redis-server',
     [
       '--port', '0',
       '--unixsocket', socket,
       '--unixsocketperm', '700',
+      '--pidfile', pidFile,
       '--dir', dir,
       '--appendonly', 'yes',
       '--appendfsync', 'everysec',
@@ -49,26 +62,44 @@ export async function startEmbeddedRedis(dataDir: string, logger: Logger): Promi
   );
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
   let output = '';
-  child.stdout?.on('data', (chunk: Buffer) => {
+  const collect = (chunk: Buffer) => {
     output = (output + chunk.toString()).slice(-4000);
-  });
-  child.stderr?.on('data', (chunk: Buffer) => {
-    output = (output + chunk.toString()).slice(-4000);
-  });
+  };
+  child.stdout.on('data', collect);
+  child.stderr.on('data', collect);
   await new Promise<void>((ready, fail) => {
     child.once('error', (err) => fail(new Error(`cannot run redis-server (is it installed?): ${err.message}`)));
     void exited.then((code) => fail(new Error(`redis-server exited with ${code}:\n${output}`)));
-    child.stdout?.on('data', () => {
-      if (/Ready to accept connections/.test(output)) ready();
+    child.stdout.on('data', () => {
+      // Redis 7 says "Ready to accept connections" on TCP, "ready to accept connections at <socket>" on a socket.
+      if (/ready to accept connections/i.test(output)) ready();
     });
   });
   logger.info({ dir, socket, pid: child.pid }, 'embedded redis-server started (append-only file under data dir)');
   return {
     url: socket,
     async stop() {
-      if (child.exitCode !== null) return;
+      if (child.exitCode !== null || child.signalCode !== null) return;
       child.kill('SIGTERM');
       await exited;
     },
   };
+}
+
+/** SIGTERM makes redis-server flush its append-only file and exit; wait until the pid is gone. */
+async function stopPid(pid: number): Promise<void> {
+  if (!Number.isInteger(pid) || pid <= 0) return;
+  try {
+    process.kill(pid, 'SIGTERM');
+  } catch {
+    return; // already gone
+  }
+  for (let i = 0; i < 100; i += 1) {
+    try {
+      process.kill(pid, 0);
+    } catch {
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
