@@ -34,3 +34,18 @@ export function validate<S extends z.ZodType>(schema: S, value: unknown): z.infe
   }
   return result.data;
 }
+
+/**
+ * A message's data as the one line of JSON the stream will carry, or
+ * PB_ERR_MESSAGE_TOO_LARGE when it passes `maxBytes`. `where` names the
+ * message in a batch (`messages.3`).
+ */
+export function serializeData(data: unknown, maxBytes: number, where?: string): string {
+  const text = JSON.stringify(data);
+  const size = Buffer.byteLength(text);
+  if (size > maxBytes) {
+    const prefix = where === undefined ? '' : `${where}: `;
+    throw new AppError('PB_ERR_MESSAGE_TOO_LARGE', `${prefix}data is ${size} bytes as JSON; MESSAGE_MAX_BYTES is ${maxBytes}`);
+  }
+  return text;
+}

@@ -3,7 +3,7 @@ import { AppError } from '../errors.js';
 import type { NewMessage } from '../queue/mailbox.js';
 import { MAX_SCHEDULE_AHEAD_MS } from '../queue/schedules.js';
 import { requireKey } from './auth.js';
-import { jsonBody, validate } from './body.js';
+import { jsonBody, serializeData, validate } from './body.js';
 import type { AppDeps } from './deps.js';
 import { batchBody, enqueueBody, tokenBody, userId as userIdSchema, type EnqueueBody } from './schemas.js';
 
@@ -15,15 +15,7 @@ export function producerRoutes(deps: AppDeps): Router {
   const body = jsonBody(config.BODY_MAX_BYTES);
 
   function toMessage(userId: string, m: EnqueueBody, index?: number): NewMessage {
-    const data = JSON.stringify(m.data);
-    const size = Buffer.byteLength(data);
-    if (size > config.MESSAGE_MAX_BYTES) {
-      const where = index === undefined ? '' : `messages.${index}: `;
-      throw new AppError(
-        'PB_ERR_MESSAGE_TOO_LARGE',
-        `${where}data is ${size} bytes as JSON; MESSAGE_MAX_BYTES is ${config.MESSAGE_MAX_BYTES}`,
-      );
-    }
+    const data = serializeData(m.data, config.MESSAGE_MAX_BYTES, index === undefined ? undefined : `messages.${index}`);
     return { userId, event: m.event, data, key: m.key, ttlMs: m.ttlMs };
   }
 

@@ -3,7 +3,7 @@ import Router from '@koa/router';
 import { z } from 'zod';
 import { AppError } from '../errors.js';
 import { requireKey } from './auth.js';
-import { jsonBody, validate } from './body.js';
+import { jsonBody, serializeData, validate } from './body.js';
 import type { AppDeps } from './deps.js';
 import { USER_ID_PATTERN, eventName, userId as userIdSchema } from './schemas.js';
 
@@ -87,14 +87,7 @@ export function roomRoutes(deps: AppDeps): Router {
   router.post('/v1/rooms/:room/messages', auth, body, async (ctx) => {
     const room = roomParam(ctx.params.room);
     const input = validate(roomMessageBody, ctx.request.body);
-    const data = JSON.stringify(input.data);
-    const size = Buffer.byteLength(data);
-    if (size > config.MESSAGE_MAX_BYTES) {
-      throw new AppError(
-        'PB_ERR_MESSAGE_TOO_LARGE',
-        `data is ${size} bytes as JSON; MESSAGE_MAX_BYTES is ${config.MESSAGE_MAX_BYTES}`,
-      );
-    }
+    const data = serializeData(input.data, config.MESSAGE_MAX_BYTES);
     const { members, isMember } = await rooms.count(room, input.exceptUserId);
     if (members === 0) throw notFound(room);
     const recipients = members - (isMember ? 1 : 0);

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { AppError } from '../errors.js';
 import { MIN_EVERY_MS, SCHEDULED_ID_PATTERN } from '../queue/schedules.js';
 import { requireKey } from './auth.js';
-import { jsonBody, validate } from './body.js';
+import { jsonBody, serializeData, validate } from './body.js';
 import type { AppDeps } from './deps.js';
 import { eventName, userId as userIdSchema } from './schemas.js';
 
@@ -63,14 +63,7 @@ export function scheduleRoutes(deps: AppDeps): Router {
     const userId = validate(userIdSchema, ctx.params.userId);
     const name = validate(scheduleName, ctx.params.name);
     const input = validate(recurringBody, ctx.request.body);
-    const data = JSON.stringify(input.data);
-    const size = Buffer.byteLength(data);
-    if (size > config.MESSAGE_MAX_BYTES) {
-      throw new AppError(
-        'PB_ERR_MESSAGE_TOO_LARGE',
-        `data is ${size} bytes as JSON; MESSAGE_MAX_BYTES is ${config.MESSAGE_MAX_BYTES}`,
-      );
-    }
+    const data = serializeData(input.data, config.MESSAGE_MAX_BYTES);
     const { created, view } = await schedules.upsertRecurring(userId, name, {
       every: input.every,
       cron: input.cron,

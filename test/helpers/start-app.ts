@@ -10,6 +10,10 @@ export interface TestApp {
   url: string;
   /** Calls the API with the producer key. */
   produce(path: string, body: unknown, init?: RequestInit): Promise<Response>;
+  /** Any method on a producer route, with a JSON body when given. */
+  call(method: string, path: string, body?: unknown): Promise<Response>;
+  /** The stream URL for a token. */
+  streamUrl(token: string): string;
   /** Enqueues one message and returns its id. */
   enqueue(userId: string, data: unknown, extra?: Record<string, unknown>): Promise<string>;
   token(userId: string, ttlSeconds?: number): Promise<string>;
@@ -44,6 +48,13 @@ export function buildClient(node: Postbox, config: Config, url: string): TestApp
     config,
     url,
     produce: (path, body, init) => fetch(url + path, json(config.API_KEY, body, init)),
+    call: (method, path, body) =>
+      fetch(url + path, {
+        method,
+        headers: { authorization: `Bearer ${config.API_KEY}`, 'content-type': 'application/json' },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      }),
+    streamUrl: (token) => `${url}/v1/stream?token=${encodeURIComponent(token)}`,
     async enqueue(userId, data, extra = {}) {
       const res = await app.produce(`/v1/users/${encodeURIComponent(userId)}/messages`, { data, ...extra });
       if (res.status !== 201 && res.status !== 200) throw new Error(`enqueue ${res.status}: ${await res.text()}`);

@@ -15,13 +15,6 @@ afterAll(async () => {
   await redis?.stop();
 });
 
-const streamUrl = (token: string) => `${app.url}/v1/stream?token=${encodeURIComponent(token)}`;
-const call = (method: string, path: string, body?: unknown) =>
-  fetch(app.url + path, {
-    method,
-    headers: { authorization: `Bearer ${app.config.API_KEY}`, 'content-type': 'application/json' },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
 
 interface ScheduleView {
   userId: string;
@@ -36,8 +29,8 @@ interface ScheduleView {
 describe('recurring schedules', () => {
   it('delivers every N ms until the schedule is deleted', async () => {
     const token = await app.token('ticker');
-    const sse = await openSse(streamUrl(token));
-    const res = await call('PUT', '/v1/users/ticker/schedules/clock', { every: 300, event: 'tick', data: { t: 'now' } });
+    const sse = await openSse(app.streamUrl(token));
+    const res = await app.call('PUT', '/v1/users/ticker/schedules/clock', { every: 300, event: 'tick', data: { t: 'now' } });
     expect(res.status).toBe(201);
     const view = (await res.json()) as ScheduleView;
     expect(view).toMatchObject({ userId: 'ticker', name: 'clock', every: 300, event: 'tick', data: { t: 'now' } });
@@ -48,51 +41,51 @@ describe('recurring schedules', () => {
     expect(new Set(events.map((e) => e.id)).size).toBe(events.length);
     await app.ack(token, events.map((e) => e.id!));
 
-    const list = (await (await call('GET', '/v1/users/ticker/schedules')).json()) as { schedules: ScheduleView[] };
+    const list = (await (await app.call('GET', '/v1/users/ticker/schedules')).json()) as { schedules: ScheduleView[] };
     expect(list.schedules.map((s) => s.name)).toEqual(['clock']);
 
-    expect((await call('DELETE', '/v1/users/ticker/schedules/clock')).status).toBe(204);
+    expect((await app.call('DELETE', '/v1/users/ticker/schedules/clock')).status).toBe(204);
     // One iteration may already be running as the delete lands; after that, nothing more.
     await sleep(600);
     const settled = sse.events.length;
     await sleep(1200);
     expect(sse.events.length).toBe(settled);
-    expect(((await (await call('GET', '/v1/users/ticker/schedules')).json()) as { schedules: unknown[] }).schedules).toEqual(
+    expect(((await (await app.call('GET', '/v1/users/ticker/schedules')).json()) as { schedules: unknown[] }).schedules).toEqual(
       [],
     );
-    expect((await call('DELETE', '/v1/users/ticker/schedules/clock')).status).toBe(404);
+    expect((await app.call('DELETE', '/v1/users/ticker/schedules/clock')).status).toBe(404);
     sse.close();
   });
 
   it('replaces a schedule on a second PUT (200), here with a cron with seconds', async () => {
     // Once a year, on 1 January: nothing is due during the test.
-    expect((await call('PUT', '/v1/users/cronner/schedules/beat', { cron: '0 0 1 1 *', data: 'yearly' })).status).toBe(201);
-    const res = await call('PUT', '/v1/users/cronner/schedules/beat', { cron: '* * * * * *', data: 'each second' });
+    expect((await app.call('PUT', '/v1/users/cronner/schedules/beat', { cron: '0 0 1 1 *', data: 'yearly' })).status).toBe(201);
+    const res = await app.call('PUT', '/v1/users/cronner/schedules/beat', { cron: '* * * * * *', data: 'each second' });
     expect(res.status).toBe(200);
     expect(await res.json()).toMatchObject({ name: 'beat', cron: '* * * * * *', event: 'message', data: 'each second' });
-    const list = (await (await call('GET', '/v1/users/cronner/schedules')).json()) as { schedules: ScheduleView[] };
+    const list = (await (await app.call('GET', '/v1/users/cronner/schedules')).json()) as { schedules: ScheduleView[] };
     expect(list.schedules).toHaveLength(1);
     expect(list.schedules[0]).toMatchObject({ name: 'beat', cron: '* * * * * *' });
     expect(list.schedules[0]!.every).toBeUndefined();
-    const sse = await openSse(streamUrl(await app.token('cronner')));
+    const sse = await openSse(app.streamUrl(await app.token('cronner')));
     const [event] = await sse.waitFor(1, 4000);
     expect(event!.data).toBe('"each second"');
-    expect((await call('DELETE', '/v1/users/cronner/schedules/beat')).status).toBe(204);
+    expect((await app.call('DELETE', '/v1/users/cronner/schedules/beat')).status).toBe(204);
     sse.close();
   });
 
   it('keeps users apart: the same name for two users is two schedules', async () => {
-    await call('PUT', '/v1/users/u-one/schedules/daily', { cron: '0 9 * * *', data: 1 });
-    await call('PUT', '/v1/users/u:two/schedules/daily', { cron: '0 10 * * *', data: 2 });
-    const one = (await (await call('GET', '/v1/users/u-one/schedules')).json()) as { schedules: ScheduleView[] };
-    const two = (await (await call('GET', '/v1/users/u:two/schedules')).json()) as { schedules: ScheduleView[] };
+    await app.call('PUT', '/v1/users/u-one/schedules/daily', { cron: '0 9 * * *', data: 1 });
+    await app.call('PUT', '/v1/users/u:two/schedules/daily', { cron: '0 10 * * *', data: 2 });
+    const one = (await (await app.call('GET', '/v1/users/u-one/schedules')).json()) as { schedules: ScheduleView[] };
+    const two = (await (await app.call('GET', '/v1/users/u:two/schedules')).json()) as { schedules: ScheduleView[] };
     expect(one.schedules.map((s) => s.cron)).toEqual(['0 9 * * *']);
     expect(two.schedules.map((s) => s.cron)).toEqual(['0 10 * * *']);
-    expect((await call('DELETE', '/v1/users/u-one/schedules/daily')).status).toBe(204);
-    expect((await (await call('GET', '/v1/users/u:two/schedules')).json()) as unknown).toMatchObject({
+    expect((await app.call('DELETE', '/v1/users/u-one/schedules/daily')).status).toBe(204);
+    expect((await (await app.call('GET', '/v1/users/u:two/schedules')).json()) as unknown).toMatchObject({
       schedules: [{ name: 'daily' }],
     });
-    expect((await call('DELETE', '/v1/users/u:two/schedules/daily')).status).toBe(204);
+    expect((await app.call('DELETE', '/v1/users/u:two/schedules/daily')).status).toBe(204);
   });
 
   it('rejects bad schedules with 400 and creates nothing', async () => {
@@ -109,15 +102,15 @@ describe('recurring schedules', () => {
       ['bad%20name', { every: 1000, data: 1 }, /schedule name/],
     ];
     for (const [name, body, message] of cases) {
-      const res = await call('PUT', `/v1/users/strict/schedules/${name}`, body);
+      const res = await app.call('PUT', `/v1/users/strict/schedules/${name}`, body);
       expect(res.status, JSON.stringify(body)).toBe(400);
       const { error } = (await res.json()) as { error: { code: string; message: string } };
       expect(error.code).toBe('PB_ERR_VALIDATION');
       expect(error.message).toMatch(message);
     }
-    const list = (await (await call('GET', '/v1/users/strict/schedules')).json()) as { schedules: unknown[] };
+    const list = (await (await app.call('GET', '/v1/users/strict/schedules')).json()) as { schedules: unknown[] };
     expect(list.schedules).toEqual([]);
-    const unknown = await call('DELETE', '/v1/users/strict/schedules/nothing');
+    const unknown = await app.call('DELETE', '/v1/users/strict/schedules/nothing');
     expect(unknown.status).toBe(404);
     expect(((await unknown.json()) as { error: { code: string } }).error.code).toBe('PB_ERR_SCHEDULE_NOT_FOUND');
     const queue = app.node.queues.find((q) => q.name === 'scheduled')!;

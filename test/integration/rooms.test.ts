@@ -15,13 +15,6 @@ afterAll(async () => {
   await redis?.stop();
 });
 
-const streamUrl = (token: string) => `${app.url}/v1/stream?token=${encodeURIComponent(token)}`;
-const call = (method: string, path: string, body?: unknown) =>
-  fetch(app.url + path, {
-    method,
-    headers: { authorization: `Bearer ${app.config.API_KEY}`, 'content-type': 'application/json' },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
 const errorCode = async (res: Response) => ((await res.json()) as { error: { code: string } }).error.code;
 
 async function waitForJob(jobId: string, timeoutMs = 10_000): Promise<{ returnvalue: unknown; progress: unknown }> {
@@ -37,45 +30,45 @@ async function waitForJob(jobId: string, timeoutMs = 10_000): Promise<{ returnva
 
 describe('rooms', () => {
   it('adds, pages and removes members', async () => {
-    for (const u of ['carol', 'alice', 'bob']) expect((await call('PUT', `/v1/rooms/team:1/members/${u}`)).status).toBe(204);
+    for (const u of ['carol', 'alice', 'bob']) expect((await app.call('PUT', `/v1/rooms/team:1/members/${u}`)).status).toBe(204);
     // Adding again changes nothing.
-    expect((await call('PUT', '/v1/rooms/team:1/members/alice')).status).toBe(204);
-    const all = await call('GET', '/v1/rooms/team:1/members');
+    expect((await app.call('PUT', '/v1/rooms/team:1/members/alice')).status).toBe(204);
+    const all = await app.call('GET', '/v1/rooms/team:1/members');
     expect(await all.json()).toEqual({ room: 'team:1', count: 3, members: ['alice', 'bob', 'carol'], nextCursor: null });
 
-    const first = (await (await call('GET', '/v1/rooms/team:1/members?limit=2')).json()) as {
+    const first = (await (await app.call('GET', '/v1/rooms/team:1/members?limit=2')).json()) as {
       members: string[];
       nextCursor: string;
     };
     expect(first).toMatchObject({ members: ['alice', 'bob'], nextCursor: 'bob' });
-    const second = await call('GET', `/v1/rooms/team:1/members?limit=2&cursor=${first.nextCursor}`);
+    const second = await app.call('GET', `/v1/rooms/team:1/members?limit=2&cursor=${first.nextCursor}`);
     expect(await second.json()).toMatchObject({ members: ['carol'], nextCursor: null });
 
-    expect((await call('DELETE', '/v1/rooms/team:1/members/bob')).status).toBe(204);
-    const again = await call('DELETE', '/v1/rooms/team:1/members/bob');
+    expect((await app.call('DELETE', '/v1/rooms/team:1/members/bob')).status).toBe(204);
+    const again = await app.call('DELETE', '/v1/rooms/team:1/members/bob');
     expect(again.status).toBe(404);
     expect(await errorCode(again)).toBe('PB_ERR_NOT_A_MEMBER');
-    expect(await (await call('GET', '/v1/rooms/team:1/members')).json()).toMatchObject({ members: ['alice', 'carol'] });
+    expect(await (await app.call('GET', '/v1/rooms/team:1/members')).json()).toMatchObject({ members: ['alice', 'carol'] });
 
-    const bulk = await call('POST', '/v1/rooms/team:1/members', { userIds: ['dave', 'erin', 'alice'] });
+    const bulk = await app.call('POST', '/v1/rooms/team:1/members', { userIds: ['dave', 'erin', 'alice'] });
     expect(await bulk.json()).toEqual({ added: 2 });
-    expect(await (await call('GET', '/v1/rooms/team:1/members')).json()).toMatchObject({ count: 4 });
+    expect(await (await app.call('GET', '/v1/rooms/team:1/members')).json()).toMatchObject({ count: 4 });
 
     // The last member leaving removes the room.
-    for (const u of ['alice', 'carol', 'dave', 'erin']) await call('DELETE', `/v1/rooms/team:1/members/${u}`);
-    const gone = await call('GET', '/v1/rooms/team:1/members');
+    for (const u of ['alice', 'carol', 'dave', 'erin']) await app.call('DELETE', `/v1/rooms/team:1/members/${u}`);
+    const gone = await app.call('GET', '/v1/rooms/team:1/members');
     expect(gone.status).toBe(404);
     expect(await errorCode(gone)).toBe('PB_ERR_ROOM_NOT_FOUND');
   });
 
   it('fans a message out to online and offline members exactly once each, except the sender', async () => {
     const members = Array.from({ length: 30 }, (_, i) => `member-${String(i).padStart(2, '0')}`);
-    await call('POST', '/v1/rooms/lobby/members', { userIds: members });
-    const online = await openSse(streamUrl(await app.token('member-03')));
-    const sender = await openSse(streamUrl(await app.token('member-00')));
+    await app.call('POST', '/v1/rooms/lobby/members', { userIds: members });
+    const online = await openSse(app.streamUrl(await app.token('member-03')));
+    const sender = await openSse(app.streamUrl(await app.token('member-00')));
     await sleep(100);
 
-    const res = await call('POST', '/v1/rooms/lobby/messages', {
+    const res = await app.call('POST', '/v1/rooms/lobby/messages', {
       event: 'chat',
       data: { text: 'hello room' },
       exceptUserId: 'member-00',
@@ -91,7 +84,7 @@ describe('rooms', () => {
     expect(done.progress).toBe(100);
 
     // Members offline during the send get it when they connect.
-    const late = await openSse(streamUrl(await app.token('member-29')));
+    const late = await openSse(app.streamUrl(await app.token('member-29')));
     await late.waitFor(1, 5000);
     await sleep(500);
     expect(online.events).toHaveLength(1);
@@ -110,44 +103,44 @@ describe('rooms', () => {
   });
 
   it('does not deliver a room message past its ttlMs', async () => {
-    await call('PUT', '/v1/rooms/flash/members/flash-user');
-    const res = await call('POST', '/v1/rooms/flash/messages', { data: 'brief', ttlMs: 300 });
+    await app.call('PUT', '/v1/rooms/flash/members/flash-user');
+    const res = await app.call('POST', '/v1/rooms/flash/messages', { data: 'brief', ttlMs: 300 });
     expect(res.status).toBe(202);
     await sleep(700);
-    const sse = await openSse(streamUrl(await app.token('flash-user')));
+    const sse = await openSse(app.streamUrl(await app.token('flash-user')));
     await sleep(400);
     expect(sse.events).toHaveLength(0);
     sse.close();
   });
 
   it('rejects bad room input with 4xx and changes nothing', async () => {
-    const unknown = await call('POST', '/v1/rooms/nobody-here/messages', { data: 1 });
+    const unknown = await app.call('POST', '/v1/rooms/nobody-here/messages', { data: 1 });
     expect(unknown.status).toBe(404);
     expect(await errorCode(unknown)).toBe('PB_ERR_ROOM_NOT_FOUND');
-    expect((await call('GET', '/v1/rooms/nobody-here/members')).status).toBe(404);
-    expect((await call('DELETE', '/v1/rooms/nobody-here/members/x')).status).toBe(404);
+    expect((await app.call('GET', '/v1/rooms/nobody-here/members')).status).toBe(404);
+    expect((await app.call('DELETE', '/v1/rooms/nobody-here/members/x')).status).toBe(404);
 
     for (const room of ['bad%20room', 'a%2Fb', 'x'.repeat(129)]) {
-      const put = await call('PUT', `/v1/rooms/${room}/members/u1`);
+      const put = await app.call('PUT', `/v1/rooms/${room}/members/u1`);
       expect(put.status).toBe(400);
       expect(await errorCode(put)).toBe('PB_ERR_VALIDATION');
-      expect((await call('POST', `/v1/rooms/${room}/messages`, { data: 1 })).status).toBe(400);
+      expect((await app.call('POST', `/v1/rooms/${room}/messages`, { data: 1 })).status).toBe(400);
     }
-    expect((await call('PUT', '/v1/rooms/ok-room/members/bad%0Auser')).status).toBe(400);
-    expect((await call('GET', '/v1/rooms/ok-room/members')).status).toBe(404);
+    expect((await app.call('PUT', '/v1/rooms/ok-room/members/bad%0Auser')).status).toBe(400);
+    expect((await app.call('GET', '/v1/rooms/ok-room/members')).status).toBe(404);
 
-    await call('PUT', '/v1/rooms/strict-room/members/u1');
+    await app.call('PUT', '/v1/rooms/strict-room/members/u1');
     for (const body of [{}, { data: 1, event: 'bad event' }, { data: 1, extra: 1 }, { data: 1, exceptUserId: 'no good' }]) {
-      expect((await call('POST', '/v1/rooms/strict-room/messages', body)).status).toBe(400);
+      expect((await app.call('POST', '/v1/rooms/strict-room/messages', body)).status).toBe(400);
     }
-    expect((await call('GET', '/v1/rooms/strict-room/members?limit=1001')).status).toBe(400);
-    expect((await call('GET', '/v1/rooms/strict-room/members?limit=0')).status).toBe(400);
-    expect((await call('POST', '/v1/rooms/strict-room/members', { userIds: [] })).status).toBe(400);
-    const big = await call('POST', '/v1/rooms/strict-room/messages', { data: 'x'.repeat(70_000) });
+    expect((await app.call('GET', '/v1/rooms/strict-room/members?limit=1001')).status).toBe(400);
+    expect((await app.call('GET', '/v1/rooms/strict-room/members?limit=0')).status).toBe(400);
+    expect((await app.call('POST', '/v1/rooms/strict-room/members', { userIds: [] })).status).toBe(400);
+    const big = await app.call('POST', '/v1/rooms/strict-room/messages', { data: 'x'.repeat(70_000) });
     expect(big.status).toBe(413);
     const noKey = await fetch(`${app.url}/v1/rooms/strict-room/members/u2`, { method: 'PUT' });
     expect(noKey.status).toBe(401);
-    expect(await (await call('GET', '/v1/rooms/strict-room/members')).json()).toMatchObject({ members: ['u1'] });
+    expect(await (await app.call('GET', '/v1/rooms/strict-room/members')).json()).toMatchObject({ members: ['u1'] });
     const queue = app.node.queues.find((q) => q.name === 'fanout')!;
     const counts = await queue.getJobCounts('waiting', 'active', 'delayed', 'failed');
     expect(counts).toEqual({ waiting: 0, active: 0, delayed: 0, failed: 0 });

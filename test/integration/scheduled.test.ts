@@ -16,9 +16,6 @@ afterAll(async () => {
   await redis?.stop();
 });
 
-const streamUrl = (token: string) => `${app.url}/v1/stream?token=${encodeURIComponent(token)}`;
-const del = (path: string) =>
-  fetch(app.url + path, { method: 'DELETE', headers: { authorization: `Bearer ${app.config.API_KEY}` } });
 
 interface Scheduled {
   scheduledId: string;
@@ -34,7 +31,7 @@ async function waiting(userId: string): Promise<number> {
 
 describe('scheduled delivery', () => {
   it('holds a delayMs message until it is due, then delivers it with an event id of that time', async () => {
-    const sse = await openSse(streamUrl(await app.token('patient')));
+    const sse = await openSse(app.streamUrl(await app.token('patient')));
     const before = await app.enqueue('patient', 'now');
     const res = await app.produce('/v1/users/patient/messages', { data: { later: true }, event: 'reminder', delayMs: 1000 });
     expect(res.status).toBe(202);
@@ -68,7 +65,7 @@ describe('scheduled delivery', () => {
     expect(((await epoch.json()) as Scheduled).deliverAt).toBe(new Date(at + 100).toISOString());
     expect(await waiting('later-user')).toBe(0);
     await sleep(1500);
-    const sse = await openSse(streamUrl(await app.token('later-user')));
+    const sse = await openSse(app.streamUrl(await app.token('later-user')));
     const events = await sse.waitFor(2);
     expect(events.map((e) => e.data)).toEqual(['"iso"', '"epoch"']);
     sse.close();
@@ -84,14 +81,14 @@ describe('scheduled delivery', () => {
   it('cancels a pending scheduled message; unknown, foreign or repeated ids are 404', async () => {
     const res = await app.produce('/v1/users/canceller/messages', { data: 'never', delayMs: 700 });
     const { scheduledId } = (await res.json()) as Scheduled;
-    expect((await del(`/v1/users/someone-else/scheduled/${scheduledId}`)).status).toBe(404);
-    const cancelled = await del(`/v1/users/canceller/scheduled/${scheduledId}`);
+    expect((await app.call('DELETE', `/v1/users/someone-else/scheduled/${scheduledId}`)).status).toBe(404);
+    const cancelled = await app.call('DELETE', `/v1/users/canceller/scheduled/${scheduledId}`);
     expect(cancelled.status).toBe(204);
-    const again = await del(`/v1/users/canceller/scheduled/${scheduledId}`);
+    const again = await app.call('DELETE', `/v1/users/canceller/scheduled/${scheduledId}`);
     expect(again.status).toBe(404);
     expect(((await again.json()) as { error: { code: string } }).error.code).toBe('PB_ERR_SCHEDULED_NOT_FOUND');
-    expect((await del('/v1/users/canceller/scheduled/s-no-such-id')).status).toBe(404);
-    expect((await del('/v1/users/canceller/scheduled/bad%20id')).status).toBe(404);
+    expect((await app.call('DELETE', '/v1/users/canceller/scheduled/s-no-such-id')).status).toBe(404);
+    expect((await app.call('DELETE', '/v1/users/canceller/scheduled/bad%20id')).status).toBe(404);
     await sleep(1200);
     expect(await waiting('canceller')).toBe(0);
   });
