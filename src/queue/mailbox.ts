@@ -31,6 +31,8 @@ export interface NewMessage {
   key?: string | undefined;
   /** Dropped, never delivered, after this long, ms. */
   ttlMs?: number | undefined;
+  /** How long `key` is remembered, ms, when not the mailbox's dedup window (fan-out keys need less). */
+  dedupWindowMs?: number | undefined;
 }
 
 export interface Enqueued {
@@ -106,7 +108,7 @@ export function createMailbox(deps: { redis: Redis; clock: Clock; options: Mailb
       m.data,
       expiresAt,
       m.key === undefined ? '0' : '1',
-      options.dedupWindowMs,
+      m.dedupWindowMs ?? options.dedupWindowMs,
       keys.wakeChannel(),
       m.userId,
     ];

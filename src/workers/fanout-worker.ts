@@ -15,6 +15,8 @@ export interface FanoutWorkerOptions {
   lockMs: number;
   /** Members appended per pipelined round trip (FANOUT_CHUNK_SIZE). */
   chunkSize: number;
+  /** How long the per-member idempotency keys are kept, ms (FANOUT_DEDUP_WINDOW_MS). */
+  dedupWindowMs: number;
   /** Room messages fanned out at once by this node. @defaultValue 2 */
   concurrency?: number;
 }
@@ -37,7 +39,7 @@ export interface FanoutResult {
  * its cursor (job data), so a retried or stalled job resumes there; the chunk
  * under way when a node died is appended again, and each member's append
  * carries an idempotency key derived from the job id, so the members already
- * done in it are not appended twice. `mailbox` should remember those keys for
+ * done in it are not appended twice. Those keys are kept for
  * FANOUT_DEDUP_WINDOW_MS, not the producers' DEDUP_WINDOW_MS, to bound memory.
  */
 export function createFanoutWorker(deps: {
@@ -75,7 +77,14 @@ export function createFanoutWorker(deps: {
       const results =
         targets.length === 0
           ? []
-          : await mailbox.enqueueMany(targets.map((userId) => ({ userId, event: d.event, data: d.data, key, ttlMs })));
+          : await mailbox.enqueueMany(targets.map((userId) => ({
+              userId,
+              event: d.event,
+              data: d.data,
+              key,
+              ttlMs,
+              dedupWindowMs: options.dedupWindowMs,
+            })));
       let created = 0;
       for (const r of results) {
         if (r instanceof AppError) {

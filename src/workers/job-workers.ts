@@ -5,8 +5,7 @@ import type { Config } from '../config.js';
 import type { Metrics } from '../metrics.js';
 import { createHousekeeper } from '../queue/housekeeping.js';
 import { createJobQueues, warnOnEviction, type JobQueues } from '../queue/jobs.js';
-import { retryAfterSeconds } from '../http/producer-routes.js';
-import { createMailbox, type Mailbox } from '../queue/mailbox.js';
+import type { Mailbox } from '../queue/mailbox.js';
 import { createRooms, type Rooms } from '../queue/rooms.js';
 import { createSchedules, type Schedules } from '../queue/schedules.js';
 import { createFanoutWorker } from './fanout-worker.js';
@@ -47,29 +46,16 @@ export async function startJobServices(deps: {
   const workers: JobWorker[] = [];
   try {
     workers.push(createScheduledWorker({ mailbox, metrics, logger, options: common }));
-    // The node's mailbox settings, but fan-out keys need only outlive the job's retries: the
-    // producers' 24 h window would keep a record per member and room message for a day.
-    const fanoutMailbox = createMailbox({
-      redis,
-      clock,
-      options: {
-        keyPrefix: config.KEY_PREFIX,
-        queueMaxLength: config.QUEUE_MAX_LENGTH,
-        dedupWindowMs: config.FANOUT_DEDUP_WINDOW_MS,
-        maxInflight: config.MAX_INFLIGHT,
-        maxDeliveries: config.MAX_DELIVERIES,
-        deadMaxLength: config.DEAD_MAX_LENGTH,
-        retryAfterSeconds: retryAfterSeconds(config.ACK_TIMEOUT_MS),
-      },
-    });
     workers.push(
       createFanoutWorker({
-        mailbox: fanoutMailbox,
+        mailbox,
         rooms,
         clock,
         metrics,
         logger,
-        options: { ...common, chunkSize: config.FANOUT_CHUNK_SIZE },
+        // Fan-out keys need only outlive the job's retries: the producers' 24 h window
+        // would keep a record per member and room message for a day.
+        options: { ...common, chunkSize: config.FANOUT_CHUNK_SIZE, dedupWindowMs: config.FANOUT_DEDUP_WINDOW_MS },
       }),
     );
     const housekeeper = createHousekeeper({ redis, keys, clock });
