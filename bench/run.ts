@@ -6,6 +6,7 @@ import { startRedis, type TestRedis } from '../test/helpers/start-redis.js';
 import { HttpClient, round, sleep } from './lib.js';
 import { deliveryWithAcks, latency, prefill, type Audience } from './delivery.js';
 import { batchEnqueue, singleEnqueue, warmUp, type BenchConfig, type PhaseContext, type PhaseResult } from './phases.js';
+import { fanoutBench } from './fanout.js';
 import { startServer, type BenchServer } from './server.js';
 
 /*
@@ -137,6 +138,10 @@ async function main(): Promise<number> {
     const rates = CONFIG.latency.rates.map((r) => Math.min(r, ceiling));
     for (const rate of rates) await measure(async () => ({ result: await latency(ctx, open, rate) }));
 
+    // Room fan-out: one message to a 10k-member room, appended to every member's mailbox.
+    const fanout = await fanoutBench(srv.url, redis.url, { members: 10_000, runs: 3 });
+    console.log(`  room fan-out, ${fanout.members} members: ${fanout.deliveriesPerSecond} member deliveries/s (job ${fanout.jobMs} ms)`);
+
     const serverRssMb = round(await rssMb());
     const redisMemory = await redisClient.info('memory');
     const redisServer = await redisClient.info('server');
@@ -155,6 +160,7 @@ async function main(): Promise<number> {
       redis: { version: redisServer.match(/^redis_version:(\S+)/m)?.[1] ?? 'unknown', appendfsync: 'everysec' },
       config: { ...CONFIG, latencyRates: rates, server: 'defaults, NODE_ENV=production, LOG_LEVEL=warn' },
       phases,
+      fanout,
       idle,
       end: {
         serverRssMb,
@@ -164,6 +170,9 @@ async function main(): Promise<number> {
     };
     writeFileSync(RESULTS, JSON.stringify(report, null, 2) + '\n');
     printTable(phases);
+    console.log(
+      `\nroom fan-out, ${fanout.members} members: ${fanout.deliveriesPerSecond} member deliveries/s; job ${fanout.jobMs} ms, POST to done ${fanout.endToEndMs} ms; redis ${fanout.redisCpuUsPerDelivery} µs CPU per delivery`,
+    );
     console.log(`\nserver RSS at end ${serverRssMb} MB; redis used_memory ${report.end.redisUsedMemoryMb} MB; server log lines (warn+) ${srv.warnings()}`);
     console.log(`load average before ${report.machine.loadAverageBefore.join(' ')}, after ${report.machine.loadAverageAfter.join(' ')} (${report.machine.cores} cores)`);
     console.log(`results written to ${RESULTS}`);
