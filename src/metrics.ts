@@ -13,6 +13,8 @@ export interface Metrics {
   /** From enqueue (the event id's time) to the first write on a stream, seconds. */
   enqueueToWrite: Histogram;
   streamsClosed: Counter<'reason'>;
+  /** Frames passed between nodes for users with streams on several nodes (src/workers/peer-delivery.ts). */
+  peerFrames: Counter<'direction'>;
 }
 
 export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metrics {
@@ -46,6 +48,12 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
       name: 'postbox_streams_closed_total',
       help: 'Streams closed, by reason',
       labelNames: ['reason'],
+      registers,
+    }),
+    peerFrames: new Counter({
+      name: 'postbox_peer_frames_total',
+      help: 'Frames passed to (sent) or taken from (received) other nodes holding the same user',
+      labelNames: ['direction'],
       registers,
     }),
   };

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Queue } from 'bullmq';
@@ -16,6 +17,7 @@ import { createMailbox, type Mailbox } from './queue/mailbox.js';
 import { connectRedis, createCommandConnection, createSubscriberConnection } from './queue/redis.js';
 import { retryAfterSeconds } from './http/producer-routes.js';
 import { createDrainWorker, type DrainWorker } from './workers/drain-worker.js';
+import { createPeerDelivery } from './workers/peer-delivery.js';
 import { createRateSampler } from './workers/rate-sampler.js';
 import { startJobServices } from './workers/job-workers.js';
 import { subscribeWakes } from './workers/wake-subscriber.js';
@@ -84,6 +86,18 @@ export async function createPostbox(
     metrics.streamsOpen.set(hub.size);
     if (event === 'close') metrics.streamsClosed.inc({ reason });
   });
+  // A user's streams on other nodes get what this node writes, and the reverse (src/workers/peer-delivery.ts).
+  const peers = createPeerDelivery({
+    subscriber,
+    redis,
+    hub,
+    keys: mailbox.keys,
+    nodeId: randomUUID(),
+    clock,
+    logger,
+    metrics,
+    wake: (userId) => drain.wake(userId),
+  });
   const drain = createDrainWorker({
     mailbox,
     hub,
@@ -91,6 +105,7 @@ export async function createPostbox(
     logger,
     metrics,
     options: { drainIntervalMs: config.DRAIN_INTERVAL_MS, ackTimeoutMs: config.ACK_TIMEOUT_MS },
+    hooks: peers,
   });
   await subscribeWakes(subscriber, mailbox.keys.wakeChannel(), (userId) => drain.wake(userId), logger);
   const rates = createRateSampler({
@@ -163,6 +178,7 @@ export async function createPostbox(
       hub.closeAll('shutdown');
       server.closeIdleConnections();
       await drain.close();
+      await peers.close();
       await rates.close();
       await jobs.close();
       // Requests under way may finish; keep-alive sockets that fall idle meanwhile are closed too.

@@ -24,6 +24,10 @@ export interface Keys {
   wakeChannel(): string;
   /** Hash of node reports (open streams per node) for the admin: field = node, value = JSON. */
   nodes(): string;
+  /** Pub/sub channel of one user: nodes holding the user's streams announce themselves and pass on what they wrote. */
+  deliverChannel(userId: string): string;
+  /** Which node drains a user whose streams are on several nodes: a string with its node id and an expiry (a lease). */
+  drainer(userId: string): string;
 }
 
 export function createKeys(prefix: string): Keys {
@@ -38,6 +42,8 @@ export function createKeys(prefix: string): Keys {
     users: () => `${prefix}:users`,
     wakeChannel: () => `${prefix}:wake`,
     nodes: () => `${prefix}:nodes`,
+    deliverChannel: (userId) => `${prefix}:deliver:{${userId}}`,
+    drainer: (userId) => `${prefix}:{${userId}}:drainer`,
   };
 }
 

@@ -14,6 +14,9 @@ export interface ScriptCommands {
   pbAdminDelete(mailbox: string, group: string, id: string): Promise<number>;
   pbAdminRetry(mailbox: string, dead: string, ...args: Arg[]): Promise<[number, ...string[]]>;
   pbAdminIndexPage(index: string, score: string, member: string, count: number): Promise<string[]>;
+  // Drain lease of users shared between nodes (src/workers/peer-delivery.ts).
+  pbLeaseClaim(lease: string, nodeId: string, leaseMs: number): Promise<number>;
+  pbLeaseRelease(lease: string, nodeId: string): Promise<number>;
 }
 
 export type PopReply = [number, number, number, number, ...Array<[string, string, string, number]>];
@@ -27,6 +30,8 @@ const scripts = {
   pbAdminDelete: { file: 'admin-delete.lua', numberOfKeys: 1 },
   pbAdminRetry: { file: 'admin-retry.lua', numberOfKeys: 2 },
   pbAdminIndexPage: { file: 'admin-index-page.lua', numberOfKeys: 1 },
+  pbLeaseClaim: { file: 'lease-claim.lua', numberOfKeys: 1 },
+  pbLeaseRelease: { file: 'lease-release.lua', numberOfKeys: 1 },
 } as const;
 
 const sources = new Map<string, string>();

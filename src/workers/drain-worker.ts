@@ -4,6 +4,7 @@ import type { Metrics } from '../metrics.js';
 import type { Mailbox, PopRequest } from '../queue/mailbox.js';
 import { enqueuedAtOf } from '../queue/keys.js';
 import type { StreamHub } from '../http/stream-hub.js';
+import type { SseFrame } from '../http/sse-session.js';
 
 export interface DrainWorkerOptions {
   /** Tick period: the worst-case delay of a delivery and of a redelivery check, ms. */
@@ -12,6 +13,14 @@ export interface DrainWorkerOptions {
   ackTimeoutMs: number;
   /** Every this many ticks, every connected user is drained even if nothing woke it. @defaultValue 10 */
   sweepEveryTicks?: number;
+}
+
+/** Lets nodes that share a user agree on which one drains it (src/workers/peer-delivery.ts). */
+export interface DrainHooks {
+  /** False while this node must not pop for the user (another node drains it, or that is not known yet). */
+  mayDrain(userId: string): boolean;
+  /** Called after a pass wrote these frames to the user's streams on this node. */
+  onDelivered(userId: string, frames: SseFrame[]): void;
 }
 
 export interface DrainWorker {
@@ -44,8 +53,9 @@ export function createDrainWorker(deps: {
   logger: Logger;
   metrics: Metrics;
   options: DrainWorkerOptions;
+  hooks?: DrainHooks;
 }): DrainWorker {
-  const { mailbox, hub, clock, logger, metrics, options } = deps;
+  const { mailbox, hub, clock, logger, metrics, options, hooks } = deps;
   const sweepEvery = options.sweepEveryTicks ?? 10;
   const users = new Map<string, UserState>();
   let ticks = 0;
@@ -95,6 +105,8 @@ export function createDrainWorker(deps: {
     const sweep = fullSweep;
     for (const [userId, state] of users) {
       if (!(sweep || state.dirty || state.resume || (tick && state.inflight > 0))) continue;
+      // Skipped users keep their flags, so they are drained once this node may.
+      if (hooks !== undefined && !hooks.mayDrain(userId)) continue;
       requests.push({ userId, minIdleMs: state.resume ? 0 : options.ackTimeoutMs });
     }
     if (requests.length === 0) return;
@@ -135,8 +147,11 @@ export function createDrainWorker(deps: {
       }
       if (result.expired > 0) metrics.expired.inc(result.expired);
       if (result.dead > 0) metrics.dead.inc(result.dead);
+      const frames: SseFrame[] = [];
       for (const d of result.deliveries) {
-        hub.send(userId, { id: d.id, event: d.event, data: d.data });
+        const frame = { id: d.id, event: d.event, data: d.data };
+        hub.send(userId, frame);
+        frames.push(frame);
         if (d.deliveries === 1) {
           metrics.delivered.inc();
           metrics.enqueueToWrite.observe(Math.max(0, now - enqueuedAtOf(d.id)) / 1000);
@@ -144,6 +159,7 @@ export function createDrainWorker(deps: {
           metrics.redelivered.inc();
         }
       }
+      if (hooks !== undefined && frames.length > 0) hooks.onDelivered(userId, frames);
       if (result.more) again = true;
     }
   }
