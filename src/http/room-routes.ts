@@ -5,7 +5,7 @@ import { AppError } from '../errors.js';
 import { requireKey } from './auth.js';
 import { jsonBody, serializeData, validate } from './body.js';
 import type { AppDeps } from './deps.js';
-import { USER_ID_PATTERN, eventName, userId as userIdSchema } from './schemas.js';
+import { USER_ID_PATTERN, eventName, messageData, ttlMs, userId as userIdSchema } from './schemas.js';
 
 /** Room names: the user id pattern, so they are safe in a key's hash tag. */
 const roomName = z.string().regex(USER_ID_PATTERN, 'room must match ^[A-Za-z0-9._:@-]{1,128}$');
@@ -21,16 +21,11 @@ const joinBody = z.strictObject({
 
 const roomMessageBody = z.strictObject({
   event: eventName.default('message'),
-  data: z.custom<unknown>((v) => v !== undefined, { message: 'data is required' }),
+  data: messageData,
   /** Usually the sender, who already has the message. */
   exceptUserId: userIdSchema.optional(),
   /** Counted from the send: members reached later get what is left; none once it has passed. */
-  ttlMs: z
-    .number()
-    .int()
-    .min(1)
-    .max(365 * 86_400_000)
-    .optional(),
+  ttlMs: ttlMs.optional(),
 });
 
 /**

@@ -5,7 +5,7 @@ import { MIN_EVERY_MS, SCHEDULED_ID_PATTERN } from '../queue/schedules.js';
 import { requireKey } from './auth.js';
 import { jsonBody, serializeData, validate } from './body.js';
 import type { AppDeps } from './deps.js';
-import { eventName, userId as userIdSchema } from './schemas.js';
+import { eventName, messageData, ttlMs, userId as userIdSchema } from './schemas.js';
 
 const scheduleName = z.string().regex(/^[A-Za-z0-9._:-]{1,64}$/, 'schedule name must match ^[A-Za-z0-9._:-]{1,64}$');
 const scheduledId = z.string().regex(SCHEDULED_ID_PATTERN, 'not a scheduled message id');
@@ -24,14 +24,9 @@ const recurringBody = z
     /** IANA time zone of `cron`. */
     tz: z.string().min(1).max(64).optional(),
     event: eventName.default('message'),
-    data: z.custom<unknown>((v) => v !== undefined, { message: 'data is required' }),
+    data: messageData,
     /** Each message is dropped, never delivered, this long after it is sent. */
-    ttlMs: z
-      .number()
-      .int()
-      .min(1)
-      .max(365 * 86_400_000)
-      .optional(),
+    ttlMs: ttlMs.optional(),
   })
   .refine((b) => (b.every === undefined) !== (b.cron === undefined), {
     message: 'give exactly one of every (ms) or cron',

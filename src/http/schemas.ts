@@ -11,11 +11,13 @@ export const eventName = z.string().regex(EVENT_NAME_PATTERN, 'must match ^[A-Za
 export const eventId = z.string().regex(EVENT_ID_PATTERN, 'must be an event id like 1732150000000-0');
 
 /** `data` may be any JSON value, null included, but must be present. */
-const data = z.custom<unknown>((v) => v !== undefined, { message: 'data is required' });
+export const messageData = z.custom<unknown>((v) => v !== undefined, { message: 'data is required' });
+/** A message's time to live, ms: at most a year. */
+export const ttlMs = z.number().int().min(1).max(365 * 86_400_000);
 
 const messageFields = {
   event: eventName.default('message'),
-  data,
+  data: messageData,
   // Control characters are kept for internal keys (appends by jobs), so no producer key collides with one.
   key: z
     .string()
@@ -24,7 +26,7 @@ const messageFields = {
     .refine((k) => !Array.from(k).some((c) => c < ' '), 'must not contain control characters')
     .optional(),
   /** Dropped, never delivered, after this long (for a scheduled message: after it is due). */
-  ttlMs: z.number().int().min(1).max(365 * 86_400_000).optional(),
+  ttlMs: ttlMs.optional(),
   /** Held this long before it enters the mailbox, ms. */
   delayMs: z.number().int().min(0).max(365 * 86_400_000, 'at most a year').optional(),
   /** Held until then: ISO time or epoch ms; a time in the past delivers now. */
