@@ -1,5 +1,6 @@
 import { pino } from 'pino';
 import { ConfigError, loadConfig } from './config.js';
+import { persistDevelopmentKeys } from './dev-keys.js';
 import { createPostbox } from './postbox.js';
 import { isListening, startEmbeddedRedis, type EmbeddedRedis } from './queue/embedded-redis.js';
 
@@ -16,14 +17,20 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  const { config, generated } = loaded;
+  const { generated } = loaded;
+  // Production refuses to start without the keys; in development they live in DATA_DIR.
+  const { config, created } = persistDevelopmentKeys(loaded.config, generated);
   const logger = pino({ level: config.LOG_LEVEL, base: { service: 'postbox' } });
   process.on('unhandledRejection', (err) => logger.error({ err }, 'unhandled rejection'));
 
   if (generated.length > 0) {
-    // Printed once, so a developer can call the API; production refuses to start without them.
+    // Printed at every start, so a developer can call the API without looking for the file.
     const keys = Object.fromEntries(generated.map((name) => [name, config[name]]));
-    logger.warn({ ...keys }, 'development keys generated for this run; set them in the environment to keep them');
+    const where = `${config.DATA_DIR}/dev-keys.json`;
+    logger.warn(
+      { ...keys },
+      created ? `development keys generated and kept in ${where}` : `development keys from ${where}`,
+    );
   }
 
   let embedded: EmbeddedRedis | undefined;
