@@ -9,9 +9,16 @@ function digest(text: string): Buffer {
   return createHash('sha256').update(text).digest();
 }
 
-/** Constant-time comparison; hashing first makes lengths equal. */
-function sameSecret(a: string, b: string): boolean {
-  return timingSafeEqual(digest(a), digest(b));
+/**
+ * Compares a presented credential with known secrets in constant time:
+ * hashing first makes lengths equal. The secrets are hashed once, here.
+ */
+function secretMatcher(...secrets: string[]): (presented: string) => boolean[] {
+  const known = secrets.map(digest);
+  return (presented) => {
+    const hashed = digest(presented);
+    return known.map((k) => timingSafeEqual(hashed, k));
+  };
 }
 
 export function bearer(ctx: Context): string | undefined {
@@ -27,14 +34,16 @@ export function bearer(ctx: Context): string | undefined {
 export function requireKey(role: Role, keys: { apiKey: string; adminKey: string }, tokens: Tokens) {
   const own = role === 'producer' ? keys.apiKey : keys.adminKey;
   const other = role === 'producer' ? keys.adminKey : keys.apiKey;
+  const match = secretMatcher(own, other);
   return async (ctx: Context, next: Next): Promise<void> => {
     const presented = bearer(ctx);
     if (presented === undefined) throw new AppError('PB_ERR_UNAUTHENTICATED');
-    if (sameSecret(presented, own)) {
+    const [isOwn, isOther] = match(presented);
+    if (isOwn) {
       ctx.state.role = role;
       return next();
     }
-    if (sameSecret(presented, other) || (await isToken(tokens, presented))) {
+    if (isOther || (await isToken(tokens, presented))) {
       throw new AppError('PB_ERR_FORBIDDEN');
     }
     throw new AppError('PB_ERR_UNAUTHENTICATED');
@@ -52,11 +61,12 @@ async function isToken(tokens: Tokens, presented: string): Promise<boolean> {
 
 /** Subscriber routes: the user comes from the stream token only (`?token=` or Bearer). */
 export function requireStreamToken(keys: { apiKey: string; adminKey: string }, tokens: Tokens) {
+  const match = secretMatcher(keys.apiKey, keys.adminKey);
   return async (ctx: Context, next: Next): Promise<void> => {
     const query = ctx.query.token;
     const presented = (typeof query === 'string' && query !== '' ? query : undefined) ?? bearer(ctx);
     if (presented === undefined) throw new AppError('PB_ERR_TOKEN_INVALID', 'a stream token is required');
-    if (sameSecret(presented, keys.apiKey) || sameSecret(presented, keys.adminKey)) {
+    if (match(presented).some(Boolean)) {
       throw new AppError('PB_ERR_FORBIDDEN', 'subscriber routes take a stream token, not a key');
     }
     ctx.state.userId = await tokens.verify(presented);
