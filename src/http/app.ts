@@ -1,5 +1,6 @@
 import Koa from 'koa';
 import type Router from '@koa/router';
+import { accessLog } from './access-log.js';
 import { adminRoutes } from './admin-routes.js';
 import { adminUiRoutes } from './admin-ui.js';
 import type { AppDeps } from './deps.js';
@@ -17,6 +18,7 @@ import { subscriberRoutes } from './subscriber-routes.js';
 export function createApp(deps: AppDeps, extraRoutes: Router[] = []): Koa {
   const app = new Koa({ proxy: false });
   app.silent = true;
+  app.use(accessLog(deps.logger));
   app.use(errorMiddleware(deps.logger));
   for (const router of [
     healthRoutes(deps),
