@@ -1,12 +1,12 @@
-import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
 import type { Clock } from '../clock.js';
 import { GROUP, type Keys } from './keys.js';
+import { scriptedPipeline, withScripts, type ScriptCommands } from './scripts.js';
 
 export interface HousekeepingOptions {
   /** Users taken from the index per ZSCAN, and mailboxes per pipelined round trip. @defaultValue 500 */
   usersPerChunk?: number;
-  /** Stream entries one script call scans, which bounds how long it holds Redis. @defaultValue 1000 */
+  /** Expired entries one script call drops, which bounds how long it holds Redis. @defaultValue 1000 */
   entriesPerCall?: number;
   /** An empty mailbox with no new entry for this long is deleted, ms; 0 keeps them. @defaultValue 3600000 */
   emptyIdleMs?: number;
@@ -31,15 +31,13 @@ export interface Housekeeper {
   lastRun(): Promise<SweepResult | undefined>;
 }
 
-type ExpireReply = [expired: number, next: string, deleted: number];
-type WithExpire = Redis & { pbExpire(mailbox: string, ...args: Array<string | number>): Promise<ExpireReply> };
-
-const lua = readFileSync(new URL('./lua/expire.lua', import.meta.url), 'utf8');
+type ExpireReply = Awaited<ReturnType<ScriptCommands['pbExpire']>>;
 
 /**
  * Drops messages past their TTL from every mailbox, including those nobody
  * drains (the drain worker drops them only for connected users), and deletes
- * empty idle mailboxes, so Redis memory stays bounded. Idempotency records
+ * empty idle mailboxes, so Redis memory stays bounded. It reads each user's
+ * expiries set, so its cost follows the messages that expire, not the backlog. Idempotency records
  * need no sweep: they are written with PX and expire by themselves.
  */
 export function createHousekeeper(deps: {
@@ -52,28 +50,27 @@ export function createHousekeeper(deps: {
   const usersPerChunk = deps.options?.usersPerChunk ?? 500;
   const entriesPerCall = deps.options?.entriesPerCall ?? 1000;
   const emptyIdleMs = deps.options?.emptyIdleMs ?? 3_600_000;
-  if (!('pbExpire' in deps.redis)) deps.redis.defineCommand('pbExpire', { numberOfKeys: 1, lua });
-  const redis = deps.redis as WithExpire;
+  const redis = withScripts(deps.redis);
 
-  /** Sweeps one chunk of users, calling the script again for mailboxes longer than one call scans. */
+  /** Sweeps one chunk of users, calling the script again for those with more expired entries than one call takes. */
   async function sweepUsers(userIds: string[], now: number): Promise<{ expired: number; emptied: string[] }> {
     let expired = 0;
     const emptied: string[] = [];
-    let todo = userIds.map((userId) => ({ userId, from: '-' }));
+    let todo = userIds;
     while (todo.length > 0) {
-      const pipeline = redis.pipeline() as ReturnType<Redis['pipeline']> & {
-        pbExpire(...args: Array<string | number>): unknown;
-      };
-      for (const t of todo) pipeline.pbExpire(keys.mailbox(t.userId), GROUP, now, t.from, entriesPerCall, emptyIdleMs);
+      const pipeline = scriptedPipeline(redis);
+      for (const userId of todo) {
+        pipeline.pbExpire(keys.mailbox(userId), keys.expiries(userId), GROUP, now, entriesPerCall, emptyIdleMs);
+      }
       const replies = (await pipeline.exec()) ?? [];
-      const next: typeof todo = [];
-      todo.forEach((t, i) => {
+      const next: string[] = [];
+      todo.forEach((userId, i) => {
         const [err, reply] = replies[i] ?? [new Error('missing pipeline reply'), null];
         if (err) throw err;
-        const [n, from, deleted] = reply as ExpireReply;
+        const [n, more, deleted] = reply as ExpireReply;
         expired += n;
-        if (from !== '') next.push({ userId: t.userId, from });
-        if (deleted === 1) emptied.push(t.userId);
+        if (more === 1) next.push(userId);
+        if (deleted === 1) emptied.push(userId);
       });
       todo = next;
     }

@@ -10,6 +10,8 @@ export interface Keys {
   dead(userId: string): string;
   /** The record of one idempotency key: a string holding the first event id. */
   idempotency(userId: string, key: string): string;
+  /** When the user's messages with a TTL expire: a sorted set, score = expiry (epoch ms), member = event id. */
+  expiries(userId: string): string;
   /** The user's recurring schedules: a hash, field = schedule name, value = BullMQ job scheduler id. */
   schedules(userId: string): string;
   /** Members of a room: a sorted set, every score 0, so members page and fan out in lexical order. */
@@ -35,6 +37,7 @@ export function createKeys(prefix: string): Keys {
     mailbox: (userId) => `${prefix}:{${userId}}:m`,
     dead: (userId) => `${prefix}:{${userId}}:dead`,
     idempotency: (userId, key) => `${prefix}:{${userId}}:idem:${key}`,
+    expiries: (userId) => `${prefix}:{${userId}}:exp`,
     schedules: (userId) => `${prefix}:{${userId}}:schedules`,
     room: (room) => `${prefix}:room:{${room}}:members`,
     rooms: () => `${prefix}:rooms`,

@@ -97,11 +97,12 @@ export function createMailbox(deps: { redis: Redis; clock: Clock; options: Mailb
   const { clock, options } = deps;
   const keys = createKeys(options.keyPrefix);
 
-  function enqueueArgs(m: NewMessage, now: number): [string, string, ...Array<string | number>] {
+  function enqueueArgs(m: NewMessage, now: number): [string, string, string, ...Array<string | number>] {
     const expiresAt = m.ttlMs === undefined ? 0 : now + m.ttlMs;
     return [
       keys.mailbox(m.userId),
       keys.idempotency(m.userId, m.key ?? ''),
+      keys.expiries(m.userId),
       GROUP,
       options.queueMaxLength,
       m.event,

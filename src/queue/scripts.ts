@@ -5,7 +5,7 @@ type Arg = string | number;
 
 /** The Lua scripts of `./lua`, registered on a connection with EVALSHA and a NOSCRIPT fallback. */
 export interface ScriptCommands {
-  pbEnqueue(mailbox: string, idempotency: string, ...args: Arg[]): Promise<[number, string | number]>;
+  pbEnqueue(mailbox: string, idempotency: string, expiries: string, ...args: Arg[]): Promise<[number, string | number]>;
   pbPop(mailbox: string, dead: string, ...args: Arg[]): Promise<PopReply>;
   pbAck(mailbox: string, ...args: Arg[]): Promise<number>;
   // Admin (src/queue/admin-queries.ts).
@@ -14,6 +14,8 @@ export interface ScriptCommands {
   pbAdminDelete(mailbox: string, group: string, id: string): Promise<number>;
   pbAdminRetry(mailbox: string, dead: string, ...args: Arg[]): Promise<[number, ...string[]]>;
   pbAdminIndexPage(index: string, score: string, member: string, count: number): Promise<string[]>;
+  // Housekeeping (src/queue/housekeeping.ts).
+  pbExpire(mailbox: string, expiries: string, ...args: Arg[]): Promise<[expired: number, more: number, deleted: number]>;
   // Drain lease of users shared between nodes (src/workers/peer-delivery.ts).
   pbLeaseClaim(lease: string, nodeId: string, leaseMs: number): Promise<number>;
   pbLeaseRelease(lease: string, nodeId: string): Promise<number>;
@@ -22,7 +24,7 @@ export interface ScriptCommands {
 export type PopReply = [number, number, number, number, ...Array<[string, string, string, number]>];
 
 const scripts = {
-  pbEnqueue: { file: 'enqueue.lua', numberOfKeys: 2 },
+  pbEnqueue: { file: 'enqueue.lua', numberOfKeys: 3 },
   pbPop: { file: 'pop.lua', numberOfKeys: 2 },
   pbAck: { file: 'ack.lua', numberOfKeys: 1 },
   pbAdminCounts: { file: 'admin-counts.lua', numberOfKeys: 2 },
@@ -30,6 +32,7 @@ const scripts = {
   pbAdminDelete: { file: 'admin-delete.lua', numberOfKeys: 1 },
   pbAdminRetry: { file: 'admin-retry.lua', numberOfKeys: 2 },
   pbAdminIndexPage: { file: 'admin-index-page.lua', numberOfKeys: 1 },
+  pbExpire: { file: 'expire.lua', numberOfKeys: 2 },
   pbLeaseClaim: { file: 'lease-claim.lua', numberOfKeys: 1 },
   pbLeaseRelease: { file: 'lease-release.lua', numberOfKeys: 1 },
 } as const;

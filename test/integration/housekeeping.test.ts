@@ -67,7 +67,7 @@ describe('housekeeping', () => {
     expect(schedulers).toEqual([expect.objectContaining({ key: 'housekeeping', every: 300 })]);
   });
 
-  it('scans long mailboxes in bounded steps and deletes empty idle mailboxes', async () => {
+  it('drops expired messages in bounded steps, found by their expiry, and deletes empty idle mailboxes', async () => {
     // Its own prefix and a daily interval: only the sweep below touches these mailboxes.
     const other = await startApp(redis.url, { KEY_PREFIX: 'hk2', HOUSEKEEPING_INTERVAL_MS: 86_400_000 });
     try {
@@ -75,9 +75,13 @@ describe('housekeeping', () => {
       await other.enqueue('long', 'stays');
       await other.enqueue('long', 'stays too');
       await other.enqueue('emptied', 'brief', { ttlMs: 100 });
+      await other.enqueue('no-ttl', 'lives');
       await sleep(200);
       const client = redis.client();
       const keys = createKeys('hk2');
+      // Only messages with a TTL are indexed by expiry; the sweep reads that, not the backlog.
+      expect(await client.zcard(keys.expiries('long'))).toBe(5);
+      expect(await client.exists(keys.expiries('no-ttl'))).toBe(0);
       const housekeeper = createHousekeeper({
         redis: client,
         keys,
@@ -85,11 +89,13 @@ describe('housekeeping', () => {
         options: { entriesPerCall: 2, usersPerChunk: 1, emptyIdleMs: 1 },
       });
       const run = await housekeeper.sweep();
-      expect(run).toMatchObject({ users: 2, expired: 6, deleted: 1 });
+      expect(run).toMatchObject({ users: 3, expired: 6, deleted: 1 });
       expect(await housekeeper.lastRun()).toEqual(run);
       expect(await client.xlen(keys.mailbox('long'))).toBe(2);
       expect(await client.exists(keys.mailbox('emptied'))).toBe(0);
-      expect(await client.zrange(keys.users(), 0, -1)).toEqual(['long']);
+      expect(await client.exists(keys.expiries('long'), keys.expiries('emptied'))).toBe(0);
+      expect(await client.xlen(keys.mailbox('no-ttl'))).toBe(1);
+      expect(await client.zrange(keys.users(), 0, -1)).toEqual(['long', 'no-ttl']);
 
       // The next message recreates the mailbox, and it is delivered as usual.
       const id = await other.enqueue('emptied', 'back');

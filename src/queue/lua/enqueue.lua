@@ -3,6 +3,7 @@
 
   KEYS[1] mailbox stream
   KEYS[2] idempotency record of this message's key (unused when ARGV[6] is '0')
+  KEYS[3] expiries of the user's messages (used when ARGV[5] is not '0'), for housekeeping
 
   ARGV[1] consumer group name
   ARGV[2] QUEUE_MAX_LENGTH
@@ -39,6 +40,8 @@ end
 local id
 if ARGV[5] ~= '0' then
   id = redis.call('XADD', mailbox, '*', 'e', ARGV[3], 'd', ARGV[4], 'x', ARGV[5])
+  -- Housekeeping reads this instead of scanning whole mailboxes for expired entries.
+  redis.call('ZADD', KEYS[3], ARGV[5], id)
 else
   id = redis.call('XADD', mailbox, '*', 'e', ARGV[3], 'd', ARGV[4])
 end

@@ -1,53 +1,48 @@
 --[[
-  Housekeeping of one mailbox: drops the messages past their TTL (field `x`,
-  expiry epoch ms), in flight or not, scanning at most ARGV[4] entries per
-  call so Redis is never blocked for long; then, when the scan has reached the
-  end, deletes the mailbox if it is empty and has had no new entry for
-  ARGV[5] ms (the next enqueue recreates it with its consumer group).
+  Housekeeping of one mailbox: drops the messages past their TTL, in flight or
+  not, found through the user's expiries set (written by enqueue.lua), at most
+  ARGV[3] per call so Redis is never blocked for long; then, once none are
+  left, deletes the mailbox if it is empty and has had no new entry for
+  ARGV[4] ms (the next enqueue recreates it with its consumer group).
+  A mailbox whose messages carry no TTL costs one EXISTS and one XLEN.
 
   KEYS[1] mailbox stream
+  KEYS[2] expiries: sorted set, score = expiry epoch ms, member = event id
 
   ARGV[1] consumer group name
   ARGV[2] now, epoch ms
-  ARGV[3] first entry to look at: '-' for the start, or '(<id>' to continue after <id>
-  ARGV[4] most entries to scan in this call
-  ARGV[5] idle time after which an empty mailbox is deleted, ms ('0': never)
+  ARGV[3] most expired entries to handle in this call
+  ARGV[4] idle time after which an empty mailbox is deleted, ms ('0': never)
 
-  Output: {expired, next, deleted}
-    expired  messages dropped
-    next     '' when the scan reached the end, else the ARGV[3] of the next call
+  Output: {expired, more, deleted}
+    expired  messages dropped (entries already acked or gone are not counted)
+    more     1 when more expired entries may remain: call again
     deleted  1 when the empty mailbox was deleted
 ]]
-local mailbox, group = KEYS[1], ARGV[1]
+local mailbox, expiries, group = KEYS[1], KEYS[2], ARGV[1]
 local now = tonumber(ARGV[2])
-local limit = tonumber(ARGV[4])
+local limit = tonumber(ARGV[3])
 
 if redis.call('EXISTS', mailbox) == 0 then
-  return {0, '', 0}
+  redis.call('DEL', expiries)
+  return {0, 0, 0}
 end
 
 local expired = 0
-local entries = redis.call('XRANGE', mailbox, ARGV[3], '+', 'COUNT', limit)
-for _, entry in ipairs(entries) do
-  local flat = entry[2]
-  for i = 1, #flat, 2 do
-    if flat[i] == 'x' then
-      if tonumber(flat[i + 1]) <= now then
-        redis.call('XACK', mailbox, group, entry[1])
-        redis.call('XDEL', mailbox, entry[1])
-        expired = expired + 1
-      end
-      break
-    end
-  end
+local due = redis.call('ZRANGE', expiries, '-inf', now, 'BYSCORE', 'LIMIT', 0, limit)
+for _, id in ipairs(due) do
+  redis.call('XACK', mailbox, group, id)
+  expired = expired + redis.call('XDEL', mailbox, id)
 end
-
-if #entries == limit then
-  return {expired, '(' .. entries[#entries][1], 0}
+if #due > 0 then
+  redis.call('ZREM', expiries, unpack(due))
+end
+if #due == limit then
+  return {expired, 1, 0}
 end
 
 local deleted = 0
-if ARGV[5] ~= '0' and redis.call('XLEN', mailbox) == 0 then
+if ARGV[4] ~= '0' and redis.call('XLEN', mailbox) == 0 then
   local info = redis.call('XINFO', 'STREAM', mailbox)
   local last = '0-0'
   for i = 1, #info, 2 do
@@ -58,9 +53,10 @@ if ARGV[5] ~= '0' and redis.call('XLEN', mailbox) == 0 then
   -- Nothing in flight either (acks delete their entries, so this is a safety check).
   local pending = redis.call('XPENDING', mailbox, group)[1]
   local lastMs = tonumber(string.match(last, '^(%d+)'))
-  if pending == 0 and lastMs + tonumber(ARGV[5]) <= now then
-    redis.call('DEL', mailbox)
+  if pending == 0 and lastMs + tonumber(ARGV[4]) <= now then
+    -- Expiries of messages acked before they expired are all that can be left.
+    redis.call('DEL', mailbox, expiries)
     deleted = 1
   end
 end
-return {expired, '', deleted}
+return {expired, 0, deleted}
