@@ -104,7 +104,11 @@ export async function createPostbox(
     clock,
     logger,
     metrics,
-    options: { drainIntervalMs: config.DRAIN_INTERVAL_MS, ackTimeoutMs: config.ACK_TIMEOUT_MS },
+    options: {
+      drainIntervalMs: config.DRAIN_INTERVAL_MS,
+      ackTimeoutMs: config.ACK_TIMEOUT_MS,
+      maxInflight: config.MAX_INFLIGHT,
+    },
     hooks: peers,
   });
   await subscribeWakes(subscriber, mailbox.keys.wakeChannel(), (userId) => drain.wake(userId), logger);

@@ -52,11 +52,8 @@ export function subscriberRoutes(deps: AppDeps): Router {
     const { ids } = validate(ackBody, ctx.request.body);
     const acked = await mailbox.ack(userId, ids);
     metrics.acked.inc(acked);
-    // Room opened in the in-flight window: drain at once, here or on the node holding the stream.
-    if (acked > 0) {
-      if (hub.isConnected(userId)) drain.wake(userId);
-      else deps.wake(userId);
-    }
+    // Room opened in the in-flight window: drain at once, here or on the node that pops for the user.
+    if (acked > 0 && !drain.acked(userId, acked)) deps.wake(userId);
     ctx.body = { acked };
   });
 

@@ -11,6 +11,8 @@ export interface DrainWorkerOptions {
   drainIntervalMs: number;
   /** In-flight messages idle this long are delivered again, ms. */
   ackTimeoutMs: number;
+  /** MAX_INFLIGHT: an ack reopens the window only when it was full. */
+  maxInflight: number;
   /** Every this many ticks, every connected user is drained even if nothing woke it. @defaultValue 10 */
   sweepEveryTicks?: number;
 }
@@ -24,8 +26,16 @@ export interface DrainHooks {
 }
 
 export interface DrainWorker {
-  /** Drain this user as soon as possible (an enqueue or an ack for them). */
+  /** Drain this user as soon as possible (an enqueue for them). */
   wake(userId: string): void;
+  /**
+   * `count` of the user's messages were acked. Returns false when this node
+   * does not drain the user (not connected here, or another node pops for
+   * them): the caller must wake whoever does. A pass follows only when the
+   * window was full; otherwise there is nothing new to read (an enqueue wakes
+   * the drain itself), so a typical ack costs no Redis round trip here.
+   */
+  acked(userId: string, count: number): boolean;
   /** Resolves when the pass under way (if any) and those it scheduled are done. */
   idle(): Promise<void>;
   close(): Promise<void>;
@@ -170,6 +180,17 @@ export function createDrainWorker(deps: {
       if (state === undefined) return;
       state.dirty = true;
       schedule();
+    },
+    acked(userId, count) {
+      const state = users.get(userId);
+      if (state === undefined || (hooks !== undefined && !hooks.mayDrain(userId))) return false;
+      const wasFull = state.inflight >= options.maxInflight;
+      state.inflight = Math.max(0, state.inflight - count);
+      if (wasFull) {
+        state.dirty = true;
+        schedule();
+      }
+      return true;
     },
     async idle() {
       while (running !== undefined) await running;
