@@ -88,6 +88,15 @@ const schema = z.object({
     .string()
     .regex(/^(\*|https?:\/\/[^,\s]+(,https?:\/\/[^,\s]+)*)$/, 'must be * or comma-separated http(s) origins')
     .default('*'),
+  /**
+   * PEM certificate (with its chain) for HTTPS; give TLS_KEY_FILE with it. With both, the node
+   * serves HTTP/2 and HTTP/1.1 over TLS, so a browser multiplexes every tab's stream over one
+   * connection instead of hitting its 6-connections-per-origin limit of HTTP/1.1.
+   * @defaultValue none: plain HTTP/1.1
+   */
+  TLS_CERT_FILE: z.string().min(1).optional(),
+  /** PEM private key of TLS_CERT_FILE. @defaultValue none */
+  TLS_KEY_FILE: z.string().min(1).optional(),
   /** @defaultValue 'info' */
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
@@ -130,6 +139,9 @@ export function loadConfig(env: Record<string, string | undefined>): LoadedConfi
   const missing = secrets.filter((name) => raw[name] === undefined);
   if (raw.NODE_ENV === 'production' && missing.length > 0) {
     throw new ConfigError(`NODE_ENV=production requires ${missing.join(', ')}`);
+  }
+  if ((raw.TLS_CERT_FILE === undefined) !== (raw.TLS_KEY_FILE === undefined)) {
+    throw new ConfigError('TLS_CERT_FILE and TLS_KEY_FILE go together: set both (HTTPS) or neither (HTTP)');
   }
   const generate = () => randomBytes(24).toString('base64url');
   const config: Config = {

@@ -79,6 +79,11 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
+  if (err instanceof ConfigError) {
+    // E.g. a TLS file that cannot be read: one line, like the configuration's own errors.
+    process.stderr.write(`postbox: ${err.message}\n`);
+    process.exit(1);
+  }
   process.stderr.write(`postbox: failed to start: ${err instanceof Error ? err.stack : String(err)}\n`);
   process.exit(1);
 });

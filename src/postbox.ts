@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
+import type { Http2SecureServer } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
@@ -12,6 +13,7 @@ import { createDemo } from './http/demo-routes.js';
 import type { AppDeps } from './http/deps.js';
 import { StreamHub } from './http/stream-hub.js';
 import { createTokens } from './http/tokens.js';
+import { createWebServer, readTlsFiles } from './http/web-server.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { createMailbox, type Mailbox } from './queue/mailbox.js';
 import { connectRedis, createCommandConnection, createSubscriberConnection } from './queue/redis.js';
@@ -23,8 +25,9 @@ import { startJobServices } from './workers/job-workers.js';
 import { subscribeWakes } from './workers/wake-subscriber.js';
 
 export interface Postbox {
-  readonly server: Server;
-  /** `http://host:port` once listening. */
+  /** HTTP/1.1, or with TLS_CERT_FILE HTTPS serving HTTP/2 and HTTP/1.1. */
+  readonly server: Server | Http2SecureServer;
+  /** `http://host:port` (`https://` with TLS) once listening. */
   readonly url: string;
   readonly mailbox: Mailbox;
   readonly hub: StreamHub;
@@ -47,6 +50,8 @@ export async function createPostbox(
   options: { redisUrl: string; logger: Logger; clock?: Clock; defaultMetrics?: boolean },
 ): Promise<Postbox> {
   const { logger, redisUrl } = options;
+  // Before any connection is opened, so a bad path fails start-up with nothing to clean up.
+  const tls = readTlsFiles(config);
   const clock = options.clock ?? systemClock;
   const redis = createCommandConnection(redisUrl);
   const subscriber = createSubscriberConnection(redisUrl);
@@ -144,9 +149,12 @@ export async function createPostbox(
     isClosing: () => closing,
   };
   // The demo's backend calls this node's public API at its listening address, as an application would.
-  const demo = config.DEMO ? createDemo({ apiUrl: () => url, apiKey: config.API_KEY, logger }) : undefined;
+  const demo = config.DEMO
+    ? createDemo({ apiUrl: () => url, apiKey: config.API_KEY, logger, serverCert: tls?.cert })
+    : undefined;
   const app = createApp(deps, [clientRoutes(), ...(demo ? [demo.router] : [])]);
-  const server = createServer(app.callback());
+  const web = createWebServer(app.callback(), tls);
+  const { server } = web;
   let url = '';
 
   return {
@@ -170,7 +178,7 @@ export async function createPostbox(
       });
       const address = server.address() as AddressInfo;
       const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-      url = `http://${shownHost === '0.0.0.0' ? '127.0.0.1' : shownHost}:${address.port}`;
+      url = `${web.protocol}://${shownHost === '0.0.0.0' ? '127.0.0.1' : shownHost}:${address.port}`;
       return url;
     },
     async close() {
@@ -180,16 +188,16 @@ export async function createPostbox(
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       // Streams end cleanly; browsers reconnect (to another node) with Last-Event-ID.
       hub.closeAll('shutdown');
-      server.closeIdleConnections();
+      web.closeIdle();
       await drain.close();
       await peers.close();
       await rates.close();
       await jobs.close();
       // Requests under way may finish; keep-alive sockets that fall idle meanwhile are closed too.
-      const reaper = setInterval(() => server.closeIdleConnections(), 100);
+      const reaper = setInterval(() => web.closeIdle(), 100);
       await Promise.race([closed, new Promise((r) => setTimeout(r, 5000).unref())]);
       clearInterval(reaper);
-      server.closeAllConnections();
+      web.closeAll();
       await Promise.allSettled([redis.quit(), subscriber.quit()]);
       redis.disconnect();
       subscriber.disconnect();

@@ -1,5 +1,8 @@
-import { randomUUID } from 'node:crypto';
+import { randomUUID, X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { request as httpRequest } from 'node:http';
+import { Agent, request as httpsRequest } from 'node:https';
+import { rootCertificates, type PeerCertificate } from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import Router from '@koa/router';
 import type { Context } from 'koa';
@@ -13,6 +16,11 @@ export interface DemoOptions {
   /** The producer key the demo backend calls the API with. */
   apiKey: string;
   logger: Logger;
+  /**
+   * The PEM certificate this node serves (TLS_CERT_FILE), when `apiUrl` is `https://`: the calls
+   * trust exactly it. @defaultValue none, plain HTTP
+   */
+  serverCert?: Buffer | string;
   /** Room every demo user joins. @defaultValue 'lobby' */
   room?: string;
   /** Period of the clock messages, ms. @defaultValue 1000 */
@@ -78,15 +86,37 @@ export function createDemo(options: DemoOptions): Demo {
   /** userId → when their page last said hello (ms); these users have a clock schedule. */
   const present = new Map<string, number>();
 
-  async function api(method: string, path: string, payload?: unknown): Promise<ApiAnswer> {
-    const res = await fetch(options.apiUrl() + path, {
-      method,
-      headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
-      body: payload === undefined ? undefined : JSON.stringify(payload),
-      signal: AbortSignal.timeout(10_000),
+  const agent = options.serverCert === undefined ? undefined : pinnedAgent(options.serverCert);
+
+  function api(method: string, path: string, payload?: unknown): Promise<ApiAnswer> {
+    const url = new URL(options.apiUrl() + path);
+    const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
+    return new Promise((resolve, reject) => {
+      const req = send(
+        url,
+        {
+          method,
+          headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
+          agent,
+          signal: AbortSignal.timeout(10_000),
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (chunk: Buffer) => chunks.push(chunk));
+          res.on('error', reject);
+          res.on('end', () => {
+            const text = Buffer.concat(chunks).toString('utf8');
+            try {
+              resolve({ status: res.statusCode ?? 0, body: text === '' ? undefined : (JSON.parse(text) as unknown) });
+            } catch (err) {
+              reject(err as Error);
+            }
+          });
+        },
+      );
+      req.on('error', reject);
+      req.end(payload === undefined ? undefined : JSON.stringify(payload));
     });
-    const text = await res.text();
-    return { status: res.status, body: text === '' ? undefined : (JSON.parse(text) as unknown) };
   }
 
   /** Hands an API error to the page as the API gave it. */
@@ -185,6 +215,7 @@ export function createDemo(options: DemoOptions): Demo {
     router,
     close() {
       clearInterval(timer);
+      agent?.destroy();
     },
   };
 }
@@ -193,4 +224,20 @@ async function serve(ctx: Context, file: string): Promise<void> {
   ctx.body = await readFile(PAGE_DIR + file);
   ctx.type = PAGE_FILES[file] ?? 'application/octet-stream';
   ctx.set({ 'Cache-Control': 'no-cache', 'Content-Security-Policy': CSP, 'X-Content-Type-Options': 'nosniff' });
+}
+
+/**
+ * An agent for calls to this node over HTTPS. The node's URL is its listening
+ * address (an IP the certificate need not name), so instead of the host name
+ * the check is that the server presents exactly our certificate; the chain must
+ * still verify, against the public roots or, for a self-signed one, itself.
+ */
+function pinnedAgent(pem: Buffer | string): Agent {
+  const own = new X509Certificate(pem).raw;
+  return new Agent({
+    keepAlive: true,
+    ca: [...rootCertificates, pem.toString()],
+    checkServerIdentity: (_host: string, cert: PeerCertificate) =>
+      cert.raw.equals(own) ? undefined : new Error('the server did not present the certificate of this node'),
+  });
 }

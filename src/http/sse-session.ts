@@ -1,4 +1,6 @@
 import type { ServerResponse } from 'node:http';
+import { Http2ServerResponse } from 'node:http2';
+import type { Writable } from 'node:stream';
 import type { Clock } from '../clock.js';
 
 export interface SseSessionOptions {
@@ -24,7 +26,7 @@ export interface SseFrame {
 export class SseSession {
   readonly userId: string;
   readonly openedAt: number;
-  private readonly res: ServerResponse;
+  private readonly res: ServerResponse | Http2ServerResponse;
   private readonly clock: Clock;
   private readonly writeStallMs: number;
   private stallTimer: NodeJS.Timeout | undefined;
@@ -33,20 +35,29 @@ export class SseSession {
   private closed = false;
   private readonly closeHandlers: Array<(reason: string) => void> = [];
 
-  constructor(userId: string, res: ServerResponse, clock: Clock, options: SseSessionOptions) {
+  constructor(userId: string, res: ServerResponse | Http2ServerResponse, clock: Clock, options: SseSessionOptions) {
     this.userId = userId;
     this.res = res;
     this.clock = clock;
     this.openedAt = clock.now();
     this.writeStallMs = options.writeStallMs;
-    res.writeHead(200, {
+    const headers = {
       'Content-Type': 'text/event-stream; charset=utf-8',
       'Cache-Control': 'no-cache, no-transform',
-      Connection: 'keep-alive',
       'X-Accel-Buffering': 'no',
-    });
-    res.socket?.setNoDelay(true);
-    res.socket?.setKeepAlive(true);
+    };
+    if (res instanceof Http2ServerResponse) {
+      // RFC 9113 §8.2.2: no connection-specific headers (Node throws on `Connection`). The
+      // connection carries every stream of the session and Node owns it (its socket refuses
+      // setNoDelay/setKeepAlive); the stream's own idle timeout is the one to lift.
+      res.writeHead(200, headers);
+      res.stream.setTimeout(0);
+    } else {
+      res.writeHead(200, { ...headers, Connection: 'keep-alive' });
+      res.socket?.setTimeout(0);
+      res.socket?.setNoDelay(true);
+      res.socket?.setKeepAlive(true);
+    }
     res.on('close', () => this.finish('client closed'));
     res.on('drain', () => {
       this.clock.clearTimeout(this.stallTimer);
@@ -85,7 +96,8 @@ export class SseSession {
 
   private write(text: string): boolean {
     if (this.closed) return false;
-    const ok = this.res.write(text);
+    // Both responses are Writables; only their write overloads' callback types differ.
+    const ok = (this.res as Writable).write(text);
     if (this.stallTimer !== undefined) {
       this.queuedSinceArm += Buffer.byteLength(text);
     } else if (!ok) {

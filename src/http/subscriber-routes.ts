@@ -38,7 +38,7 @@ export function subscriberRoutes(deps: AppDeps): Router {
         logger.warn({ err, userId }, 'Last-Event-ID ack failed; messages will be redelivered');
       }
     }
-    ctx.req.socket.setTimeout(0);
+    // The session lifts the idle timeout of the socket (HTTP/1.1) or the stream (HTTP/2).
     ctx.respond = false;
     const session = new SseSession(userId, ctx.res, clock, {
       retryMs: config.RETRY_MS,
