@@ -1,11 +1,11 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import Router from '@koa/router';
 import { z } from 'zod';
 import { AppError } from '../errors.js';
 import { requireKey } from './auth.js';
 import { jsonBody, serializeData, validate } from './body.js';
 import type { AppDeps } from './deps.js';
-import { USER_ID_PATTERN, eventName, messageData, ttlMs, userId as userIdSchema } from './schemas.js';
+import { USER_ID_PATTERN, eventName, idempotencyKey, messageData, ttlMs, userId as userIdSchema } from './schemas.js';
 
 /** Room names: the user id pattern, so they are safe in a key's hash tag. */
 const roomName = z.string().regex(USER_ID_PATTERN, 'room must match ^[A-Za-z0-9._:@-]{1,128}$');
@@ -26,7 +26,21 @@ const roomMessageBody = z.strictObject({
   exceptUserId: userIdSchema.optional(),
   /** Counted from the send: members reached later get what is left; none once it has passed. */
   ttlMs: ttlMs.optional(),
+  /** Idempotency: the same key for the same room is one room message (a producer's retry). */
+  key: idempotencyKey.optional(),
 });
+
+/**
+ * The fan-out job's id, from which every member's idempotency key derives.
+ * With a producer `key` it is the same for the same room and key: BullMQ adds
+ * no second job while the first is kept, and after that the members' mailboxes
+ * still refuse it again within FANOUT_DEDUP_WINDOW_MS. Without one it is
+ * random, so it never repeats even if BullMQ's counter starts over.
+ */
+function roomJobId(room: string, key: string | undefined): string {
+  if (key === undefined) return `r-${randomUUID()}`;
+  return `rk-${createHash('sha256').update(`${room}\n${key}`).digest('base64url')}`;
+}
 
 /**
  * Rooms: membership (producer key) and room messages, which answer 202 at
@@ -96,9 +110,7 @@ export function roomRoutes(deps: AppDeps): Router {
         expiresAt: input.ttlMs === undefined ? undefined : clock.now() + input.ttlMs,
         members,
       },
-      // Members' idempotency keys derive from the job id; a random one never repeats, even if
-      // BullMQ's counter starts over (queue obliterated) while old keys are still remembered.
-      { jobId: `r-${randomUUID()}` },
+      { jobId: roomJobId(room, input.key) },
     );
     ctx.status = 202;
     ctx.body = { jobId: job.id, members: recipients };

@@ -15,16 +15,17 @@ export const messageData = z.custom<unknown>((v) => v !== undefined, { message: 
 /** A message's time to live, ms: at most a year. */
 export const ttlMs = z.number().int().min(1).max(365 * 86_400_000);
 
+// Control characters are kept for internal keys (appends by jobs), so no producer key collides with one.
+export const idempotencyKey = z
+  .string()
+  .min(1)
+  .max(256)
+  .refine((k) => !Array.from(k).some((c) => c < ' '), 'must not contain control characters');
+
 const messageFields = {
   event: eventName.default('message'),
   data: messageData,
-  // Control characters are kept for internal keys (appends by jobs), so no producer key collides with one.
-  key: z
-    .string()
-    .min(1)
-    .max(256)
-    .refine((k) => !Array.from(k).some((c) => c < ' '), 'must not contain control characters')
-    .optional(),
+  key: idempotencyKey.optional(),
   /** Dropped, never delivered, after this long (for a scheduled message: after it is due). */
   ttlMs: ttlMs.optional(),
   /** Held this long before it enters the mailbox, ms. */

@@ -102,6 +102,26 @@ describe('rooms', () => {
     late.close();
   });
 
+  it('treats a repeated room message with the same key as one message', async () => {
+    await app.call('POST', '/v1/rooms/retry-room/members', { userIds: ['r1', 'r2', 'r3'] });
+    const send = () => app.call('POST', '/v1/rooms/retry-room/messages', { data: 'once', key: 'post-7' });
+    const first = (await (await send()).json()) as { jobId: string };
+    await waitForJob(first.jobId);
+    // The producer retries after a timeout: same job, no second delivery.
+    const again = await send();
+    expect(again.status).toBe(202);
+    expect(((await again.json()) as { jobId: string }).jobId).toBe(first.jobId);
+    // The same key in another room is another message.
+    await app.call('PUT', '/v1/rooms/other-room/members/r1');
+    const other = (await (await app.call('POST', '/v1/rooms/other-room/messages', { data: 'x', key: 'post-7' })).json()) as {
+      jobId: string;
+    };
+    expect(other.jobId).not.toBe(first.jobId);
+    await waitForJob(other.jobId);
+    const client = redis.client();
+    expect(await Promise.all(['r1', 'r2', 'r3'].map((u) => client.xlen(`pb:{${u}}:m`)))).toEqual([2, 1, 1]);
+  });
+
   it('does not deliver a room message past its ttlMs', async () => {
     await app.call('PUT', '/v1/rooms/flash/members/flash-user');
     const res = await app.call('POST', '/v1/rooms/flash/messages', { data: 'brief', ttlMs: 300 });
