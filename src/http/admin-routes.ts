@@ -8,7 +8,7 @@ import { countScheduled } from '../queue/admin-scheduled.js';
 import { requireKey } from './auth.js';
 import { jsonBody, validate } from './body.js';
 import type { AppDeps } from './deps.js';
-import { USER_ID_PATTERN, eventId, userId as userIdSchema } from './schemas.js';
+import { eventId, roomName, userId as userIdSchema } from './schemas.js';
 
 const limit = (fallback: number) => z.coerce.number().int().min(1).max(1000, 'limit: at most 1000').default(fallback);
 
@@ -19,7 +19,6 @@ const listQuery = z.object({
   cursor: z.string().min(1).max(1024).optional(),
 });
 const viewQuery = z.object({ limit: limit(50) });
-const roomName = z.string().regex(USER_ID_PATTERN, 'room must match ^[A-Za-z0-9._:@-]{1,128}$');
 const pageQuery = z.object({ limit: limit(50), cursor: roomName.optional() });
 const retryBody = z.strictObject({ ids: z.array(eventId).min(1).max(1000, 'at most 1000 ids per call').optional() });
 

@@ -5,10 +5,8 @@ import { AppError } from '../errors.js';
 import { requireKey } from './auth.js';
 import { jsonBody, serializeData, validate } from './body.js';
 import type { AppDeps } from './deps.js';
-import { USER_ID_PATTERN, eventName, idempotencyKey, messageData, ttlMs, userId as userIdSchema } from './schemas.js';
+import { eventName, idempotencyKey, messageData, roomName, ttlMs, userId as userIdSchema } from './schemas.js';
 
-/** Room names: the user id pattern, so they are safe in a key's hash tag. */
-const roomName = z.string().regex(USER_ID_PATTERN, 'room must match ^[A-Za-z0-9._:@-]{1,128}$');
 
 const membersQuery = z.object({
   cursor: userIdSchema.optional(),

@@ -7,6 +7,8 @@ export const USER_ID_PATTERN = /^[A-Za-z0-9._:@-]{1,128}$/;
 export const EVENT_NAME_PATTERN = /^[A-Za-z0-9._:-]{1,64}$/;
 
 export const userId = z.string().regex(USER_ID_PATTERN, 'must match ^[A-Za-z0-9._:@-]{1,128}$');
+/** Room names: the user id pattern, so they are safe in a key's hash tag. */
+export const roomName = z.string().regex(USER_ID_PATTERN, 'room must match ^[A-Za-z0-9._:@-]{1,128}$');
 export const eventName = z.string().regex(EVENT_NAME_PATTERN, 'must match ^[A-Za-z0-9._:-]{1,64}$');
 export const eventId = z.string().regex(EVENT_ID_PATTERN, 'must be an event id like 1732150000000-0');
 

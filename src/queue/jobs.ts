@@ -51,21 +51,21 @@ export const KEEP_FAILED = { count: 5000, age: 7 * 24 * 3600 };
 /** Approximate length of each queue's events stream (BullMQ's default is 10 000). */
 export const EVENTS_MAX_LEN = 1000;
 
+/**
+ * A full mailbox or a Redis outage fails an append; retry for about 17 minutes
+ * (1 + 2 + … + 512 s). A fan-out resumes at its recorded cursor, so its
+ * retries cost only the members left.
+ */
+const retriedJob: DefaultJobOptions = {
+  attempts: 10,
+  backoff: { type: 'exponential', delay: 1000 },
+  removeOnComplete: KEEP_COMPLETED,
+  removeOnFail: KEEP_FAILED,
+};
+
 const defaultJobOptions: Record<keyof typeof QUEUE_NAMES, DefaultJobOptions> = {
-  // A full mailbox or a Redis outage fails the append; retry for about 17 minutes (1 + 2 + … + 512 s).
-  scheduled: {
-    attempts: 10,
-    backoff: { type: 'exponential', delay: 1000 },
-    removeOnComplete: KEEP_COMPLETED,
-    removeOnFail: KEEP_FAILED,
-  },
-  // Each attempt resumes at the recorded cursor, so retries cost only the members left.
-  fanout: {
-    attempts: 10,
-    backoff: { type: 'exponential', delay: 1000 },
-    removeOnComplete: KEEP_COMPLETED,
-    removeOnFail: KEEP_FAILED,
-  },
+  scheduled: retriedJob,
+  fanout: retriedJob,
   // The next run comes on its own; a failed sweep is not worth retrying.
   housekeeping: { attempts: 1, removeOnComplete: { count: 20 }, removeOnFail: { count: 100 } },
 };
