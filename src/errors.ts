@@ -58,11 +58,16 @@ export class AppError extends Error {
   }
 }
 
+/** How long a producer should wait when a queue is full: about one ack timeout, at least a second. */
+export function retryAfterSeconds(ackTimeoutMs: number): number {
+  return Math.max(1, Math.ceil(ackTimeoutMs / 1000));
+}
+
 /** Errors that mean "Redis is not there right now", as opposed to a bug. */
 export function isRedisUnavailable(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
   const text = `${err.name} ${err.message}`;
-  return /Connection is closed|enableOfflineQueue|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|Command timed out|MaxRetriesPerRequest|LOADING|Stream isn't writeable|Connection|Reached the max retries/i.test(
+  return /enableOfflineQueue|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|Command timed out|MaxRetriesPerRequest|LOADING|Stream isn't writeable|Connection|Reached the max retries/i.test(
     text,
   );
 }

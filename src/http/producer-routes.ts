@@ -1,5 +1,5 @@
 import Router from '@koa/router';
-import { AppError } from '../errors.js';
+import { AppError, retryAfterSeconds } from '../errors.js';
 import type { NewMessage } from '../queue/mailbox.js';
 import { MAX_SCHEDULE_AHEAD_MS } from '../queue/schedules.js';
 import { requireKey } from './auth.js';
@@ -124,9 +124,4 @@ export function producerRoutes(deps: AppDeps): Router {
   });
 
   return router;
-}
-
-/** How long a producer should wait when a queue is full: about one ack timeout, at least a second. */
-export function retryAfterSeconds(ackTimeoutMs: number): number {
-  return Math.max(1, Math.ceil(ackTimeoutMs / 1000));
 }
