@@ -1,7 +1,8 @@
 import { pathToFileURL } from 'node:url';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { bullConnection, bullPrefix } from '../src/queue/jobs.js';
+import { bullPrefix } from '../src/queue/job-queues.js';
+import { bullConnection } from '../src/queue/redis.js';
 import { startRedis, type TestRedis } from '../test/helpers/start-redis.js';
 import { HttpClient, round, sleep } from './lib.js';
 import { BENCH_KEYS, startServer, type BenchServer } from './server.js';
@@ -45,7 +46,7 @@ export async function fanoutBench(
   const members = options.members ?? 10_000;
   const runs = options.runs ?? 3;
   const http = new HttpClient(baseUrl, 4);
-  const queue = new Queue('fanout', { prefix: bullPrefix('pb'), connection: bullConnection(redisUrl, 'worker') });
+  const queue = new Queue('fanout', { prefix: bullPrefix('pb'), connection: bullConnection({ url: redisUrl }, 'worker') });
   const room = `bench-room-${Date.now()}`;
   const redis = new Redis(redisUrl, { maxRetriesPerRequest: 1 });
   const redisCpu = async () => {

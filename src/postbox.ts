@@ -1,81 +1,82 @@
-import { randomUUID } from 'node:crypto';
 import type { Server } from 'node:http';
 import type { Http2SecureServer } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import type { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { systemClock, type Clock } from './clock.js';
 import type { Config } from './config.js';
+import { createDelivery } from './delivery/delivery.js';
+import type { StreamHub } from './delivery/stream-hub.js';
+import { wakeChannel } from './delivery/wake.js';
 import { retryAfterSeconds } from './errors.js';
 import { createApp } from './http/app.js';
 import { clientRoutes } from './http/client-routes.js';
 import { createDemo } from './http/demo-routes.js';
-import type { AppDeps } from './http/deps.js';
-import { StreamHub } from './http/stream-hub.js';
 import { createTokens } from './http/tokens.js';
 import { createWebServer, readTlsFiles } from './http/web-server.js';
-import { createMetrics, type Metrics } from './metrics.js';
-import { createMailbox, type Mailbox } from './queue/mailbox.js';
-import { connectRedis, createCommandConnection, createSubscriberConnection } from './queue/redis.js';
-import { createDrainWorker, type DrainWorker } from './workers/drain-worker.js';
-import { createPeerDelivery } from './workers/peer-delivery.js';
-import { createRateSampler } from './workers/rate-sampler.js';
-import { startJobServices } from './workers/job-workers.js';
-import { subscribeWakes } from './workers/wake-subscriber.js';
+import { createMetrics } from './metrics/metrics.js';
+import { createRateSampler } from './metrics/rate-sampler.js';
+import { createNodeId } from './node-id.js';
+import { createAdminQueries } from './queue/admin/admin-queries.js';
+import { createJobQueues } from './queue/job-queues.js';
+import { createMailbox } from './queue/mailbox.js';
+import { connectRedis, createConnection, type RedisConnectionSettings } from './queue/redis.js';
+import { warnOnEviction } from './queue/redis-checks.js';
+import { createRooms } from './queue/rooms.js';
+import { createSchedules } from './queue/schedules.js';
+import { createThrottledLog } from './throttled-log.js';
+import { startJobWorkers } from './workers/job-services.js';
 
 export interface Postbox {
   /** HTTP/1.1, or with TLS_CERT_FILE HTTPS serving HTTP/2 and HTTP/1.1. */
   readonly server: Server | Http2SecureServer;
   /** `http://host:port` (`https://` with TLS) once listening. */
   readonly url: string;
-  readonly mailbox: Mailbox;
+  /** This node's open streams. */
   readonly hub: StreamHub;
-  readonly drain: DrainWorker;
-  readonly metrics: Metrics;
-  readonly redis: Redis;
-  /** The BullMQ queues (scheduled, fanout, housekeeping), for the admin. */
+  /** The BullMQ queues (scheduled, fanout, housekeeping). */
   readonly queues: Queue[];
   listen(port: number, host: string): Promise<string>;
   /** Graceful: stop accepting, end the streams, finish requests, stop the workers, close Redis. */
   close(): Promise<void>;
 }
 
+/** How long a graceful close lets requests under way finish before it cuts them, ms. */
+const CLOSE_GRACE_MS = 5000;
+
 /**
- * One postbox node: Redis connections, mailbox, drain worker, HTTP server.
+ * One postbox node: Redis connections, mailbox, delivery, jobs, HTTP server.
  * Both `main.ts` and the tests build nodes here, so they run the same wiring.
  */
 export async function createPostbox(
   config: Config,
   options: { redisUrl: string; logger: Logger; clock?: Clock; defaultMetrics?: boolean },
 ): Promise<Postbox> {
-  const { logger, redisUrl } = options;
+  const { logger } = options;
   // Before any connection is opened, so a bad path fails start-up with nothing to clean up.
   const tls = readTlsFiles(config);
   const clock = options.clock ?? systemClock;
-  const redis = createCommandConnection(redisUrl);
-  const subscriber = createSubscriberConnection(redisUrl);
-  let lastRedisError = '';
+  const nodeId = createNodeId();
+  const settings: RedisConnectionSettings = { url: options.redisUrl };
+  const redis = createConnection(settings, 'command');
+  const subscriber = createConnection(settings, 'subscriber');
   for (const [name, conn] of [
     ['redis', redis],
     ['subscriber', subscriber],
   ] as const) {
-    conn.on('error', (err: Error) => {
-      // ioredis repeats the same error on every reconnect attempt; log each kind once.
-      if (err.message !== lastRedisError) logger.warn({ err, connection: name }, 'redis connection error');
-      lastRedisError = err.message;
-    });
-    conn.on('ready', () => {
-      if (lastRedisError !== '') logger.info({ connection: name }, 'redis connection ready again');
-      lastRedisError = '';
-    });
+    const log = createThrottledLog(logger.child({ connection: name }), clock, { message: 'redis connection error' });
+    conn.on('error', (err: Error) => log.failed(err));
+    conn.on('ready', () => log.succeeded());
   }
   await Promise.all([connectRedis(redis), connectRedis(subscriber)]);
+  await warnOnEviction(redis, logger);
 
   const metrics = createMetrics({ defaultMetrics: options.defaultMetrics ?? false });
+  const wakes = wakeChannel(config.KEY_PREFIX);
   const mailbox = createMailbox({
     redis,
     clock,
+    metrics,
     options: {
       keyPrefix: config.KEY_PREFIX,
       queueMaxLength: config.QUEUE_MAX_LENGTH,
@@ -84,75 +85,104 @@ export async function createPostbox(
       maxDeliveries: config.MAX_DELIVERIES,
       deadMaxLength: config.DEAD_MAX_LENGTH,
       retryAfterSeconds: retryAfterSeconds(config.ACK_TIMEOUT_MS),
+      wakeChannel: wakes,
     },
   });
-  const hub = new StreamHub(clock, config.HEARTBEAT_MS);
-  hub.onChange((_userId, event, reason) => {
-    metrics.streamsOpen.set(hub.size);
-    if (event === 'close') metrics.streamsClosed.inc({ reason });
-  });
-  // A user's streams on other nodes get what this node writes, and the reverse (src/workers/peer-delivery.ts).
-  const peers = createPeerDelivery({
-    subscriber,
-    redis,
-    hub,
-    keys: mailbox.keys,
-    nodeId: randomUUID(),
-    clock,
-    logger,
-    metrics,
-    wake: (userId) => drain.wake(userId),
-  });
-  const drain = createDrainWorker({
+  const delivery = await createDelivery({
     mailbox,
-    hub,
+    redis,
+    subscriber,
     clock,
     logger,
     metrics,
+    nodeId,
     options: {
+      keyPrefix: config.KEY_PREFIX,
       drainIntervalMs: config.DRAIN_INTERVAL_MS,
       ackTimeoutMs: config.ACK_TIMEOUT_MS,
       maxInflight: config.MAX_INFLIGHT,
+      heartbeatMs: config.HEARTBEAT_MS,
+      retryMs: config.RETRY_MS,
+      writeStallMs: config.WRITE_STALL_MS,
     },
-    hooks: peers,
   });
-  await subscribeWakes(subscriber, mailbox.keys.wakeChannel(), (userId) => drain.wake(userId), logger);
+  const { hub } = delivery;
   const rates = createRateSampler({
     metrics,
     redis,
     clock,
     logger,
+    node: nodeId,
     nodesKey: mailbox.keys.nodes(),
     load: () => ({ streams: hub.size, users: [...hub.users()].length }),
   });
-  const jobs = await startJobServices({ config, redisUrl, redis, mailbox, metrics, logger, clock });
+  const keys = mailbox.keys;
+  const queues = await createJobQueues({ redis: settings, keyPrefix: config.KEY_PREFIX, logger, clock });
+  const rooms = createRooms({ redis, keys, fanout: queues.fanout, clock });
+  const schedules = createSchedules({ queues, redis, keys, clock });
+  const admin = createAdminQueries({
+    redis,
+    clock,
+    keys,
+    metrics,
+    rooms,
+    queues,
+    wakeChannel: wakes,
+    options: {
+      queueMaxLength: config.QUEUE_MAX_LENGTH,
+      scanMaxUsers: config.ADMIN_SCAN_MAX_USERS,
+      maxInflight: config.MAX_INFLIGHT,
+    },
+  });
+  let jobs;
+  try {
+    jobs = await startJobWorkers({
+      queues,
+      redis,
+      mailbox,
+      rooms,
+      metrics,
+      logger,
+      clock,
+      options: {
+        redis: settings,
+        keyPrefix: config.KEY_PREFIX,
+        lockMs: config.JOB_LOCK_MS,
+        fanoutChunkSize: config.FANOUT_CHUNK_SIZE,
+        fanoutDedupWindowMs: config.FANOUT_DEDUP_WINDOW_MS,
+        housekeepingIntervalMs: config.HOUSEKEEPING_INTERVAL_MS,
+      },
+    });
+  } catch (err) {
+    await queues.close();
+    throw err;
+  }
 
   let closing = false;
-  const deps: AppDeps = {
-    config,
-    redis,
-    mailbox,
-    hub,
-    drain,
-    tokens: createTokens(config.TOKEN_SECRET, clock),
-    metrics,
-    schedules: jobs.schedules,
-    rooms: jobs.rooms,
-    fanout: jobs.queues.fanout,
-    jobQueues: jobs.queues,
-    rates,
-    logger,
-    clock,
-    wake: (userId) => {
-      redis.publish(mailbox.keys.wakeChannel(), userId).catch(() => undefined);
-    },
-    isClosing: () => closing,
-  };
+  const tokens = createTokens(config.TOKEN_SECRET, clock);
   // The demo's backend calls this node's public API at its listening address, as an application would.
   const demo = config.DEMO
-    ? createDemo({ apiUrl: () => url, apiKey: config.API_KEY, logger, serverCert: tls?.cert })
+    ? createDemo({ apiUrl: () => url, apiKey: config.API_KEY, logger, clock, serverCert: tls?.cert })
     : undefined;
-  const app = createApp(deps, [clientRoutes(), ...(demo ? [demo.router] : [])]);
+  const app = createApp(
+    {
+      config,
+      redis,
+      mailbox,
+      delivery,
+      tokens,
+      metrics,
+      schedules,
+      rooms,
+      admin,
+      jobQueues: queues.all,
+      rates,
+      logger,
+      clock,
+      isClosing: () => closing,
+    },
+    [() => clientRoutes(), ...(demo ? [() => demo.router] : [])],
+  );
   const web = createWebServer(app.callback(), tls);
   const { server } = web;
   let url = '';
@@ -162,12 +192,8 @@ export async function createPostbox(
     get url() {
       return url;
     },
-    mailbox,
     hub,
-    drain,
-    metrics,
-    redis,
-    queues: jobs.queues.all,
+    queues: queues.all,
     async listen(port, host) {
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
@@ -187,16 +213,18 @@ export async function createPostbox(
       demo?.close();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       // Streams end cleanly; browsers reconnect (to another node) with Last-Event-ID.
-      hub.closeAll('shutdown');
+      delivery.closeStreams('shutdown');
       web.closeIdle();
-      await drain.close();
-      await peers.close();
+      await delivery.close();
       await rates.close();
       await jobs.close();
+      await queues.close();
       // Requests under way may finish; keep-alive sockets that fall idle meanwhile are closed too.
-      const reaper = setInterval(() => web.closeIdle(), 100);
-      await Promise.race([closed, new Promise((r) => setTimeout(r, 5000).unref())]);
-      clearInterval(reaper);
+      const reaper = clock.setInterval(() => web.closeIdle(), 100);
+      let grace: NodeJS.Timeout | undefined;
+      await Promise.race([closed, new Promise<void>((resolve) => (grace = clock.setTimeout(resolve, CLOSE_GRACE_MS)))]);
+      clock.clearTimeout(grace);
+      clock.clearInterval(reaper);
       web.closeAll();
       await Promise.allSettled([redis.quit(), subscriber.quit()]);
       redis.disconnect();

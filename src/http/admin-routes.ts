@@ -2,12 +2,9 @@ import Router from '@koa/router';
 import type { Context } from 'koa';
 import { z } from 'zod';
 import { AppError } from '../errors.js';
-import { createAdminQueries } from '../queue/admin-queries.js';
-import { listRooms, recentFanouts } from '../queue/admin-rooms.js';
-import { countScheduled } from '../queue/admin-scheduled.js';
-import { requireKey } from './auth.js';
-import { jsonBody, validate } from './body.js';
+import { validate } from './body.js';
 import type { AppDeps } from './deps.js';
+import type { Guards } from './guards.js';
 import { eventId, roomName, userId as userIdSchema } from './schemas.js';
 
 const limit = (fallback: number) => z.coerce.number().int().min(1).max(1000, 'limit: at most 1000').default(fallback);
@@ -22,29 +19,17 @@ const viewQuery = z.object({ limit: limit(50) });
 const pageQuery = z.object({ limit: limit(50), cursor: roomName.optional() });
 const retryBody = z.strictObject({ ids: z.array(eventId).min(1).max(1000, 'at most 1000 ids per call').optional() });
 
-/** Pending scheduled jobs read at most to count one user's (see countScheduled). */
-const SCHEDULED_SCAN_MAX = 2000;
-
 /**
  * Admin API: list, inspect and repair users' queues, and node stats. Bearer
  * ADMIN_KEY only (`requireKey`: anything else is 401, the producer key or a
  * stream token 403). Every change is logged at info with who, what, target
  * and when.
  */
-export function adminRoutes(deps: AppDeps): Router {
-  const { config, mailbox, hub, tokens, logger, clock, metrics, rates, rooms, jobQueues } = deps;
+export function adminRoutes(deps: AppDeps, guards: Guards): Router {
+  const { delivery, logger, clock, rates, admin: queries } = deps;
+  const { hub } = delivery;
   const router = new Router();
-  const auth = requireKey('admin', { apiKey: config.API_KEY, adminKey: config.ADMIN_KEY }, tokens);
-  const body = jsonBody(config.BODY_MAX_BYTES);
-  const queries = createAdminQueries({
-    redis: deps.redis,
-    clock,
-    options: {
-      keyPrefix: config.KEY_PREFIX,
-      queueMaxLength: config.QUEUE_MAX_LENGTH,
-      scanMaxUsers: config.ADMIN_SCAN_MAX_USERS,
-    },
-  });
+  const { admin: auth, body } = guards;
 
   /** The audit line of one admin change. There is one admin key, so "who" is that role plus the caller's address. */
   function audit(ctx: Context, action: string, target: Record<string, unknown>, result: Record<string, unknown>): void {
@@ -74,8 +59,8 @@ export function adminRoutes(deps: AppDeps): Router {
     const userId = validate(userIdSchema, ctx.params.userId);
     const { limit: max } = validate(viewQuery, ctx.query);
     const [view, scheduled, recurring] = await Promise.all([
-      mailbox.inspect(userId, max),
-      countScheduled(jobQueues.scheduled, userId, SCHEDULED_SCAN_MAX),
+      queries.inspect(userId, max),
+      queries.scheduledCount(userId),
       deps.schedules.listRecurring(userId),
     ]);
     if (view === undefined && scheduled.scheduled === 0 && recurring.length === 0) {
@@ -106,7 +91,6 @@ export function adminRoutes(deps: AppDeps): Router {
     const { ids } = validate(retryBody, ctx.request.body ?? {});
     const result = await queries.retryDead(userId, ids);
     if (result === undefined) throw new AppError('PB_ERR_USER_NOT_FOUND', `user ${userId} has no queue`);
-    if (result.retried > 0) metrics.enqueued.inc(result.retried);
     audit(ctx, 'retry-dead', { userId, ids: ids ?? 'all' }, { ...result });
     ctx.body = { userId, ...result };
   });
@@ -120,7 +104,7 @@ export function adminRoutes(deps: AppDeps): Router {
       throw new AppError('PB_ERR_MESSAGE_NOT_FOUND', `user ${userId} has no waiting or in-flight message ${id}`);
     }
     // A freed in-flight slot lets the drain write the next message now rather than on the next tick.
-    deps.wake(userId);
+    delivery.wakeAnywhere(userId);
     audit(ctx, 'delete-message', { userId, id }, { removed: 1 });
     ctx.body = { userId, id, removed: true };
   });
@@ -140,26 +124,21 @@ export function adminRoutes(deps: AppDeps): Router {
 
   router.get('/admin/rooms', auth, async (ctx) => {
     const { limit: max, cursor } = validate(pageQuery, ctx.query);
-    ctx.body = await listRooms(deps.redis, mailbox.keys, cursor, max);
+    ctx.body = await queries.rooms(cursor, max);
   });
 
   router.get('/admin/rooms/:room', auth, async (ctx) => {
     const room = validate(roomName, ctx.params.room);
     const { limit: max, cursor } = validate(pageQuery, ctx.query);
-    const [{ members }, page, fanouts] = await Promise.all([
-      rooms.count(room),
-      rooms.page(room, cursor, max + 1),
-      recentFanouts(deps.fanout, room),
-    ]);
-    if (members === 0) throw new AppError('PB_ERR_ROOM_NOT_FOUND', `room ${room} has no members`);
-    const shown = page.slice(0, max);
+    const detail = await queries.room(room, cursor, max);
+    if (detail === undefined) throw new AppError('PB_ERR_ROOM_NOT_FOUND', `room ${room} has no members`);
     ctx.body = {
       room,
-      members,
+      members: detail.members,
       // Members in name order, with their streams on this node.
-      page: shown.map((userId) => ({ userId, connections: hub.count(userId) })),
-      nextCursor: page.length > max ? (shown[shown.length - 1] ?? null) : null,
-      fanouts,
+      page: detail.page.map((userId) => ({ userId, connections: hub.count(userId) })),
+      nextCursor: detail.nextCursor,
+      fanouts: detail.fanouts,
     };
   });
 

@@ -69,10 +69,7 @@ function readCookie(header: string, name: string): string | undefined {
 /** Lets a request through with a valid session cookie, else hands it to `fallback` (the Bearer check). */
 export function cookieOr(sessions: AdminSessions, fallback: (ctx: Context, next: Next) => Promise<void>) {
   return async (ctx: Context, next: Next): Promise<void> => {
-    if (sessions.valid(ctx)) {
-      ctx.state.role = 'admin';
-      return next();
-    }
+    if (sessions.valid(ctx)) return next();
     return fallback(ctx, next);
   };
 }

@@ -2,17 +2,17 @@ import { readFile } from 'node:fs/promises';
 import Router from '@koa/router';
 import type { Context } from 'koa';
 import { AppError } from '../errors.js';
-import { requireKey } from './auth.js';
 import { createAdminSessions, cookieOr, type AdminSessions } from './admin-session.js';
 import type { AppDeps } from './deps.js';
+import type { Guards } from './guards.js';
 import { createJobsBoard } from './jobs-board.js';
 
-/** The page's files, served from disk next to this module (no build step). */
-const ASSETS: Record<string, { file: string; type: string }> = {
-  page: { file: 'index.html', type: 'text/html; charset=utf-8' },
-  'admin.js': { file: 'admin.js', type: 'text/javascript; charset=utf-8' },
-  'admin.css': { file: 'admin.css', type: 'text/css; charset=utf-8' },
-};
+/** The page's files, served from disk next to this module (no build step). A Map: a request's file name must never find an inherited property. */
+const ASSETS = new Map<string, { file: string; type: string }>([
+  ['page', { file: 'index.html', type: 'text/html; charset=utf-8' }],
+  ['admin.js', { file: 'admin.js', type: 'text/javascript; charset=utf-8' }],
+  ['admin.css', { file: 'admin.css', type: 'text/css; charset=utf-8' }],
+]);
 
 /** Scripts and styles come from this origin only; nothing inline, no CDN, no framing. */
 const PAGE_CSP = [
@@ -35,15 +35,15 @@ export type JobsBoard = (ctx: Context, next: () => Promise<unknown>) => Promise<
  * the cookie bull-board needs), `DELETE /admin/session`, and `/admin/jobs`
  * (bull-board over the BullMQ queues; the session cookie or the Bearer key).
  */
-export function adminUiRoutes(deps: AppDeps): Router {
-  const { config, tokens, clock } = deps;
+export function adminUiRoutes(deps: AppDeps, guards: Guards): Router {
+  const { config, clock } = deps;
   const router = new Router();
-  const auth = requireKey('admin', { apiKey: config.API_KEY, adminKey: config.ADMIN_KEY }, tokens);
+  const auth = guards.admin;
   const sessions: AdminSessions = createAdminSessions(config.ADMIN_KEY, clock);
   const cache = new Map<string, Buffer>();
 
   async function serve(ctx: Context, name: string): Promise<void> {
-    const asset = ASSETS[name];
+    const asset = ASSETS.get(name);
     if (asset === undefined) throw new AppError('PB_ERR_NOT_FOUND');
     let bytes = cache.get(name);
     if (bytes === undefined) {
@@ -73,7 +73,7 @@ export function adminUiRoutes(deps: AppDeps): Router {
     ctx.status = 204;
   });
 
-  const board = createJobsBoard(deps.jobQueues.all);
+  const board = createJobsBoard(deps.jobQueues);
   const guard = cookieOr(sessions, auth);
   const mount = async (ctx: Context, next: () => Promise<unknown>) => guard(ctx, async () => void (await board(ctx, next)));
   router.all('/admin/jobs', mount);

@@ -1,5 +1,5 @@
 import { timingSafeEqual, createHash } from 'node:crypto';
-import type { Context, Next } from 'koa';
+import type { Context, Next, ParameterizedContext } from 'koa';
 import { AppError } from '../errors.js';
 import type { Tokens } from './tokens.js';
 
@@ -39,10 +39,7 @@ export function requireKey(role: Role, keys: { apiKey: string; adminKey: string 
     const presented = bearer(ctx);
     if (presented === undefined) throw new AppError('PB_ERR_UNAUTHENTICATED');
     const [isOwn, isOther] = match(presented);
-    if (isOwn) {
-      ctx.state.role = role;
-      return next();
-    }
+    if (isOwn) return next();
     if (isOther || (await isToken(tokens, presented))) {
       throw new AppError('PB_ERR_FORBIDDEN');
     }
@@ -62,7 +59,7 @@ async function isToken(tokens: Tokens, presented: string): Promise<boolean> {
 /** Subscriber routes: the user comes from the stream token only (`?token=` or Bearer). */
 export function requireStreamToken(keys: { apiKey: string; adminKey: string }, tokens: Tokens) {
   const match = secretMatcher(keys.apiKey, keys.adminKey);
-  return async (ctx: Context, next: Next): Promise<void> => {
+  return async (ctx: ParameterizedContext<{ userId: string }>, next: Next): Promise<void> => {
     const query = ctx.query.token;
     const presented = (typeof query === 'string' && query !== '' ? query : undefined) ?? bearer(ctx);
     if (presented === undefined) throw new AppError('PB_ERR_TOKEN_INVALID', 'a stream token is required');

@@ -8,6 +8,7 @@ import Router from '@koa/router';
 import type { Context } from 'koa';
 import type { Logger } from 'pino';
 import { z } from 'zod';
+import type { Clock } from '../clock.js';
 import { jsonBody, validate } from './body.js';
 
 export interface DemoOptions {
@@ -16,6 +17,7 @@ export interface DemoOptions {
   /** The producer key the demo backend calls the API with. */
   apiKey: string;
   logger: Logger;
+  clock: Clock;
   /**
    * The PEM certificate this node serves (TLS_CERT_FILE), when `apiUrl` is `https://`: the calls
    * trust exactly it. @defaultValue none, plain HTTP
@@ -77,7 +79,7 @@ interface ApiAnswer {
  * can reach it can act as any user, hence DEMO is off outside development.
  */
 export function createDemo(options: DemoOptions): Demo {
-  const { apiKey, logger } = options;
+  const { apiKey, logger, clock } = options;
   const room = options.room ?? 'lobby';
   const clockMs = options.clockMs ?? 1000;
   const presenceMs = options.presenceMs ?? 60_000;
@@ -133,7 +135,7 @@ export function createDemo(options: DemoOptions): Demo {
    * hello, so a closed tab does not keep a schedule ticking forever.
    */
   async function startClock(user: string): Promise<boolean> {
-    present.set(user, Date.now());
+    present.set(user, clock.now());
     // ttlMs: a tick nobody received in time is dropped, not delivered late to a page that comes back.
     const answer = await api('PUT', `/v1/users/${user}/schedules/clock`, {
       every: clockMs,
@@ -152,9 +154,9 @@ export function createDemo(options: DemoOptions): Demo {
     );
   }
 
-  const timer = setInterval(
+  const timer = clock.setInterval(
     () => {
-      const now = Date.now();
+      const now = clock.now();
       for (const [user, seen] of present) if (now - seen > presenceMs) stopClock(user);
     },
     Math.min(presenceMs, 10_000),
@@ -172,10 +174,10 @@ export function createDemo(options: DemoOptions): Demo {
     const { name } = validate(nameBody, ctx.request.body);
     const joined = await api('PUT', `/v1/rooms/${room}/members/${name}`);
     if (!ok(joined)) return fail(ctx, joined);
-    const clock = await startClock(name);
+    const clockStarted = await startClock(name);
     const token = await api('POST', '/v1/tokens', { userId: name });
     if (!ok(token)) return fail(ctx, token);
-    ctx.body = { userId: name, ...(token.body as object), rooms: [room], clock };
+    ctx.body = { userId: name, ...(token.body as object), rooms: [room], clock: clockStarted };
   });
 
   // The client's getToken: a fresh stream token.
@@ -190,14 +192,14 @@ export function createDemo(options: DemoOptions): Demo {
   router.post('/api/presence', body, (ctx) => {
     const { name, bye } = validate(nameBody.extend({ bye: z.boolean().optional() }), ctx.request.body);
     if (bye) stopClock(name);
-    else if (present.has(name)) present.set(name, Date.now());
+    else if (present.has(name)) present.set(name, clock.now());
     else void startClock(name).catch((err: unknown) => logger.debug({ err }, 'demo: clock not started'));
     ctx.status = 204;
   });
 
   router.post('/api/send', body, async (ctx) => {
     const { from, to, room: toRoom, text, msgId = randomUUID() } = validate(sendBody, ctx.request.body);
-    const data = { msgId, from, text, sentAt: new Date().toISOString(), ...(to ? { to } : { room: toRoom }) };
+    const data = { msgId, from, text, sentAt: new Date(clock.now()).toISOString(), ...(to ? { to } : { room: toRoom }) };
     // The message id is the idempotency key: the page may retry a send whose answer it lost.
     const answer =
       to !== undefined
@@ -214,7 +216,7 @@ export function createDemo(options: DemoOptions): Demo {
   return {
     router,
     close() {
-      clearInterval(timer);
+      clock.clearInterval(timer);
       agent?.destroy();
     },
   };

@@ -2,17 +2,16 @@ import Router from '@koa/router';
 import { AppError, retryAfterSeconds } from '../errors.js';
 import type { NewMessage } from '../queue/mailbox.js';
 import { MAX_SCHEDULE_AHEAD_MS } from '../queue/schedules.js';
-import { requireKey } from './auth.js';
-import { jsonBody, serializeData, validate } from './body.js';
+import { serializeData, validate } from './body.js';
 import type { AppDeps } from './deps.js';
+import type { Guards } from './guards.js';
 import { batchBody, enqueueBody, tokenBody, userId as userIdSchema, type EnqueueBody } from './schemas.js';
 
 /** Producer routes: enqueue one or many messages, issue stream tokens. */
-export function producerRoutes(deps: AppDeps): Router {
-  const { config, mailbox, metrics, tokens, schedules, clock } = deps;
+export function producerRoutes(deps: AppDeps, guards: Guards): Router {
+  const { config, mailbox, tokens, schedules, clock } = deps;
   const router = new Router();
-  const auth = requireKey('producer', { apiKey: config.API_KEY, adminKey: config.ADMIN_KEY }, tokens);
-  const body = jsonBody(config.BODY_MAX_BYTES);
+  const { producer: auth, body } = guards;
 
   function toMessage(userId: string, m: EnqueueBody, index?: number): NewMessage {
     const data = serializeData(m.data, config.MESSAGE_MAX_BYTES, index === undefined ? undefined : `messages.${index}`);
@@ -54,9 +53,8 @@ export function producerRoutes(deps: AppDeps): Router {
       };
       return;
     }
-    const result = await mailbox.enqueue(message);
     // The enqueue script PUBLISHes a wake: the node holding the user's stream (this one too) drains at once.
-    if (result.created) metrics.enqueued.inc();
+    const result = await mailbox.enqueue(message);
     ctx.status = result.created ? 201 : 200;
     ctx.body = { id: result.id, userId, enqueuedAt: new Date(result.enqueuedAt).toISOString() };
   });
@@ -97,7 +95,6 @@ export function producerRoutes(deps: AppDeps): Router {
         errors.push({ index, userId: messages[i]?.userId ?? '', code: r.code, message: r.message });
         return;
       }
-      if (r.created) metrics.enqueued.inc();
       ids[index] = r.id;
     });
     ctx.status = messages.length > 0 ? 201 : 202;

@@ -1,12 +1,10 @@
-import { createHash, randomUUID } from 'node:crypto';
 import Router from '@koa/router';
 import { z } from 'zod';
 import { AppError } from '../errors.js';
-import { requireKey } from './auth.js';
-import { jsonBody, serializeData, validate } from './body.js';
+import { serializeData, validate } from './body.js';
 import type { AppDeps } from './deps.js';
+import type { Guards } from './guards.js';
 import { eventName, idempotencyKey, messageData, roomName, ttlMs, userId as userIdSchema } from './schemas.js';
-
 
 const membersQuery = z.object({
   cursor: userIdSchema.optional(),
@@ -29,26 +27,13 @@ const roomMessageBody = z.strictObject({
 });
 
 /**
- * The fan-out job's id, from which every member's idempotency key derives.
- * With a producer `key` it is the same for the same room and key: BullMQ adds
- * no second job while the first is kept, and after that the members' mailboxes
- * still refuse it again within FANOUT_DEDUP_WINDOW_MS. Without one it is
- * random, so it never repeats even if BullMQ's counter starts over.
- */
-function roomJobId(room: string, key: string | undefined): string {
-  if (key === undefined) return `r-${randomUUID()}`;
-  return `rk-${createHash('sha256').update(`${room}\n${key}`).digest('base64url')}`;
-}
-
-/**
  * Rooms: membership (producer key) and room messages, which answer 202 at
  * once and fan out to every member's mailbox in a BullMQ job.
  */
-export function roomRoutes(deps: AppDeps): Router {
-  const { config, rooms, fanout, tokens, clock } = deps;
+export function roomRoutes(deps: AppDeps, guards: Guards): Router {
+  const { config, rooms } = deps;
   const router = new Router();
-  const auth = requireKey('producer', { apiKey: config.API_KEY, adminKey: config.ADMIN_KEY }, tokens);
-  const body = jsonBody(config.BODY_MAX_BYTES);
+  const { producer: auth, body } = guards;
 
   const roomParam = (value: string | undefined) => validate(roomName, value);
   const notFound = (room: string) => new AppError('PB_ERR_ROOM_NOT_FOUND', `room ${room} has no members`);
@@ -80,14 +65,16 @@ export function roomRoutes(deps: AppDeps): Router {
   router.get('/v1/rooms/:room/members', auth, async (ctx) => {
     const room = roomParam(ctx.params.room);
     const { cursor, limit } = validate(membersQuery, ctx.query);
-    const [{ members: count }, members] = await Promise.all([rooms.count(room), rooms.page(room, cursor, limit)]);
+    // One extra member tells whether another page exists.
+    const [{ members: count }, page] = await Promise.all([rooms.count(room), rooms.page(room, cursor, limit + 1)]);
     if (count === 0) throw notFound(room);
+    const members = page.slice(0, limit);
     ctx.body = {
       room,
       count,
       members,
       // Members are in lexical order; the next page starts after the last one.
-      nextCursor: members.length === limit ? (members[members.length - 1] ?? null) : null,
+      nextCursor: page.length > limit ? (members[members.length - 1] ?? null) : null,
     };
   });
 
@@ -95,23 +82,10 @@ export function roomRoutes(deps: AppDeps): Router {
     const room = roomParam(ctx.params.room);
     const input = validate(roomMessageBody, ctx.request.body);
     const data = serializeData(input.data, config.MESSAGE_MAX_BYTES);
-    const { members, isMember } = await rooms.count(room, input.exceptUserId);
-    if (members === 0) throw notFound(room);
-    const recipients = members - (isMember ? 1 : 0);
-    const job = await fanout.add(
-      'room-message',
-      {
-        room,
-        event: input.event,
-        data,
-        exceptUserId: input.exceptUserId,
-        expiresAt: input.ttlMs === undefined ? undefined : clock.now() + input.ttlMs,
-        members,
-      },
-      { jobId: roomJobId(room, input.key) },
-    );
+    const sent = await rooms.send(room, { ...input, data });
+    if (sent === undefined) throw notFound(room);
     ctx.status = 202;
-    ctx.body = { jobId: job.id, members: recipients };
+    ctx.body = { jobId: sent.jobId, members: sent.recipients };
   });
 
   return router;

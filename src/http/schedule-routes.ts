@@ -2,9 +2,9 @@ import Router from '@koa/router';
 import { z } from 'zod';
 import { AppError } from '../errors.js';
 import { MIN_EVERY_MS, SCHEDULED_ID_PATTERN } from '../queue/schedules.js';
-import { requireKey } from './auth.js';
-import { jsonBody, serializeData, validate } from './body.js';
+import { serializeData, validate } from './body.js';
 import type { AppDeps } from './deps.js';
+import type { Guards } from './guards.js';
 import { eventName, messageData, ttlMs, userId as userIdSchema } from './schemas.js';
 
 const scheduleName = z.string().regex(/^[A-Za-z0-9._:-]{1,64}$/, 'schedule name must match ^[A-Za-z0-9._:-]{1,64}$');
@@ -38,11 +38,10 @@ const recurringBody = z
  * Cancelling scheduled messages, and recurring schedules (BullMQ job
  * schedulers) per user: PUT creates or replaces one, GET lists, DELETE removes.
  */
-export function scheduleRoutes(deps: AppDeps): Router {
-  const { config, schedules, tokens } = deps;
+export function scheduleRoutes(deps: AppDeps, guards: Guards): Router {
+  const { config, schedules } = deps;
   const router = new Router();
-  const auth = requireKey('producer', { apiKey: config.API_KEY, adminKey: config.ADMIN_KEY }, tokens);
-  const body = jsonBody(config.BODY_MAX_BYTES);
+  const { producer: auth, body } = guards;
 
   router.delete('/v1/users/:userId/scheduled/:id', auth, async (ctx) => {
     const userId = validate(userIdSchema, ctx.params.userId);

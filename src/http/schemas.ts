@@ -1,10 +1,5 @@
 import { z } from 'zod';
-import { EVENT_ID_PATTERN } from '../queue/keys.js';
-
-/** User ids and room names: nothing here can break SSE framing or a Redis key's hash tag. */
-export const USER_ID_PATTERN = /^[A-Za-z0-9._:@-]{1,128}$/;
-/** Event names: no CR, LF or colon-space tricks can reach the `event:` line. */
-export const EVENT_NAME_PATTERN = /^[A-Za-z0-9._:-]{1,64}$/;
+import { EVENT_ID_PATTERN, EVENT_NAME_PATTERN, USER_ID_PATTERN } from '../queue/keys.js';
 
 export const userId = z.string().regex(USER_ID_PATTERN, 'must match ^[A-Za-z0-9._:@-]{1,128}$');
 /** Room names: the user id pattern, so they are safe in a key's hash tag. */

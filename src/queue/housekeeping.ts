@@ -1,7 +1,9 @@
 import type { Redis } from 'ioredis';
 import type { Clock } from '../clock.js';
 import { GROUP, type Keys } from './keys.js';
+import { execPipeline } from './pipeline.js';
 import { scriptedPipeline, withScripts, type ScriptCommands } from './scripts.js';
+import { createUsersIndex } from './users-index.js';
 
 export interface HousekeepingOptions {
   /** Users taken from the index per ZSCAN, and mailboxes per pipelined round trip. @defaultValue 500 */
@@ -17,7 +19,7 @@ export interface SweepResult {
   users: number;
   /** Messages dropped past their TTL. */
   expired: number;
-  /** Empty, idle mailboxes deleted. */
+  /** Users who left the users index: their empty, idle mailbox was deleted (or was gone) and they have no dead letters. */
   deleted: number;
   /** Epoch ms when the sweep ended. */
   at: number;
@@ -51,6 +53,7 @@ export function createHousekeeper(deps: {
   const entriesPerCall = deps.options?.entriesPerCall ?? 1000;
   const emptyIdleMs = deps.options?.emptyIdleMs ?? 3_600_000;
   const redis = withScripts(deps.redis);
+  const index = createUsersIndex({ redis, keys });
 
   /** Sweeps one chunk of users, calling the script again for those with more expired entries than one call takes. */
   async function sweepUsers(userIds: string[], now: number): Promise<{ expired: number; emptied: string[] }> {
@@ -62,31 +65,17 @@ export function createHousekeeper(deps: {
       for (const userId of todo) {
         pipeline.pbExpire(keys.mailbox(userId), keys.expiries(userId), GROUP, now, entriesPerCall, emptyIdleMs);
       }
-      const replies = (await pipeline.exec()) ?? [];
+      const replies = await execPipeline<ExpireReply>(pipeline);
       const next: string[] = [];
       todo.forEach((userId, i) => {
-        const [err, reply] = replies[i] ?? [new Error('missing pipeline reply'), null];
-        if (err) throw err;
-        const [n, more, deleted] = reply as ExpireReply;
+        const [n, more, gone] = replies[i] as ExpireReply;
         expired += n;
         if (more === 1) next.push(userId);
-        if (deleted === 1) emptied.push(userId);
+        if (gone === 1) emptied.push(userId);
       });
       todo = next;
     }
     return { expired, emptied };
-  }
-
-  /** Users with neither a mailbox nor dead letters leave the index; a racing enqueue puts them back. */
-  async function unindex(userIds: string[]): Promise<void> {
-    if (userIds.length === 0) return;
-    const dead = await Promise.all(userIds.map((u) => redis.exists(keys.dead(u))));
-    const gone = userIds.filter((_, i) => dead[i] === 0);
-    if (gone.length === 0) return;
-    await redis.zrem(keys.users(), ...gone);
-    const back = await Promise.all(gone.map((u) => redis.exists(keys.mailbox(u))));
-    const readd = gone.filter((_, i) => back[i] === 1);
-    if (readd.length > 0) await redis.zadd(keys.users(), 'NX', ...readd.flatMap((u) => [clock.now(), u]));
   }
 
   return {
@@ -103,8 +92,7 @@ export function createHousekeeper(deps: {
         users += userIds.length;
         const result = await sweepUsers(userIds, clock.now());
         expired += result.expired;
-        deleted += result.emptied.length;
-        await unindex(result.emptied);
+        deleted += (await index.unindexGone(result.emptied)).length;
       } while (cursor !== '0');
       const at = clock.now();
       const run: SweepResult = { users, expired, deleted, at, ms: at - started };

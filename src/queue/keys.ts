@@ -20,10 +20,12 @@ export interface Keys {
   rooms(): string;
   /** Hash of the last housekeeping run: `at` (epoch ms), `expired`, `ms`. */
   housekeeping(): string;
-  /** Sorted set of users that have had messages; the admin prunes empty ones. */
+  /**
+   * Sorted set of users who have a mailbox or dead letters, score = when they entered (epoch ms).
+   * A user enters when their mailbox is created and leaves when housekeeping or a purge removes
+   * their keys (src/queue/users-index.ts).
+   */
   users(): string;
-  /** Pub/sub channel on which enqueues and acks wake the drain of whichever node holds the user. */
-  wakeChannel(): string;
   /** Hash of node reports (open streams per node) for the admin: field = node, value = JSON. */
   nodes(): string;
   /** Pub/sub channel of one user: nodes holding the user's streams announce themselves and pass on what they wrote. */
@@ -43,7 +45,6 @@ export function createKeys(prefix: string): Keys {
     rooms: () => `${prefix}:rooms`,
     housekeeping: () => `${prefix}:housekeeping`,
     users: () => `${prefix}:users`,
-    wakeChannel: () => `${prefix}:wake`,
     nodes: () => `${prefix}:nodes`,
     deliverChannel: (userId) => `${prefix}:deliver:{${userId}}`,
     drainer: (userId) => `${prefix}:{${userId}}:drainer`,
@@ -53,6 +54,11 @@ export function createKeys(prefix: string): Keys {
 /** Consumer group of every mailbox. One group, one consumer: nodes share the in-flight list. */
 export const GROUP = 'delivery';
 export const CONSUMER = 'postbox';
+
+/** User ids and room names: nothing here can break SSE framing or a Redis key's hash tag. */
+export const USER_ID_PATTERN = /^[A-Za-z0-9._:@-]{1,128}$/;
+/** Event names: no CR, LF or colon-space tricks can reach the `event:` line. */
+export const EVENT_NAME_PATTERN = /^[A-Za-z0-9._:-]{1,64}$/;
 
 /** Event ids are stream entry ids: `<ms>-<seq>`. */
 export const EVENT_ID_PATTERN = /^\d{1,15}-\d{1,15}$/;

@@ -1,8 +1,10 @@
 import type { Redis } from 'ioredis';
 import { AppError } from '../errors.js';
 import type { Clock } from '../clock.js';
+import type { Metrics } from '../metrics/metrics.js';
 import { CONSUMER, GROUP, createKeys, enqueuedAtOf, type Keys } from './keys.js';
-import { scriptedPipeline, withScripts, type PopReply, type ScriptedRedis } from './scripts.js';
+import { execPipeline, execPipelineSettled } from './pipeline.js';
+import { scriptedPipeline, withScripts, type EnqueueReply, type PopReply, type ScriptedRedis } from './scripts.js';
 
 export interface MailboxOptions {
   /** Prefix of every key. @defaultValue 'pb' */
@@ -19,6 +21,8 @@ export interface MailboxOptions {
   deadMaxLength: number;
   /** Seconds a producer is told to wait when a queue is full. */
   retryAfterSeconds: number;
+  /** The pub/sub channel on which an enqueue for this user wakes the node delivering to them (src/delivery/wake.ts). */
+  wakeChannel: (userId: string) => string;
 }
 
 export interface NewMessage {
@@ -66,16 +70,6 @@ export interface PopRequest {
   minIdleMs: number;
 }
 
-export interface QueueView {
-  userId: string;
-  waiting: number;
-  inflight: number;
-  dead: number;
-  oldestWaiting: Array<{ id: string; event: string; data: unknown; enqueuedAt: number }>;
-  inflightMessages: Array<{ id: string; deliveries: number; idleMs: number }>;
-  deadLetters: Array<{ id: string; event: string; data: unknown; deliveries: number; reason: string; deadAt: number }>;
-}
-
 export interface Mailbox {
   readonly keys: Keys;
   enqueue(message: NewMessage): Promise<Enqueued>;
@@ -83,18 +77,26 @@ export interface Mailbox {
   enqueueMany(messages: NewMessage[]): Promise<Array<Enqueued | AppError>>;
   /** Mailbox lengths (waiting plus in flight) of these users, in one round trip. */
   lengths(userIds: string[]): Promise<Map<string, number>>;
-  /** The next messages to write for each user, in one round trip. */
-  pop(requests: PopRequest[]): Promise<Map<string, PopResult>>;
-  /** Acknowledges the given in-flight ids of this user; returns how many were. */
+  /**
+   * The next messages to write for each user, in one round trip. A user whose
+   * pop failed (a script error, a key that moved) gets its Error in place of a
+   * result; the others' results stand.
+   */
+  pop(requests: PopRequest[]): Promise<Map<string, PopResult | Error>>;
+  /** Acknowledges the given in-flight ids of this user; returns how many were (and counts them). */
   ack(userId: string, ids: string[]): Promise<number>;
   /** Acknowledges every in-flight message of this user up to and including `id`. */
   ackUpTo(userId: string, id: string): Promise<number>;
-  inspect(userId: string, limit?: number): Promise<QueueView | undefined>;
 }
 
-export function createMailbox(deps: { redis: Redis; clock: Clock; options: MailboxOptions }): Mailbox {
+/**
+ * The hot path of storage: enqueue, pop and ack on the users' Redis Streams.
+ * It counts `postbox_messages_enqueued_total` itself, so every way a message
+ * enters a mailbox (a producer, a due schedule, a fan-out) is counted once.
+ */
+export function createMailbox(deps: { redis: Redis; clock: Clock; metrics: Metrics; options: MailboxOptions }): Mailbox {
   const redis: ScriptedRedis = withScripts(deps.redis);
-  const { clock, options } = deps;
+  const { clock, metrics, options } = deps;
   const keys = createKeys(options.keyPrefix);
 
   function enqueueArgs(m: NewMessage, now: number): [string, string, string, ...Array<string | number>] {
@@ -110,12 +112,12 @@ export function createMailbox(deps: { redis: Redis; clock: Clock; options: Mailb
       expiresAt,
       m.key === undefined ? '0' : '1',
       m.dedupWindowMs ?? options.dedupWindowMs,
-      keys.wakeChannel(),
+      options.wakeChannel(m.userId),
       m.userId,
     ];
   }
 
-  function toResult(m: NewMessage, reply: [number, string | number]): Enqueued | AppError {
+  function toResult(m: NewMessage, reply: EnqueueReply): Enqueued | AppError {
     const [status, value] = reply;
     if (status === -1) {
       return new AppError('PB_ERR_QUEUE_FULL', `the queue of user ${m.userId} holds ${value} messages`, {
@@ -131,14 +133,15 @@ export function createMailbox(deps: { redis: Redis; clock: Clock; options: Mailb
     const now = clock.now();
     const pipeline = scriptedPipeline(redis);
     for (const m of messages) pipeline.pbEnqueue(...enqueueArgs(m, now));
-    // Index of users for the admin; NX keeps the first time a user was seen.
-    for (const userId of new Set(messages.map((m) => m.userId))) pipeline.zadd(keys.users(), 'NX', now, userId);
-    const replies = (await pipeline.exec()) ?? [];
-    return messages.map((m, i) => {
-      const [err, reply] = replies[i] ?? [new Error('missing pipeline reply'), null];
-      if (err) throw err;
-      return toResult(m, reply as [number, string | number]);
-    });
+    const replies = await execPipeline<EnqueueReply>(pipeline);
+    const results = messages.map((m, i) => toResult(m, replies[i] as EnqueueReply));
+    const created = results.filter((r) => !(r instanceof AppError) && r.created).length;
+    if (created > 0) metrics.enqueued.inc(created);
+    // The users index (for the admin) lists users who have a mailbox: a user enters it when
+    // their mailbox is created, so the index is written once per user, not once per message.
+    const newUsers = new Set(messages.filter((_, i) => replies[i]?.[2] === 1).map((m) => m.userId));
+    if (newUsers.size > 0) await redis.zadd(keys.users(), 'NX', ...[...newUsers].flatMap((u) => [now, u]));
+    return results;
   }
 
   return {
@@ -156,18 +159,12 @@ export function createMailbox(deps: { redis: Redis; clock: Clock; options: Mailb
       const unique = [...new Set(userIds)];
       const pipeline = redis.pipeline();
       for (const u of unique) pipeline.xlen(keys.mailbox(u));
-      const replies = (await pipeline.exec()) ?? [];
-      const out = new Map<string, number>();
-      unique.forEach((u, i) => {
-        const [err, n] = replies[i] ?? [new Error('missing pipeline reply'), 0];
-        if (err) throw err;
-        out.set(u, Number(n));
-      });
-      return out;
+      const replies = await execPipeline<number>(pipeline);
+      return new Map(unique.map((u, i) => [u, Number(replies[i])]));
     },
 
     async pop(requests) {
-      const out = new Map<string, PopResult>();
+      const out = new Map<string, PopResult | Error>();
       if (requests.length === 0) return out;
       const now = clock.now();
       const pipeline = scriptedPipeline(redis);
@@ -184,11 +181,16 @@ export function createMailbox(deps: { redis: Redis; clock: Clock; options: Mailb
           options.deadMaxLength,
         );
       }
-      const replies = (await pipeline.exec()) ?? [];
+      const replies = await execPipelineSettled<PopReply>(pipeline);
       requests.forEach((r, i) => {
-        const [err, reply] = replies[i] ?? [new Error('missing pipeline reply'), null];
-        if (err) throw err;
-        const [inflight, more, expired, dead, ...entries] = reply as PopReply;
+        const reply = replies[i];
+        if (reply === undefined || !reply.ok) {
+          out.set(r.userId, reply?.error ?? new Error('no pop reply'));
+          return;
+        }
+        const [inflight, more, expired, dead, ...entries] = reply.value;
+        if (expired > 0) metrics.expired.inc(expired);
+        if (dead > 0) metrics.dead.inc(dead);
         out.set(r.userId, {
           inflight,
           more: more === 1,
@@ -202,72 +204,15 @@ export function createMailbox(deps: { redis: Redis; clock: Clock; options: Mailb
 
     async ack(userId, ids) {
       if (ids.length === 0) return 0;
-      return redis.pbAck(keys.mailbox(userId), GROUP, '', ...ids);
+      const acked = await redis.pbAck(keys.mailbox(userId), GROUP, '', ...ids);
+      if (acked > 0) metrics.acked.inc(acked);
+      return acked;
     },
 
     async ackUpTo(userId, id) {
-      return redis.pbAck(keys.mailbox(userId), GROUP, id);
-    },
-
-    async inspect(userId, limit = 50) {
-      const mailbox = keys.mailbox(userId);
-      const deadKey = keys.dead(userId);
-      const [hasMailbox, deadLength] = await Promise.all([redis.exists(mailbox), redis.xlen(deadKey)]);
-      if (!hasMailbox && deadLength === 0) return undefined;
-      const [length, summary, pending, oldest, dead] = hasMailbox
-        ? await Promise.all([
-            redis.xlen(mailbox),
-            redis.xpending(mailbox, GROUP) as Promise<[number, ...unknown[]]>,
-            redis.call('XPENDING', mailbox, GROUP, 'IDLE', 0, '-', '+', limit) as Promise<PendingRow[]>,
-            // In-flight entries sit among the oldest; read past them to show `limit` waiting ones.
-            redis.xrange(mailbox, '-', '+', 'COUNT', limit + options.maxInflight),
-            redis.xrevrange(deadKey, '+', '-', 'COUNT', limit),
-          ])
-        : [0, [0] as [number], [] as PendingRow[], [], await redis.xrevrange(deadKey, '+', '-', 'COUNT', limit)];
-      const inflight = Number(summary[0]);
-      const inflightIds = new Set(pending.map((p) => p[0]));
-      return {
-        userId,
-        waiting: length - inflight,
-        inflight,
-        dead: deadLength,
-        oldestWaiting: oldest
-          .filter(([id]) => !inflightIds.has(id))
-          .slice(0, limit)
-          .map(([id, flat]) => {
-            const f = fields(flat);
-            return { id, event: f.e ?? 'message', data: parseData(f.d), enqueuedAt: enqueuedAtOf(id) };
-          }),
-        inflightMessages: pending.map(([id, , idleMs, deliveries]) => ({ id, deliveries, idleMs })),
-        deadLetters: dead.map(([, flat]) => {
-          const f = fields(flat);
-          return {
-            id: f.id ?? '',
-            event: f.e ?? 'message',
-            data: parseData(f.d),
-            deliveries: Number(f.n),
-            reason: f.r ?? 'unknown',
-            deadAt: Number(f.at),
-          };
-        }),
-      };
+      const acked = await redis.pbAck(keys.mailbox(userId), GROUP, id);
+      if (acked > 0) metrics.acked.inc(acked);
+      return acked;
     },
   };
-}
-
-type PendingRow = [id: string, consumer: string, idleMs: number, deliveries: number];
-
-function fields(flat: string[]): Record<string, string | undefined> {
-  const out: Record<string, string> = {};
-  for (let i = 0; i + 1 < flat.length; i += 2) out[flat[i] as string] = flat[i + 1] as string;
-  return out;
-}
-
-function parseData(text: string | undefined): unknown {
-  if (text === undefined) return null;
-  try {
-    return JSON.parse(text);
-  } catch {
-    return text;
-  }
 }

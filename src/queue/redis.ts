@@ -1,30 +1,57 @@
+import type { RedisOptions as BullRedisOptions } from 'bullmq';
 import { Redis, type RedisOptions } from 'ioredis';
 
 /**
- * A command connection for the request path: no offline queue and no retries,
- * so while Redis is away a request fails at once (503) instead of hanging or
- * being buffered in memory and claimed as done. It reconnects by itself.
+ * The one place that says how postbox connects to Redis. Every connection
+ * (commands, subscriptions, BullMQ's queues and workers) takes its options
+ * from here.
  */
-export function createCommandConnection(url: string, options: RedisOptions = {}): Redis {
-  return new Redis(url, {
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 0,
-    commandTimeout: 5000,
-    connectTimeout: 2000,
-    retryStrategy: (times) => Math.min(50 * times, 1000),
-    lazyConnect: true,
-    ...options,
-  });
+export interface RedisConnectionSettings {
+  /** `redis://…`, `rediss://…` or a unix socket path. */
+  url: string;
+  /** A command without a reply after this long fails (the request answers 503), ms. @defaultValue 5000 */
+  commandTimeoutMs?: number;
 }
 
-/** A subscriber connection: it queues its SUBSCRIBE while away and resubscribes on reconnect. */
-export function createSubscriberConnection(url: string, options: RedisOptions = {}): Redis {
-  return new Redis(url, {
-    maxRetriesPerRequest: null,
-    retryStrategy: (times) => Math.min(50 * times, 1000),
-    lazyConnect: true,
-    ...options,
-  });
+export type ConnectionRole =
+  /** The request path: no offline queue and no retries, so a route fails at once while Redis is away. */
+  | 'command'
+  /** Pub/sub: queues its SUBSCRIBE while away and resubscribes after a reconnect. */
+  | 'subscriber'
+  /** BullMQ workers: commands wait for the reconnect (BullMQ requires `maxRetriesPerRequest: null`). */
+  | 'worker';
+
+const reconnect = (times: number) => Math.min(50 * times, 1000);
+
+/** ioredis options for a connection of `role`. */
+export function connectionOptions(settings: RedisConnectionSettings, role: ConnectionRole): RedisOptions {
+  const common: RedisOptions = { connectTimeout: 2000, retryStrategy: reconnect, lazyConnect: true };
+  switch (role) {
+    case 'command':
+      return {
+        ...common,
+        enableOfflineQueue: false,
+        maxRetriesPerRequest: 0,
+        commandTimeout: settings.commandTimeoutMs ?? 5000,
+      };
+    case 'subscriber':
+    case 'worker':
+      return { ...common, maxRetriesPerRequest: null };
+  }
+}
+
+/** A new connection of `role`; call `connectRedis` (or let BullMQ connect it). */
+export function createConnection(settings: RedisConnectionSettings, role: ConnectionRole): Redis {
+  return new Redis(settings.url, connectionOptions(settings, role));
+}
+
+/**
+ * BullMQ connection options: BullMQ hands `url` to ioredis, which takes a
+ * unix socket path there too (the embedded Redis). BullMQ connects itself.
+ */
+export function bullConnection(settings: RedisConnectionSettings, role: 'command' | 'worker'): BullRedisOptions {
+  const { lazyConnect: _lazy, ...options } = connectionOptions(settings, role);
+  return { ...options, url: settings.url } as BullRedisOptions;
 }
 
 /** Waits until `redis` is ready, within `timeoutMs`. */

@@ -1,5 +1,41 @@
+import { createHash, randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import type { Clock } from '../clock.js';
+import type { FanoutJobData, JobQueues } from './job-queues.js';
 import type { Keys } from './keys.js';
+import { execPipeline } from './pipeline.js';
+
+/** A message for every member of a room. */
+export interface RoomMessage {
+  event: string;
+  /** The message's data, already serialised to one line of JSON. */
+  data: string;
+  /** Usually the sender, who already has the message. */
+  exceptUserId?: string | undefined;
+  /** Counted from the send: members reached later get what is left; none once it has passed, ms. */
+  ttlMs?: number | undefined;
+  /** Idempotency: the same key for the same room is one room message (a producer's retry). */
+  key?: string | undefined;
+}
+
+/** A room message accepted for fan-out. */
+export interface RoomSend {
+  jobId: string;
+  /** Members who will get it (the room's members, less `exceptUserId`). */
+  recipients: number;
+}
+
+/**
+ * The fan-out job's id, from which every member's idempotency key derives.
+ * With a producer `key` it is the same for the same room and key: BullMQ adds
+ * no second job while the first is kept, and after that the members' mailboxes
+ * still refuse it again within FANOUT_DEDUP_WINDOW_MS. Without one it is
+ * random, so it never repeats even if BullMQ's counter starts over.
+ */
+function roomJobId(room: string, key: string | undefined): string {
+  if (key === undefined) return `r-${randomUUID()}`;
+  return `rk-${createHash('sha256').update(`${room}\n${key}`).digest('base64url')}`;
+}
 
 /**
  * Room membership: one sorted set per room (every score 0, so members are in
@@ -16,10 +52,22 @@ export interface Rooms {
   count(room: string, userId?: string): Promise<{ members: number; isMember: boolean }>;
   /** Up to `limit` members in lexical order, strictly after `after` when given. */
   page(room: string, after: string | undefined, limit: number): Promise<string[]>;
+  /**
+   * Adds the fan-out job of a room message (src/workers/fanout-worker.ts);
+   * undefined when the room has no members.
+   */
+  send(room: string, message: RoomMessage): Promise<RoomSend | undefined>;
 }
 
-export function createRooms(deps: { redis: Redis; keys: Keys }): Rooms {
-  const { redis, keys } = deps;
+export function createRooms(deps: { redis: Redis; keys: Keys; fanout: JobQueues['fanout']; clock: Clock }): Rooms {
+  const { redis, keys, fanout, clock } = deps;
+
+  async function count(room: string, userId?: string): Promise<{ members: number; isMember: boolean }> {
+    const pipeline = redis.pipeline().zcard(keys.room(room));
+    if (userId !== undefined) pipeline.zscore(keys.room(room), userId);
+    const [members, score] = await execPipeline<number | string | null>(pipeline);
+    return { members: Number(members ?? 0), isMember: userId !== undefined && score !== null && score !== undefined };
+  }
 
   return {
     async join(room, userIds) {
@@ -27,9 +75,8 @@ export function createRooms(deps: { redis: Redis; keys: Keys }): Rooms {
       const args = userIds.flatMap((u) => [0, u]);
       pipeline.zadd(keys.room(room), ...args);
       pipeline.zadd(keys.rooms(), 'NX', 0, room);
-      const replies = (await pipeline.exec()) ?? [];
-      for (const [err] of replies) if (err) throw err;
-      return Number(replies[0]?.[1] ?? 0);
+      const [added] = await execPipeline<number>(pipeline);
+      return Number(added ?? 0);
     },
 
     async leave(room, userId) {
@@ -37,8 +84,9 @@ export function createRooms(deps: { redis: Redis; keys: Keys }): Rooms {
       // ZREM and ZCARD touch one key, so the transaction stays legal in a cluster.
       const replies = (await redis.multi().zrem(key, userId).zcard(key).exec()) ?? [];
       for (const [err] of replies) if (err) throw err;
-      const removed = Number(replies[0]?.[1] ?? 0) === 1;
-      if (removed && Number(replies[1]?.[1] ?? 0) === 0) {
+      const [removedCount, left] = replies.map(([, value]) => Number(value));
+      const removed = removedCount === 1;
+      if (removed && Number(left) === 0) {
         await redis.zrem(keys.rooms(), room);
         // A join may have landed between the two steps; put the room back in the index then.
         if ((await redis.exists(key)) === 1) await redis.zadd(keys.rooms(), 'NX', 0, room);
@@ -46,20 +94,26 @@ export function createRooms(deps: { redis: Redis; keys: Keys }): Rooms {
       return removed;
     },
 
-    async count(room, userId) {
-      const pipeline = redis.pipeline().zcard(keys.room(room));
-      if (userId !== undefined) pipeline.zscore(keys.room(room), userId);
-      const replies = (await pipeline.exec()) ?? [];
-      for (const [err] of replies) if (err) throw err;
-      return {
-        members: Number(replies[0]?.[1] ?? 0),
-        isMember: userId !== undefined && replies[1]?.[1] !== null && replies[1]?.[1] !== undefined,
-      };
-    },
+    count,
 
     async page(room, after, limit) {
       const min = after === undefined ? '-' : `(${after}`;
       return redis.zrangebylex(keys.room(room), min, '+', 'LIMIT', 0, limit);
+    },
+
+    async send(room, message) {
+      const { members, isMember } = await count(room, message.exceptUserId);
+      if (members === 0) return undefined;
+      const data: FanoutJobData = {
+        room,
+        event: message.event,
+        data: message.data,
+        exceptUserId: message.exceptUserId,
+        expiresAt: message.ttlMs === undefined ? undefined : clock.now() + message.ttlMs,
+        members,
+      };
+      const job = await fanout.add('room-message', data, { jobId: roomJobId(room, message.key) });
+      return { jobId: String(job.id), recipients: members - (isMember ? 1 : 0) };
     },
   };
 }

@@ -3,7 +3,7 @@ import { CronExpressionParser } from 'cron-parser';
 import type { Redis } from 'ioredis';
 import { AppError } from '../errors.js';
 import type { Clock } from '../clock.js';
-import type { DeliverJobData, JobQueues } from './jobs.js';
+import type { DeliverJobData, JobQueues } from './job-queues.js';
 import type { Keys } from './keys.js';
 
 /** `deliverAt` may be at most this far ahead: one year, ms. */

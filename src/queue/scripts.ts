@@ -5,10 +5,10 @@ type Arg = string | number;
 
 /** The Lua scripts of `./lua`, registered on a connection with EVALSHA and a NOSCRIPT fallback. */
 export interface ScriptCommands {
-  pbEnqueue(mailbox: string, idempotency: string, expiries: string, ...args: Arg[]): Promise<[number, string | number]>;
+  pbEnqueue(mailbox: string, idempotency: string, expiries: string, ...args: Arg[]): Promise<EnqueueReply>;
   pbPop(mailbox: string, dead: string, ...args: Arg[]): Promise<PopReply>;
   pbAck(mailbox: string, ...args: Arg[]): Promise<number>;
-  // Admin (src/queue/admin-queries.ts).
+  // Admin (src/queue/admin).
   pbAdminCounts(mailbox: string, dead: string, group: string): Promise<[number, number, number, string]>;
   pbAdminPurge(mailbox: string, dead: string, group: string): Promise<[number, number, number, number]>;
   pbAdminDelete(mailbox: string, group: string, id: string): Promise<number>;
@@ -16,11 +16,13 @@ export interface ScriptCommands {
   pbAdminIndexPage(index: string, score: string, member: string, count: number): Promise<string[]>;
   // Housekeeping (src/queue/housekeeping.ts).
   pbExpire(mailbox: string, expiries: string, ...args: Arg[]): Promise<[expired: number, more: number, deleted: number]>;
-  // Drain lease of users shared between nodes (src/workers/peer-delivery.ts).
+  // Drain lease of users shared between nodes (src/delivery/peer-delivery.ts).
   pbLeaseClaim(lease: string, nodeId: string, leaseMs: number): Promise<number>;
   pbLeaseRelease(lease: string, nodeId: string): Promise<number>;
 }
 
+/** `{status, id or length, created}`: see enqueue.lua. */
+export type EnqueueReply = [status: number, value: string | number, created?: number];
 export type PopReply = [number, number, number, number, ...Array<[string, string, string, number]>];
 
 const scripts = {

@@ -2,17 +2,12 @@ import { WaitingError, Worker, type Job } from 'bullmq';
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import { AppError } from '../errors.js';
-import type { Metrics } from '../metrics.js';
-import { QUEUE_NAMES, jobIdempotencyKey, logErrorsOnce, workerOptions, type FanoutJobData } from '../queue/jobs.js';
+import { QUEUE_NAMES, jobIdempotencyKey, logBullErrors, type FanoutJobData } from '../queue/job-queues.js';
 import type { Mailbox } from '../queue/mailbox.js';
 import type { Rooms } from '../queue/rooms.js';
-import type { JobWorker } from './scheduled-worker.js';
+import { workerOptions, type JobWorker, type JobWorkerSettings } from './job-worker.js';
 
-export interface FanoutWorkerOptions {
-  redisUrl: string;
-  keyPrefix: string;
-  /** JOB_LOCK_MS. */
-  lockMs: number;
+export interface FanoutWorkerOptions extends JobWorkerSettings {
   /** Members appended per pipelined round trip (FANOUT_CHUNK_SIZE). */
   chunkSize: number;
   /** How long the per-member idempotency keys are kept, ms (FANOUT_DEDUP_WINDOW_MS). */
@@ -46,11 +41,10 @@ export function createFanoutWorker(deps: {
   mailbox: Mailbox;
   rooms: Rooms;
   clock: Clock;
-  metrics: Metrics;
   logger: Logger;
   options: FanoutWorkerOptions;
 }): JobWorker {
-  const { mailbox, rooms, clock, metrics, logger, options } = deps;
+  const { mailbox, rooms, clock, logger, options } = deps;
   let closing = false;
 
   async function fanOut(job: Job<FanoutJobData>, token: string | undefined): Promise<FanoutResult> {
@@ -85,17 +79,11 @@ export function createFanoutWorker(deps: {
               ttlMs,
               dedupWindowMs: options.dedupWindowMs,
             })));
-      let created = 0;
       for (const r of results) {
-        if (r instanceof AppError) {
-          skipped += 1;
-        } else {
-          // Not created means this job appended it before (an earlier attempt): still delivered once.
-          delivered += 1;
-          if (r.created) created += 1;
-        }
+        // Not created means this job appended it before (an earlier attempt): still delivered once.
+        if (r instanceof AppError) skipped += 1;
+        else delivered += 1;
       }
-      if (created > 0) metrics.enqueued.inc(created);
       walked += members.length;
       cursor = members[members.length - 1];
       await job.updateData({ ...d, cursor, delivered, skipped });
@@ -110,9 +98,9 @@ export function createFanoutWorker(deps: {
   const worker = new Worker<FanoutJobData, FanoutResult>(
     QUEUE_NAMES.fanout,
     (job, token) => fanOut(job, token),
-    workerOptions({ ...options, concurrency: options.concurrency ?? 2 }),
+    workerOptions(options, options.concurrency ?? 2),
   );
-  logErrorsOnce(worker, logger, 'fan-out worker');
+  logBullErrors(worker, logger, clock, 'fan-out worker');
   worker.on('failed', (job, err) => {
     logger.warn({ err, jobId: job?.id, room: job?.data.room, attempts: job?.attemptsMade }, 'room fan-out attempt failed');
   });

@@ -2,16 +2,12 @@ import { Worker } from 'bullmq';
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import { Gauge } from 'prom-client';
-import type { Metrics } from '../metrics.js';
+import type { Metrics } from '../metrics/metrics.js';
 import type { Housekeeper, SweepResult } from '../queue/housekeeping.js';
-import { QUEUE_NAMES, logErrorsOnce, workerOptions, type JobQueues } from '../queue/jobs.js';
-import type { JobWorker } from './scheduled-worker.js';
+import { QUEUE_NAMES, logBullErrors, type JobQueues } from '../queue/job-queues.js';
+import { workerOptions, type JobWorker, type JobWorkerSettings } from './job-worker.js';
 
-export interface HousekeepingWorkerOptions {
-  redisUrl: string;
-  keyPrefix: string;
-  /** JOB_LOCK_MS. */
-  lockMs: number;
+export interface HousekeepingWorkerOptions extends JobWorkerSettings {
   /** HOUSEKEEPING_INTERVAL_MS. */
   intervalMs: number;
 }
@@ -72,7 +68,7 @@ export async function createHousekeepingWorker(deps: {
     },
     workerOptions(options),
   );
-  logErrorsOnce(worker, logger, 'housekeeping worker');
+  logBullErrors(worker, logger, clock, 'housekeeping worker');
   worker.on('failed', (_job, err) => logger.warn({ err }, 'housekeeping sweep failed'));
   // First sweep one interval after start (an `every` scheduler would otherwise run at once on every
   // node start), so a restart loop cannot turn housekeeping into a constant load.

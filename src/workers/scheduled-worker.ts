@@ -1,21 +1,13 @@
 import { Worker, type Job } from 'bullmq';
 import type { Logger } from 'pino';
-import type { Metrics } from '../metrics.js';
-import { QUEUE_NAMES, jobIdempotencyKey, logErrorsOnce, workerOptions, type DeliverJobData } from '../queue/jobs.js';
+import type { Clock } from '../clock.js';
+import { QUEUE_NAMES, jobIdempotencyKey, logBullErrors, type DeliverJobData } from '../queue/job-queues.js';
 import type { Mailbox } from '../queue/mailbox.js';
+import { workerOptions, type JobWorker, type JobWorkerSettings } from './job-worker.js';
 
-export interface ScheduledWorkerOptions {
-  redisUrl: string;
-  keyPrefix: string;
-  /** JOB_LOCK_MS. */
-  lockMs: number;
+export interface ScheduledWorkerOptions extends JobWorkerSettings {
   /** Due messages appended at once. @defaultValue 20 */
   concurrency?: number;
-}
-
-export interface JobWorker {
-  readonly worker: Worker;
-  close(): Promise<void>;
 }
 
 /**
@@ -26,23 +18,22 @@ export interface JobWorker {
  */
 export function createScheduledWorker(deps: {
   mailbox: Mailbox;
-  metrics: Metrics;
   logger: Logger;
+  clock: Clock;
   options: ScheduledWorkerOptions;
 }): JobWorker {
-  const { mailbox, metrics, logger, options } = deps;
+  const { mailbox, logger, clock, options } = deps;
   const worker = new Worker<DeliverJobData>(
     QUEUE_NAMES.scheduled,
     async (job: Job<DeliverJobData>) => {
       const m = job.data;
       const key = m.key ?? jobIdempotencyKey(QUEUE_NAMES.scheduled, String(job.id));
       const result = await mailbox.enqueue({ userId: m.userId, event: m.event, data: m.data, key, ttlMs: m.ttlMs });
-      if (result.created) metrics.enqueued.inc();
       return { id: result.id, created: result.created };
     },
-    workerOptions({ ...options, concurrency: options.concurrency ?? 20 }),
+    workerOptions(options, options.concurrency ?? 20),
   );
-  logErrorsOnce(worker, logger, 'scheduled worker');
+  logBullErrors(worker, logger, clock, 'scheduled worker');
   worker.on('failed', (job, err) => {
     logger.warn({ err, jobId: job?.id, userId: job?.data.userId, attempts: job?.attemptsMade }, 'scheduled delivery failed');
   });

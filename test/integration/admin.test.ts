@@ -285,14 +285,18 @@ describe('GET /admin/queues', () => {
     expect((await list('?sort=age')).queues.map((q) => q.userId)).toEqual(['u-a', 'u-b', 'u-c', 'u-d']);
   });
 
-  it('prunes users with nothing queued from the index, and an enqueue brings them back', async () => {
+  it('lists only users with something queued, while the index keeps every user in its place', async () => {
     const index = redis.client();
-    expect(await index.zscore('lister:users', 'u-e')).toBeNull();
+    const score = await index.zscore('lister:users', 'u-e');
+    // u-e has a mailbox (empty): it stays indexed, with the score it entered with, and is not listed.
+    expect(score).not.toBeNull();
     expect((await list('')).queues.map((q) => q.userId)).not.toContain('u-e');
     await lister.enqueue('u-e', 'again');
-    expect((await list('')).queues.map((q) => q.userId)).toContain('u-e');
+    expect((await list('')).queues.map((q) => q.userId)).toEqual(['u-a', 'u-b', 'u-c', 'u-d', 'u-e']);
     await lister.admin('/admin/queues/u-e', { method: 'DELETE' });
     expect((await list('')).queues.map((q) => q.userId)).not.toContain('u-e');
+    // Listing and purging never re-rank a user: sort=index is the order users first got a mailbox.
+    expect(await index.zscore('lister:users', 'u-e')).toBe(score);
   });
 
   it('pages with a cursor, each user once, in index order and in sorted order', async () => {

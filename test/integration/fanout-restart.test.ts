@@ -1,6 +1,7 @@
 import { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bullConnection, bullPrefix } from '../../src/queue/jobs.js';
+import { bullPrefix } from '../../src/queue/job-queues.js';
+import { bullConnection } from '../../src/queue/redis.js';
 import { sleep } from '../helpers/read-sse.js';
 import { spawnServer, TEST_KEYS, type ServerProcess } from '../helpers/spawn-server.js';
 import { startApp, type TestApp } from '../helpers/start-app.js';
@@ -15,7 +16,7 @@ let queue: Queue;
 
 beforeAll(async () => {
   redis = await startRedis();
-  queue = new Queue('fanout', { prefix: bullPrefix('pb'), connection: bullConnection(redis.url, 'worker') });
+  queue = new Queue('fanout', { prefix: bullPrefix('pb'), connection: bullConnection({ url: redis.url }, 'worker') });
 });
 afterAll(async () => {
   await server?.kill();

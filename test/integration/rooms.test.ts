@@ -43,6 +43,9 @@ describe('rooms', () => {
     expect(first).toMatchObject({ members: ['alice', 'bob'], nextCursor: 'bob' });
     const second = await app.call('GET', `/v1/rooms/team:1/members?limit=2&cursor=${first.nextCursor}`);
     expect(await second.json()).toMatchObject({ members: ['carol'], nextCursor: null });
+    // A last page that is exactly full has no cursor after it.
+    const exact = await app.call('GET', '/v1/rooms/team:1/members?limit=3');
+    expect(await exact.json()).toMatchObject({ members: ['alice', 'bob', 'carol'], nextCursor: null });
 
     expect((await app.call('DELETE', '/v1/rooms/team:1/members/bob')).status).toBe(204);
     const again = await app.call('DELETE', '/v1/rooms/team:1/members/bob');

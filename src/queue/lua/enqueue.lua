@@ -12,10 +12,11 @@
   ARGV[5] expiry, epoch ms ('0' = never)
   ARGV[6] '1' when the message carries an idempotency key
   ARGV[7] dedup window, ms
-  ARGV[8] wake channel
+  ARGV[8] wake channel of the user
   ARGV[9] user id, published on the wake channel
 
-  Output: {1, id} added; {0, id} the key was seen within the window, id is the first one;
+  Output: {1, id, created} added, created = 1 when this call created the mailbox;
+          {0, id} the key was seen within the window, id is the first one;
           {-1, length} the mailbox is full.
 ]]
 local mailbox = KEYS[1]
@@ -27,9 +28,11 @@ if ARGV[6] == '1' then
   end
 end
 
+local created = 0
 if redis.call('EXISTS', mailbox) == 0 then
   -- The group reads from the very start of the stream; MKSTREAM creates it empty.
   redis.call('XGROUP', 'CREATE', mailbox, ARGV[1], '0', 'MKSTREAM')
+  created = 1
 else
   local length = redis.call('XLEN', mailbox)
   if length >= tonumber(ARGV[2]) then
@@ -51,4 +54,4 @@ if ARGV[6] == '1' then
 end
 
 redis.call('PUBLISH', ARGV[8], ARGV[9])
-return {1, id}
+return {1, id, created}

@@ -14,10 +14,10 @@
   ARGV[3] most expired entries to handle in this call
   ARGV[4] idle time after which an empty mailbox is deleted, ms ('0': never)
 
-  Output: {expired, more, deleted}
+  Output: {expired, more, gone}
     expired  messages dropped (entries already acked or gone are not counted)
     more     1 when more expired entries may remain: call again
-    deleted  1 when the empty mailbox was deleted
+    gone     1 when the mailbox was deleted now, or did not exist: the user may leave the users index
 ]]
 local mailbox, expiries, group = KEYS[1], KEYS[2], ARGV[1]
 local now = tonumber(ARGV[2])
@@ -25,7 +25,7 @@ local limit = tonumber(ARGV[3])
 
 if redis.call('EXISTS', mailbox) == 0 then
   redis.call('DEL', expiries)
-  return {0, 0, 0}
+  return {0, 0, 1}
 end
 
 local expired = 0

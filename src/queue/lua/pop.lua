@@ -78,12 +78,12 @@ for _, p in ipairs(stale) do
 end
 
 local inflight = redis.call('XPENDING', mailbox, group)[1]
-local room = window - inflight
-if room > 0 then
-  local read = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', room, 'STREAMS', mailbox, '>')
+local free = window - inflight
+if free > 0 then
+  local read = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', free, 'STREAMS', mailbox, '>')
   if read then
     local entries = read[1][2]
-    if #entries == room then
+    if #entries == free then
       out[2] = 1
     end
     for _, entry in ipairs(entries) do

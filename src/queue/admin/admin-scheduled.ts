@@ -1,5 +1,5 @@
 import type { Queue } from 'bullmq';
-import type { DeliverJobData } from './jobs.js';
+import type { DeliverJobData } from '../job-queues.js';
 
 /** Jobs read per round trip. */
 const PAGE = 250;

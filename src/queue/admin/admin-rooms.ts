@@ -1,7 +1,8 @@
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import type { FanoutJobData } from './jobs.js';
-import type { Keys } from './keys.js';
+import type { FanoutJobData } from '../job-queues.js';
+import type { Keys } from '../keys.js';
+import { execPipeline } from '../pipeline.js';
 
 export interface RoomRow {
   room: string;
@@ -40,12 +41,8 @@ export async function listRooms(
   const page = names.slice(0, limit);
   const pipeline = redis.pipeline();
   for (const room of page) pipeline.zcard(keys.room(room));
-  const replies = page.length > 0 ? ((await pipeline.exec()) ?? []) : [];
-  const rooms = page.map((room, i) => {
-    const [err, n] = replies[i] ?? [new Error('missing pipeline reply'), 0];
-    if (err) throw err;
-    return { room, members: Number(n) };
-  });
+  const counts = await execPipeline<number>(pipeline);
+  const rooms = page.map((room, i) => ({ room, members: Number(counts[i]) }));
   return { rooms, nextCursor: names.length > limit ? (page[page.length - 1] ?? null) : null };
 }
 

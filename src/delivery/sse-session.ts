@@ -2,6 +2,7 @@ import type { ServerResponse } from 'node:http';
 import { Http2ServerResponse } from 'node:http2';
 import type { Writable } from 'node:stream';
 import type { Clock } from '../clock.js';
+import { EVENT_ID_PATTERN, EVENT_NAME_PATTERN } from '../queue/keys.js';
 
 export interface SseSessionOptions {
   /** Sent first as `retry:`; browsers wait this long before reconnecting, ms. */
@@ -15,6 +16,25 @@ export interface SseFrame {
   event: string;
   /** One line of JSON: JSON.stringify never emits a raw CR or LF. */
   data: string;
+}
+
+/**
+ * True for a frame that cannot break SSE framing: an event id and an event
+ * name of the patterns enqueue enforces, and data on one line (WHATWG HTML
+ * §9.2.6: CR, LF and CRLF all end a line). Frames from other nodes pass this
+ * before they are written.
+ */
+export function isSafeFrame(value: unknown): value is SseFrame {
+  if (typeof value !== 'object' || value === null) return false;
+  const { id, event, data } = value as Partial<Record<keyof SseFrame, unknown>>;
+  return (
+    typeof id === 'string' &&
+    EVENT_ID_PATTERN.test(id) &&
+    typeof event === 'string' &&
+    EVENT_NAME_PATTERN.test(event) &&
+    typeof data === 'string' &&
+    !/[\r\n]/.test(data)
+  );
 }
 
 /**

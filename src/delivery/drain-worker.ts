@@ -1,10 +1,11 @@
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
-import type { Metrics } from '../metrics.js';
+import type { Metrics } from '../metrics/metrics.js';
 import type { Mailbox, PopRequest } from '../queue/mailbox.js';
 import { enqueuedAtOf } from '../queue/keys.js';
-import type { StreamHub } from '../http/stream-hub.js';
-import type { SseFrame } from '../http/sse-session.js';
+import { createThrottledLog } from '../throttled-log.js';
+import type { SseFrame } from './sse-session.js';
+import type { StreamHub } from './stream-hub.js';
 
 export interface DrainWorkerOptions {
   /** Tick period: the worst-case delay of a delivery and of a redelivery check, ms. */
@@ -17,7 +18,7 @@ export interface DrainWorkerOptions {
   sweepEveryTicks?: number;
 }
 
-/** Lets nodes that share a user agree on which one drains it (src/workers/peer-delivery.ts). */
+/** Lets nodes that share a user agree on which one drains it (src/delivery/peer-delivery.ts). */
 export interface DrainHooks {
   /** False while this node must not pop for the user (another node drains it, or that is not known yet). */
   mayDrain(userId: string): boolean;
@@ -26,6 +27,10 @@ export interface DrainHooks {
 }
 
 export interface DrainWorker {
+  /** A stream of this user opened on this node (called by src/delivery/delivery.ts). */
+  streamOpened(userId: string): void;
+  /** The user's last stream on this node closed. */
+  userLeft(userId: string): void;
   /** Drain this user as soon as possible (an enqueue for them). */
   wake(userId: string): void;
   /**
@@ -73,21 +78,7 @@ export function createDrainWorker(deps: {
   let again = false;
   let fullSweep = true;
   let closed = false;
-  let lastErrorLog = 0;
-
-  hub.onChange((userId, event) => {
-    if (event === 'open') {
-      const state = users.get(userId);
-      if (state === undefined) {
-        users.set(userId, { resume: true, inflight: 0, dirty: true });
-      } else {
-        state.dirty = true;
-      }
-      schedule();
-    } else if (!hub.isConnected(userId)) {
-      users.delete(userId);
-    }
-  });
+  const failures = createThrottledLog(logger, clock, { message: 'drain pass failed; retrying on the next tick' });
 
   const timer = clock.setInterval(() => {
     ticks += 1;
@@ -128,35 +119,40 @@ export function createDrainWorker(deps: {
         state.resume = false;
       }
     }
+    /** Keeps a user marked, to be tried again on the next tick; its streams stay open. */
+    const retryLater = (r: PopRequest) => {
+      const state = users.get(r.userId);
+      if (state === undefined) return;
+      state.dirty = true;
+      if (r.minIdleMs === 0) state.resume = true;
+    };
     let results;
     try {
       results = await mailbox.pop(requests);
     } catch (err) {
-      // Redis away: keep the users marked and try on the next tick; streams stay open.
-      for (const r of requests) {
-        const state = users.get(r.userId);
-        if (state) {
-          state.dirty = true;
-          if (r.minIdleMs === 0) state.resume = true;
-        }
-      }
+      // Redis away: every user waits for the next tick.
+      requests.forEach(retryLater);
       fullSweep = sweep || fullSweep;
-      const now = clock.now();
-      if (now - lastErrorLog > 5000) {
-        lastErrorLog = now;
-        logger.warn({ err }, 'drain pass failed; retrying on the next tick');
-      }
+      failures.failed(err);
       return;
     }
     const now = clock.now();
-    for (const [userId, result] of results) {
+    let failedUsers = 0;
+    for (const r of requests) {
+      const { userId } = r;
+      const result = results.get(userId);
+      if (result === undefined || result instanceof Error) {
+        // One user's failure (a script error, a key moving between shards) is that user's alone.
+        retryLater(r);
+        failedUsers += 1;
+        failures.failed(result ?? new Error('no pop result'), { userId });
+        continue;
+      }
       const state = users.get(userId);
       if (state) {
         state.inflight = result.inflight;
         if (result.more) state.dirty = true;
       }
-      if (result.expired > 0) metrics.expired.inc(result.expired);
-      if (result.dead > 0) metrics.dead.inc(result.dead);
       const frames: SseFrame[] = [];
       for (const d of result.deliveries) {
         const frame = { id: d.id, event: d.event, data: d.data };
@@ -172,9 +168,22 @@ export function createDrainWorker(deps: {
       if (hooks !== undefined && frames.length > 0) hooks.onDelivered(userId, frames);
       if (result.more) again = true;
     }
+    if (failedUsers === 0) failures.succeeded();
   }
 
   return {
+    streamOpened(userId) {
+      const state = users.get(userId);
+      if (state === undefined) {
+        users.set(userId, { resume: true, inflight: 0, dirty: true });
+      } else {
+        state.dirty = true;
+      }
+      schedule();
+    },
+    userLeft(userId) {
+      users.delete(userId);
+    },
     wake(userId) {
       const state = users.get(userId);
       if (state === undefined) return;

@@ -1,12 +1,14 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
-import type { SseFrame } from '../http/sse-session.js';
-import type { StreamHub } from '../http/stream-hub.js';
-import type { Metrics } from '../metrics.js';
+import type { Metrics } from '../metrics/metrics.js';
 import type { Keys } from '../queue/keys.js';
+import { execPipelineSettled } from '../queue/pipeline.js';
 import { scriptedPipeline, withScripts } from '../queue/scripts.js';
+import { createThrottledLog } from '../throttled-log.js';
 import type { DrainHooks } from './drain-worker.js';
+import { isSafeFrame, type SseFrame } from './sse-session.js';
+import type { StreamHub } from './stream-hub.js';
 
 export interface PeerDeliveryOptions {
   /**
@@ -17,8 +19,12 @@ export interface PeerDeliveryOptions {
   leaseMs?: number;
 }
 
-/** The drain hooks of this node, plus `close()`. */
+/** The drain hooks of this node, plus the stream events it follows and `close()`. */
 export interface PeerDelivery extends DrainHooks {
+  /** A stream of this user opened on this node. */
+  streamOpened(userId: string): void;
+  /** The user's last stream on this node closed. */
+  userLeft(userId: string): void;
   close(): Promise<void>;
 }
 
@@ -71,17 +77,14 @@ export function createPeerDelivery(deps: {
   const hello = JSON.stringify({ t: 'hello', from: nodeId });
   const bye = JSON.stringify({ t: 'bye', from: nodeId });
   let closed = false;
-  let lastErrorLog = 0;
   // Both series exist from the start, so "no peer traffic" reads as 0.
   metrics.peerFrames.inc({ direction: 'sent' }, 0);
   metrics.peerFrames.inc({ direction: 'received' }, 0);
-
-  function failed(err: unknown): void {
-    const now = clock.now();
-    if (now - lastErrorLog < 5000) return;
-    lastErrorLog = now;
-    logger.debug({ err }, 'peer delivery: redis call failed; redelivery covers what was lost');
-  }
+  const failures = createThrottledLog(logger, clock, {
+    message: 'peer delivery: redis call failed; redelivery covers what was lost',
+    level: 'debug',
+  });
+  const failed = (err: unknown) => failures.failed(err);
 
   const owns = (state: PeerUser) => state.ownedUntil > clock.now();
 
@@ -95,20 +98,20 @@ export function createPeerDelivery(deps: {
       state.claiming = true;
       pipeline.pbLeaseClaim(keys.drainer(userId), nodeId, leaseMs);
     }
-    const settle = (replies: Array<[Error | null, unknown]> | null) => {
+    const settle = (replies: Awaited<ReturnType<typeof execPipelineSettled<number>>>) => {
       todo.forEach(([userId, state], i) => {
         state.claiming = false;
-        const [err, held] = replies?.[i] ?? [new Error('no reply'), 0];
-        if (err) return failed(err);
+        const reply = replies[i];
+        if (reply === undefined || !reply.ok) return failed(reply?.error ?? new Error('no reply'));
         if (users.get(userId) !== state) return;
         const had = owns(state);
-        state.ownedUntil = held === 1 ? sentAt + leaseMs : 0;
-        if (held === 1 && !had) wake(userId);
+        state.ownedUntil = reply.value === 1 ? sentAt + leaseMs : 0;
+        if (reply.value === 1 && !had) wake(userId);
       });
     };
-    pipeline.exec().then(settle, (err: unknown) => {
+    execPipelineSettled<number>(pipeline).then(settle, (err: unknown) => {
       failed(err);
-      settle(todo.map(() => [err as Error, 0]));
+      settle(todo.map(() => ({ ok: false, error: err as Error })));
     });
   }
 
@@ -187,11 +190,6 @@ export function createPeerDelivery(deps: {
     claim(list);
   }
 
-  hub.onChange((userId, event) => {
-    if (closed) return;
-    if (event === 'open') opened(userId);
-    else if (!hub.isConnected(userId)) lastClosed(userId);
-  });
   subscriber.on('message', onMessage);
   subscriber.on('ready', onReady);
 
@@ -201,6 +199,12 @@ export function createPeerDelivery(deps: {
   }, Math.max(1, Math.floor(leaseMs / 3)));
 
   return {
+    streamOpened(userId) {
+      if (!closed) opened(userId);
+    },
+    userLeft(userId) {
+      if (!closed) lastClosed(userId);
+    },
     mayDrain(userId) {
       const state = users.get(userId);
       if (state === undefined || state.pending) return false;
@@ -233,7 +237,9 @@ function parse(text: string): PeerMessage | undefined {
     if (typeof message.from !== 'string') return undefined;
     if (message.t === 'hello' || message.t === 'bye') return { t: message.t, from: message.from };
     if (message.t === 'frames' && Array.isArray(message.frames)) {
-      return { t: 'frames', from: message.from, frames: message.frames as SseFrame[] };
+      // Whatever reaches the channel is checked as enqueue checks it before it can reach SSE framing.
+      const frames = (message.frames as unknown[]).filter(isSafeFrame);
+      return { t: 'frames', from: message.from, frames };
     }
   } catch {
     // not ours

@@ -1,10 +1,8 @@
-import { randomBytes } from 'node:crypto';
-import { hostname } from 'node:os';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Counter } from 'prom-client';
 import type { Clock } from '../clock.js';
-import type { Metrics } from '../metrics.js';
+import type { Metrics } from './metrics.js';
 
 export const RATE_NAMES = ['enqueued', 'delivered', 'redelivered', 'acked', 'dead'] as const;
 export type RateName = (typeof RATE_NAMES)[number];
@@ -52,6 +50,8 @@ export function createRateSampler(deps: {
   redis: Redis;
   clock: Clock;
   logger: Logger;
+  /** This node's id (src/node-id.ts). */
+  node: string;
   /** Hash of node reports, e.g. `keys.nodes()`. */
   nodesKey: string;
   /** Open streams and connected users on this node now. */
@@ -62,7 +62,7 @@ export function createRateSampler(deps: {
   const intervalMs = deps.options?.intervalMs ?? 1000;
   const keep = deps.options?.keep ?? 180;
   const reportEvery = deps.options?.reportEvery ?? 5;
-  const node = `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
+  const { node } = deps;
   const counters: Record<RateName, Counter> = {
     enqueued: metrics.enqueued,
     delivered: metrics.delivered,

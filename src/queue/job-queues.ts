@@ -1,6 +1,8 @@
-import { Queue, type DefaultJobOptions, type RedisOptions, type WorkerOptions } from 'bullmq';
-import type { Redis } from 'ioredis';
+import { Queue, type DefaultJobOptions } from 'bullmq';
 import type { Logger } from 'pino';
+import type { Clock } from '../clock.js';
+import { createThrottledLog } from '../throttled-log.js';
+import { bullConnection, type RedisConnectionSettings } from './redis.js';
 
 /**
  * The BullMQ queues of postbox. Queue names may not contain `:`; the key
@@ -75,46 +77,6 @@ export function bullPrefix(keyPrefix: string): string {
   return `${keyPrefix}:bull`;
 }
 
-/**
- * Connection options for BullMQ. `redisUrl` may be a unix socket path (the
- * embedded Redis): BullMQ hands `url` to ioredis, which takes a path there.
- * - `producer` (Queue, used on the request path): no offline queue and no
- *   retries, so while Redis is away a route fails at once with 503.
- * - `worker`: commands wait for the reconnect (`maxRetriesPerRequest: null`,
- *   as BullMQ requires for its blocking connection).
- */
-export function bullConnection(redisUrl: string, role: 'producer' | 'worker'): RedisOptions {
-  const common = { url: redisUrl, connectTimeout: 2000, retryStrategy: (times: number) => Math.min(50 * times, 1000) };
-  return role === 'producer'
-    ? { ...common, enableOfflineQueue: false, maxRetriesPerRequest: 0, commandTimeout: 5000 }
-    : { ...common, maxRetriesPerRequest: null };
-}
-
-/**
- * Options every postbox Worker shares. A job whose node dies keeps its lock
- * for `lockMs`; the stalled check (run as often) then hands it to another
- * worker. Retried jobs are idempotent, so several stalls are allowed.
- */
-export function workerOptions(options: {
-  redisUrl: string;
-  keyPrefix: string;
-  /** Lock duration and stalled-check period, ms (JOB_LOCK_MS). */
-  lockMs: number;
-  /** Jobs run at once by this worker. @defaultValue 1 */
-  concurrency?: number;
-}): WorkerOptions {
-  return {
-    prefix: bullPrefix(options.keyPrefix),
-    connection: bullConnection(options.redisUrl, 'worker'),
-    concurrency: options.concurrency ?? 1,
-    lockDuration: options.lockMs,
-    stalledInterval: options.lockMs,
-    maxStalledCount: 10,
-    removeOnComplete: KEEP_COMPLETED,
-    removeOnFail: KEEP_FAILED,
-  };
-}
-
 export interface JobQueues {
   scheduled: Queue<DeliverJobData>;
   fanout: Queue<FanoutJobData>;
@@ -126,20 +88,21 @@ export interface JobQueues {
 
 /** The producer side of the BullMQ queues, each on its own fail-fast connection. */
 export async function createJobQueues(options: {
-  redisUrl: string;
+  redis: RedisConnectionSettings;
   keyPrefix: string;
   logger: Logger;
+  clock: Clock;
 }): Promise<JobQueues> {
-  const { redisUrl, logger } = options;
+  const { logger, clock } = options;
   const prefix = bullPrefix(options.keyPrefix);
   const make = <T>(name: keyof typeof QUEUE_NAMES) => {
     const queue = new Queue<T>(QUEUE_NAMES[name], {
       prefix,
-      connection: bullConnection(redisUrl, 'producer'),
+      connection: bullConnection(options.redis, 'command'),
       defaultJobOptions: defaultJobOptions[name],
       streams: { events: { maxLen: EVENTS_MAX_LEN } },
     });
-    logErrorsOnce(queue, logger, `queue ${name}`);
+    logBullErrors(queue, logger, clock, `queue ${name}`);
     return queue;
   };
   const scheduled = make<DeliverJobData>('scheduled');
@@ -164,37 +127,14 @@ export async function createJobQueues(options: {
  * BullMQ objects emit 'error' on every failed reconnect; an unhandled 'error'
  * event would crash the process, and logging each one would flood the log.
  */
-export function logErrorsOnce(
+export function logBullErrors(
   emitter: { on(event: 'error', fn: (err: Error) => void): unknown },
   logger: Logger,
+  clock: Clock,
   what: string,
 ): void {
-  let last = '';
-  emitter.on('error', (err: Error) => {
-    if (err.message !== last) logger.warn({ err, what }, 'bullmq connection error');
-    last = err.message;
-  });
-}
-
-/**
- * BullMQ loses jobs if Redis evicts keys under memory pressure; the mailboxes
- * too. Warns at start-up when `maxmemory-policy` is not `noeviction`.
- */
-export async function warnOnEviction(redis: Redis, logger: Logger): Promise<void> {
-  try {
-    const reply = (await redis.config('GET', 'maxmemory-policy')) as string[];
-    const policy = reply[1];
-    if (policy !== undefined && policy !== 'noeviction') {
-      logger.warn(
-        { policy },
-        'Redis maxmemory-policy is not noeviction: under memory pressure Redis may evict queued messages ' +
-          'and jobs; set maxmemory-policy noeviction',
-      );
-    }
-  } catch (err) {
-    // Managed Redis services often disable CONFIG; nothing to check then.
-    logger.debug({ err }, 'could not read maxmemory-policy');
-  }
+  const log = createThrottledLog(logger.child({ what }), clock, { message: 'bullmq connection error' });
+  emitter.on('error', (err: Error) => log.failed(err));
 }
 
 /**

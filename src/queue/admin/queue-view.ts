@@ -1,0 +1,89 @@
+import type { Redis } from 'ioredis';
+import { GROUP, enqueuedAtOf, type Keys } from '../keys.js';
+
+export interface QueueView {
+  userId: string;
+  waiting: number;
+  inflight: number;
+  dead: number;
+  oldestWaiting: Array<{ id: string; event: string; data: unknown; enqueuedAt: number }>;
+  inflightMessages: Array<{ id: string; deliveries: number; idleMs: number }>;
+  deadLetters: Array<{ id: string; event: string; data: unknown; deliveries: number; reason: string; deadAt: number }>;
+}
+
+/** One user's queue in detail, for the admin's drill-down; undefined for an unknown user. */
+export type Inspect = (userId: string, limit?: number) => Promise<QueueView | undefined>;
+
+/**
+ * Reads one user's queue for the admin: counts, the oldest waiting messages,
+ * what is in flight with its delivery count and idle time, and dead letters.
+ * Read-only, and off the hot path (the mailbox does not carry it).
+ */
+export function createInspect(deps: {
+  redis: Redis;
+  keys: Keys;
+  /** In-flight entries sit among the oldest; MAX_INFLIGHT of them are read past. */
+  maxInflight: number;
+}): Inspect {
+  const { redis, keys, maxInflight } = deps;
+  return async function inspect(userId, limit = 50) {
+    const mailbox = keys.mailbox(userId);
+    const deadKey = keys.dead(userId);
+    const [hasMailbox, deadLength] = await Promise.all([redis.exists(mailbox), redis.xlen(deadKey)]);
+    if (!hasMailbox && deadLength === 0) return undefined;
+    const [length, summary, pending, oldest, dead] = hasMailbox
+      ? await Promise.all([
+          redis.xlen(mailbox),
+          redis.xpending(mailbox, GROUP) as Promise<[number, ...unknown[]]>,
+          redis.call('XPENDING', mailbox, GROUP, 'IDLE', 0, '-', '+', limit) as Promise<PendingRow[]>,
+          // In-flight entries sit among the oldest; read past them to show `limit` waiting ones.
+          redis.xrange(mailbox, '-', '+', 'COUNT', limit + maxInflight),
+          redis.xrevrange(deadKey, '+', '-', 'COUNT', limit),
+        ])
+      : [0, [0] as [number], [] as PendingRow[], [], await redis.xrevrange(deadKey, '+', '-', 'COUNT', limit)];
+    const inflight = Number(summary[0]);
+    const inflightIds = new Set(pending.map((p) => p[0]));
+    return {
+      userId,
+      waiting: length - inflight,
+      inflight,
+      dead: deadLength,
+      oldestWaiting: oldest
+        .filter(([id]) => !inflightIds.has(id))
+        .slice(0, limit)
+        .map(([id, flat]) => {
+          const f = fields(flat);
+          return { id, event: f.e ?? 'message', data: parseData(f.d), enqueuedAt: enqueuedAtOf(id) };
+        }),
+      inflightMessages: pending.map(([id, , idleMs, deliveries]) => ({ id, deliveries, idleMs })),
+      deadLetters: dead.map(([, flat]) => {
+        const f = fields(flat);
+        return {
+          id: f.id ?? '',
+          event: f.e ?? 'message',
+          data: parseData(f.d),
+          deliveries: Number(f.n),
+          reason: f.r ?? 'unknown',
+          deadAt: Number(f.at),
+        };
+      }),
+    };
+  };
+}
+
+type PendingRow = [id: string, consumer: string, idleMs: number, deliveries: number];
+
+function fields(flat: string[]): Record<string, string | undefined> {
+  const out: Record<string, string> = {};
+  for (let i = 0; i + 1 < flat.length; i += 2) out[flat[i] as string] = flat[i + 1] as string;
+  return out;
+}
+
+function parseData(text: string | undefined): unknown {
+  if (text === undefined) return null;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}

@@ -1,0 +1,82 @@
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { Clock } from '../clock.js';
+import type { Metrics } from '../metrics/metrics.js';
+import { createHousekeeper } from '../queue/housekeeping.js';
+import type { JobQueues } from '../queue/job-queues.js';
+import type { Mailbox } from '../queue/mailbox.js';
+import type { Rooms } from '../queue/rooms.js';
+import { createFanoutWorker } from './fanout-worker.js';
+import { createHousekeepingWorker } from './housekeeping-worker.js';
+import type { JobWorker, JobWorkerSettings } from './job-worker.js';
+import { createScheduledWorker } from './scheduled-worker.js';
+
+export interface JobWorkersOptions extends JobWorkerSettings {
+  /** FANOUT_CHUNK_SIZE. */
+  fanoutChunkSize: number;
+  /** FANOUT_DEDUP_WINDOW_MS. */
+  fanoutDedupWindowMs: number;
+  /** HOUSEKEEPING_INTERVAL_MS. */
+  housekeepingIntervalMs: number;
+}
+
+export interface JobWorkers {
+  workers: JobWorker[];
+  /** Stops the workers; a fan-out under way hands its job back at its cursor. */
+  close(): Promise<void>;
+}
+
+/**
+ * The BullMQ workers of one node: scheduled, fan-out and housekeeping, each on
+ * its own connections. They append through `mailbox`, on the node's command
+ * connection.
+ */
+export async function startJobWorkers(deps: {
+  queues: JobQueues;
+  redis: Redis;
+  mailbox: Mailbox;
+  rooms: Rooms;
+  metrics: Metrics;
+  logger: Logger;
+  clock: Clock;
+  options: JobWorkersOptions;
+}): Promise<JobWorkers> {
+  const { queues, redis, mailbox, rooms, metrics, logger, clock, options } = deps;
+  const settings: JobWorkerSettings = { redis: options.redis, keyPrefix: options.keyPrefix, lockMs: options.lockMs };
+  const workers: JobWorker[] = [];
+  try {
+    workers.push(createScheduledWorker({ mailbox, logger, clock, options: settings }));
+    workers.push(
+      createFanoutWorker({
+        mailbox,
+        rooms,
+        clock,
+        logger,
+        // Fan-out keys need only outlive the job's retries: the producers' 24 h window
+        // would keep a record per member and room message for a day.
+        options: { ...settings, chunkSize: options.fanoutChunkSize, dedupWindowMs: options.fanoutDedupWindowMs },
+      }),
+    );
+    workers.push(
+      await createHousekeepingWorker({
+        queues,
+        housekeeper: createHousekeeper({ redis, keys: mailbox.keys, clock }),
+        metrics,
+        logger,
+        clock,
+        options: { ...settings, intervalMs: options.housekeepingIntervalMs },
+      }),
+    );
+    // Ready before the node answers requests: its first stalled-job check runs as it starts.
+    await Promise.all(workers.map((w) => w.worker.waitUntilReady()));
+  } catch (err) {
+    await Promise.allSettled(workers.map((w) => w.close()));
+    throw err;
+  }
+  return {
+    workers,
+    async close() {
+      await Promise.allSettled(workers.map((w) => w.close()));
+    },
+  };
+}

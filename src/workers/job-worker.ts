@@ -1,0 +1,35 @@
+import type { Worker, WorkerOptions } from 'bullmq';
+import { KEEP_COMPLETED, KEEP_FAILED, bullPrefix } from '../queue/job-queues.js';
+import { bullConnection, type RedisConnectionSettings } from '../queue/redis.js';
+
+/** One BullMQ worker of this node. */
+export interface JobWorker {
+  readonly worker: Worker;
+  close(): Promise<void>;
+}
+
+/** What every postbox worker is built from. */
+export interface JobWorkerSettings {
+  redis: RedisConnectionSettings;
+  keyPrefix: string;
+  /** Lock duration and stalled-check period, ms (JOB_LOCK_MS). */
+  lockMs: number;
+}
+
+/**
+ * Options every postbox Worker shares. A job whose node dies keeps its lock
+ * for `lockMs`; the stalled check (run as often) then hands it to another
+ * worker. Retried jobs are idempotent, so several stalls are allowed.
+ */
+export function workerOptions(settings: JobWorkerSettings, concurrency = 1): WorkerOptions {
+  return {
+    prefix: bullPrefix(settings.keyPrefix),
+    connection: bullConnection(settings.redis, 'worker'),
+    concurrency,
+    lockDuration: settings.lockMs,
+    stalledInterval: settings.lockMs,
+    maxStalledCount: 10,
+    removeOnComplete: KEEP_COMPLETED,
+    removeOnFail: KEEP_FAILED,
+  };
+}
