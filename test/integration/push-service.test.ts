@@ -1,4 +1,6 @@
+import { execFile } from 'node:child_process';
 import { request } from 'node:https';
+import { promisify } from 'node:util';
 import webpush from 'web-push';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startPushService, type TestPushService } from '../helpers/push-service.js';
@@ -132,6 +134,25 @@ describe('startPushService', () => {
       [429, 'two'],
       [201, 'three'],
     ]);
+  });
+
+  it('is trusted by a separate process through NODE_EXTRA_CA_CERTS=caFile', async () => {
+    const subscription = push.subscribe();
+    // What a spawned postbox server does: plain web-push, no agent, the CA from the environment.
+    const script = `
+      import webpush from 'web-push';
+      const [subscription, details] = JSON.parse(process.argv[1]);
+      const res = await webpush.sendNotification(subscription, 'from afar', { vapidDetails: details, TTL: 5 });
+      process.stdout.write(String(res.statusCode));`;
+    const details = { subject, publicKey: server.publicKey, privateKey: server.privateKey };
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      ['--input-type=module', '-e', script, JSON.stringify([subscription, details])],
+      { env: { PATH: process.env.PATH ?? '', NODE_EXTRA_CA_CERTS: push.caFile }, timeout: 20_000 },
+    );
+    expect(stdout).toBe('201');
+    const got = push.received.find((r) => r.subscriptionId === push.idOf(subscription));
+    expect(got).toMatchObject({ status: 201, payload: 'from afar', vapid: { valid: true } });
   });
 
   it("applies a '*' plan to any subscription without a plan of its own", async () => {
