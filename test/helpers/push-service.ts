@@ -4,6 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Agent, createServer } from 'node:https';
 import { fileURLToPath } from 'node:url';
 import ece from 'http_ece';
+import { createRecorder, type RecordCondition } from './recorder.js';
 import { verifyVapid, type VapidCheck } from './vapid.js';
 
 /**
@@ -84,7 +85,7 @@ export interface TestPushService {
   /** Every request to /push/:id, in arrival order, whatever it was answered. */
   readonly received: readonly ReceivedPush[];
   /** Resolves with `received` once it has `count` entries (or `predicate` holds); rejects after timeoutMs (default 10 000). */
-  waitFor(countOrPredicate: number | ((received: readonly ReceivedPush[]) => boolean), timeoutMs?: number): Promise<readonly ReceivedPush[]>;
+  waitFor(countOrPredicate: RecordCondition<ReceivedPush>, timeoutMs?: number): Promise<readonly ReceivedPush[]>;
   /**
    * Queues answers for the next valid pushes to one subscription (id, endpoint or subscription),
    * or to any with '*'; a subscription's own queue is used first, then '*', then 201.
@@ -97,11 +98,6 @@ interface Subscription {
   ecdh: ECDH;
   auth: Buffer;
   applicationServerKey: string | undefined;
-}
-
-interface Waiter {
-  ready: () => boolean;
-  resolve: () => void;
 }
 
 function header(req: IncomingMessage, name: string): string | undefined {
@@ -123,8 +119,7 @@ export async function startPushService(options: StartPushServiceOptions = {}): P
   const maxBodyBytes = options.maxBodyBytes ?? 4096;
   const subscriptions = new Map<string, Subscription>();
   const plans = new Map<string, PlannedAnswer[]>();
-  const received: ReceivedPush[] = [];
-  const waiters = new Set<Waiter>();
+  const received = createRecorder<ReceivedPush>('push service');
   let origin = '';
 
   function idOf(subscription: PushSubscriptionJson | string): string {
@@ -134,11 +129,6 @@ export async function startPushService(options: StartPushServiceOptions = {}): P
 
   function nextAnswer(id: string): PlannedAnswer {
     return plans.get(id)?.shift() ?? plans.get('*')?.shift() ?? { status: 201 };
-  }
-
-  function record(push: ReceivedPush): void {
-    received.push(push);
-    for (const w of waiters) if (w.ready()) w.resolve();
   }
 
   async function handlePush(req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
@@ -160,7 +150,7 @@ export async function startPushService(options: StartPushServiceOptions = {}): P
     if (rawTtl !== undefined && /^\d+$/.test(rawTtl.trim())) push.headers.ttl = Number(rawTtl);
     const answer = (status: number, extra: Record<string, string> = {}, text = ''): void => {
       push.status = status;
-      record(push);
+      received.add(push);
       res.writeHead(status, { 'content-type': 'text/plain', ...extra }).end(text);
     };
 
@@ -224,7 +214,7 @@ export async function startPushService(options: StartPushServiceOptions = {}): P
     ca: cert,
     caFile,
     agent,
-    received,
+    received: received.items,
     idOf,
     subscribe(subscribeOptions = {}) {
       const id = randomBytes(12).toString('base64url');
@@ -243,28 +233,9 @@ export async function startPushService(options: StartPushServiceOptions = {}): P
       const id = subscription === '*' ? '*' : idOf(subscription);
       plans.set(id, [...(plans.get(id) ?? []), ...plan]);
     },
-    async waitFor(countOrPredicate, timeoutMs = 10_000) {
-      const ready =
-        typeof countOrPredicate === 'number' ? () => received.length >= countOrPredicate : () => countOrPredicate(received);
-      if (ready()) return received;
-      await new Promise<void>((resolve, reject) => {
-        const waiter: Waiter = {
-          ready,
-          resolve: () => {
-            clearTimeout(timer);
-            waiters.delete(waiter);
-            resolve();
-          },
-        };
-        const timer = setTimeout(() => {
-          waiters.delete(waiter);
-          reject(new Error(`push service: condition not met within ${timeoutMs} ms; received ${JSON.stringify(received, null, 1)}`));
-        }, timeoutMs);
-        waiters.add(waiter);
-      });
-      return received;
-    },
+    waitFor: (countOrPredicate, timeoutMs = 10_000) => received.waitFor(countOrPredicate, timeoutMs),
     async close() {
+      received.cancel('closed');
       agent.destroy();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeAllConnections();
