@@ -200,10 +200,15 @@ export async function startCluster(options: StartClusterOptions = {}): Promise<T
   }
 
   try {
+    // freePort releases each port before returning it, so the next call may hand it out again.
+    const ports = new Set<number>();
+    for (let tries = 0; ports.size < 2 * masters && tries < 100; tries += 1) ports.add(await freePort());
+    if (ports.size < 2 * masters) throw new Error('could not find enough distinct free ports');
+    const free = [...ports];
     for (let i = 0; i < masters; i += 1) {
       const dir = join(root, `node-${i}`);
       mkdirSync(dir);
-      states.push({ host: HOST, port: await freePort(), busPort: await freePort(), dir, child: undefined });
+      states.push({ host: HOST, port: free[2 * i]!, busPort: free[2 * i + 1]!, dir, child: undefined });
     }
     await Promise.all(states.map(launch));
     const addresses = states.map((n) => `${n.host}:${n.port}`);
