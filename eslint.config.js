@@ -33,7 +33,7 @@ export default tseslint.config(
   layer(['src/queue/**/*.ts'], ['http', 'delivery', 'workers']),
   layer(['src/delivery/**/*.ts'], ['http', 'workers']),
   layer(['src/workers/**/*.ts'], ['http', 'delivery']),
-  layer(['src/metrics/**/*.ts'], ['http', 'delivery', 'workers', 'queue']),
+  layer(['src/metrics/**/*.ts'], ['http', 'delivery', 'workers']),
   {
     files: ['bench/**/*.ts', 'test/**/*.ts'],
     rules: { 'no-console': 'off' },

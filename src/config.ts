@@ -22,8 +22,32 @@ const schema = z.object({
     .string()
     .regex(/^(rediss?:\/\/|\/|embedded$)/, 'must be a redis:// or rediss:// URL, a unix socket path, or "embedded"')
     .optional(),
-  /** Prefix of every Redis key. @defaultValue 'pb' */
-  KEY_PREFIX: z.string().regex(/^[A-Za-z0-9_.-]{1,32}$/).default('pb'),
+  /**
+   * Seed nodes of a Redis Cluster, comma-separated `host:port`; with it, REDIS_URL is not used
+   * and every connection (commands, pub/sub, BullMQ) is a cluster client.
+   * @defaultValue none: one Redis
+   */
+  REDIS_CLUSTER_NODES: z
+    .string()
+    .regex(
+      /^\s*[^\s,:]+:\d{1,5}\s*(,\s*[^\s,:]+:\d{1,5}\s*)*$/,
+      'must be comma-separated host:port seeds, e.g. 10.0.0.1:6379,10.0.0.2:6379',
+    )
+    .optional(),
+  /**
+   * Prefix of every Redis key. No braces: postbox hash-tags its keys itself (every key of a user
+   * by `{<userId>}`, BullMQ's by `{<KEY_PREFIX>}`); a brace here would put every user in one slot.
+   * @defaultValue 'pb'
+   */
+  KEY_PREFIX: z
+    .string()
+    .regex(
+      /^[A-Za-z0-9_.-]{1,32}$/,
+      'must be 1 to 32 of A-Z a-z 0-9 _ . - (no braces: postbox hash-tags its keys for a Redis Cluster itself)',
+    )
+    .default('pb'),
+  /** A Redis command with no reply after this long fails (the request answers 503), ms. @defaultValue 5000 */
+  REDIS_COMMAND_TIMEOUT_MS: int(50, 600_000).default(5000),
   /** Bearer key of producer routes. Generated in development. */
   API_KEY: z.string().min(16).optional(),
   /** Bearer key of admin routes. Generated in development. */
@@ -36,8 +60,28 @@ const schema = z.object({
   ACK_TIMEOUT_MS: int(100, 86_400_000).default(30_000),
   /** Messages in flight (written, not acked) per user. @defaultValue 100 */
   MAX_INFLIGHT: int(1, 10_000).default(100),
-  /** Deliveries of one message before it becomes a dead letter. @defaultValue 5 */
+  /**
+   * Deliveries of one message before it becomes a dead letter. A delivery counts when the page
+   * had the message and did not handle it: its handler failed (the client library reports it),
+   * or the ack timeout passed while the page acked other messages. @defaultValue 5
+   */
   MAX_DELIVERIES: int(1, 1000).default(5),
+  /**
+   * Writes of one message of any kind (counted or not: reconnects, streams nobody read) before
+   * it becomes a dead letter, so a message that crashes its page cannot cycle forever.
+   * @defaultValue 4 × MAX_DELIVERIES
+   */
+  MAX_ATTEMPTS: int(1, 100_000).optional(),
+  /**
+   * '1': a reconnect's Last-Event-ID (or `?lastEventId=`) acks every message written up to it, as
+   * plain EventSource pages that never ack would want. Off by default: the browser sends the last
+   * id it received, not the last one its handler finished, so this can ack unhandled mail.
+   * @defaultValue off
+   */
+  LAST_EVENT_ID_ACKS: z
+    .enum(['0', '1', 'true', 'false'])
+    .transform((v) => v === '1' || v === 'true')
+    .default(false),
   /** Interval of `: ping` comments on open streams. @defaultValue 15000 */
   HEARTBEAT_MS: int(1000, 300_000).default(15_000),
   /** Reconnection delay sent to browsers in the `retry:` field. @defaultValue 2000 */
@@ -104,7 +148,8 @@ const schema = z.object({
 export type RawConfig = z.infer<typeof schema>;
 
 /** The validated configuration, with keys always present. */
-export interface Config extends Omit<RawConfig, 'API_KEY' | 'ADMIN_KEY' | 'TOKEN_SECRET' | 'DEMO'> {
+export interface Config extends Omit<RawConfig, 'API_KEY' | 'ADMIN_KEY' | 'TOKEN_SECRET' | 'DEMO' | 'MAX_ATTEMPTS'> {
+  MAX_ATTEMPTS: number;
   /** Whether `/demo` is served; resolved from DEMO and NODE_ENV. */
   DEMO: boolean;
   API_KEY: string;
@@ -150,6 +195,7 @@ export function loadConfig(env: Record<string, string | undefined>): LoadedConfi
     ADMIN_KEY: raw.ADMIN_KEY ?? generate(),
     TOKEN_SECRET: raw.TOKEN_SECRET ?? generate() + generate(),
     DEMO: raw.DEMO ?? raw.NODE_ENV === 'development',
+    MAX_ATTEMPTS: Math.max(raw.MAX_ATTEMPTS ?? 4 * raw.MAX_DELIVERIES, raw.MAX_DELIVERIES),
   };
   return { config, generated: missing };
 }

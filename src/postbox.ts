@@ -5,9 +5,9 @@ import type { Queue } from 'bullmq';
 import type { Logger } from 'pino';
 import { systemClock, type Clock } from './clock.js';
 import type { Config } from './config.js';
-import { createDelivery } from './delivery/delivery.js';
+import { createDelivery, type Delivery } from './delivery/delivery.js';
 import type { StreamHub } from './delivery/stream-hub.js';
-import { wakeChannel } from './delivery/wake.js';
+import { userChannel } from './delivery/wake.js';
 import { retryAfterSeconds } from './errors.js';
 import { createApp } from './http/app.js';
 import { clientRoutes } from './http/client-routes.js';
@@ -20,7 +20,7 @@ import { createNodeId } from './node-id.js';
 import { createAdminQueries } from './queue/admin/admin-queries.js';
 import { createJobQueues } from './queue/job-queues.js';
 import { createMailbox } from './queue/mailbox.js';
-import { connectRedis, createConnection, type RedisConnectionSettings } from './queue/redis.js';
+import { connectRedis, createConnection, parseClusterNodes, type RedisConnectionSettings } from './queue/redis.js';
 import { warnOnEviction } from './queue/redis-checks.js';
 import { createRooms } from './queue/rooms.js';
 import { createSchedules } from './queue/schedules.js';
@@ -43,6 +43,8 @@ export interface Postbox {
 
 /** How long a graceful close lets requests under way finish before it cuts them, ms. */
 const CLOSE_GRACE_MS = 5000;
+/** How long a claim to drain a user whose streams are on several nodes lasts, ms; a node that dies holding it delays that user by at most this. */
+const LEASE_MS = 3000;
 
 /**
  * One postbox node: Redis connections, mailbox, delivery, jobs, HTTP server.
@@ -50,14 +52,24 @@ const CLOSE_GRACE_MS = 5000;
  */
 export async function createPostbox(
   config: Config,
-  options: { redisUrl: string; logger: Logger; clock?: Clock; defaultMetrics?: boolean },
+  options: {
+    /** One Redis (ignored when REDIS_CLUSTER_NODES is set). */
+    redisUrl: string;
+    logger: Logger;
+    clock?: Clock;
+    defaultMetrics?: boolean;
+  },
 ): Promise<Postbox> {
   const { logger } = options;
   // Before any connection is opened, so a bad path fails start-up with nothing to clean up.
   const tls = readTlsFiles(config);
   const clock = options.clock ?? systemClock;
   const nodeId = createNodeId();
-  const settings: RedisConnectionSettings = { url: options.redisUrl };
+  const settings: RedisConnectionSettings = {
+    url: options.redisUrl,
+    cluster: config.REDIS_CLUSTER_NODES === undefined ? undefined : parseClusterNodes(config.REDIS_CLUSTER_NODES),
+    commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
+  };
   const redis = createConnection(settings, 'command');
   const subscriber = createConnection(settings, 'subscriber');
   for (const [name, conn] of [
@@ -72,7 +84,9 @@ export async function createPostbox(
   await warnOnEviction(redis, logger);
 
   const metrics = createMetrics({ defaultMetrics: options.defaultMetrics ?? false });
-  const wakes = wakeChannel(config.KEY_PREFIX);
+  const channel = userChannel(config.KEY_PREFIX);
+  // Called only once an enqueue's reply arrives, after `delivery` below exists.
+  const wakeHere = (userId: string, id: string) => delivery.enqueuedHere(userId, id);
   const mailbox = createMailbox({
     redis,
     clock,
@@ -81,14 +95,19 @@ export async function createPostbox(
       keyPrefix: config.KEY_PREFIX,
       queueMaxLength: config.QUEUE_MAX_LENGTH,
       dedupWindowMs: config.DEDUP_WINDOW_MS,
+      ackTimeoutMs: config.ACK_TIMEOUT_MS,
       maxInflight: config.MAX_INFLIGHT,
       maxDeliveries: config.MAX_DELIVERIES,
+      maxAttempts: config.MAX_ATTEMPTS,
       deadMaxLength: config.DEAD_MAX_LENGTH,
       retryAfterSeconds: retryAfterSeconds(config.ACK_TIMEOUT_MS),
-      wakeChannel: wakes,
+      leaseMs: LEASE_MS,
+      nodeId,
+      userChannel: channel,
+      onLocalEnqueue: wakeHere,
     },
   });
-  const delivery = await createDelivery({
+  const delivery: Delivery = createDelivery({
     mailbox,
     redis,
     subscriber,
@@ -127,7 +146,7 @@ export async function createPostbox(
     metrics,
     rooms,
     queues,
-    wakeChannel: wakes,
+    userChannel: channel,
     options: {
       queueMaxLength: config.QUEUE_MAX_LENGTH,
       scanMaxUsers: config.ADMIN_SCAN_MAX_USERS,

@@ -1,15 +1,14 @@
 import type { ServerResponse } from 'node:http';
 import type { Http2ServerResponse } from 'node:http2';
-import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { Mailbox } from '../queue/mailbox.js';
-import { createDrainWorker, type DrainWorker } from './drain-worker.js';
-import { createPeerDelivery } from './peer-delivery.js';
+import type { RedisClient } from '../queue/redis.js';
+import { createDrainWorker } from './drain-worker.js';
 import { SseSession } from './sse-session.js';
 import { StreamHub } from './stream-hub.js';
-import { createWake } from './wake.js';
+import { createUserChannels } from './wake.js';
 
 export interface DeliveryOptions {
   keyPrefix: string;
@@ -25,8 +24,8 @@ export interface DeliveryOptions {
   retryMs: number;
   /** WRITE_STALL_MS. */
   writeStallMs: number;
-  /** How long a claim to drain a user shared with other nodes lasts, ms. @defaultValue 3000 */
-  leaseMs?: number;
+  /** Safety sweep period for lost wakes, ms (src/delivery/drain-worker.ts). @defaultValue 300000 */
+  sweepPeriodMs?: number;
 }
 
 /** What the routes need from delivery on this node. */
@@ -36,80 +35,99 @@ export interface Delivery {
   readonly hub: StreamHub;
   /** Turns a response into the user's event stream and starts delivering to it. */
   openStream(userId: string, res: ServerResponse | Http2ServerResponse): SseSession;
-  /** `count` of the user's messages were acked: drain again if that reopened a full window, here or where the user is drained. */
-  acked(userId: string, count: number): void;
+  /** An enqueue found this node alone holding the user: nothing was published, wake the drain here. */
+  enqueuedHere(userId: string, id: string): void;
+  /**
+   * Messages of the user were acked through this node. Their other tabs here are told
+   * (`postbox.acked`); other nodes were told by the ack itself (ack.lua). `wake` when the
+   * ack reopened a full window.
+   */
+  acked(userId: string, ids: string[], wake: boolean): void;
   /** Drain this user now, on whichever node holds their streams (e.g. an admin freed an in-flight slot). */
   wakeAnywhere(userId: string): void;
-  /** Resolves when the drain pass under way, if any, is done (tests). */
+  /** Resolves when the drain pass or catch-up under way, if any, is done (tests). */
   idle(): Promise<void>;
-  /** Ends every stream (browsers reconnect elsewhere) and stops the drain and the pub/sub listeners. */
+  /** Ends every stream (browsers reconnect elsewhere). */
   closeStreams(reason: string): void;
   close(): Promise<void>;
 }
 
 /**
  * Everything that turns mailbox entries into SSE frames on this node: the
- * streams (hub and sessions), the drain worker, wakes, and the peers protocol
- * for users whose streams are on several nodes. `subscriber` is a dedicated
- * pub/sub connection.
+ * streams (hub and sessions), the drain worker, and the users' channels
+ * (wakes, what other nodes wrote, what was acked elsewhere). `subscriber` is
+ * a dedicated pub/sub connection.
  */
-export async function createDelivery(deps: {
+export function createDelivery(deps: {
   mailbox: Mailbox;
-  redis: Redis;
-  subscriber: Redis;
+  redis: RedisClient;
+  subscriber: RedisClient;
   clock: Clock;
   logger: Logger;
   metrics: Metrics;
   nodeId: string;
   options: DeliveryOptions;
-}): Promise<Delivery> {
+}): Delivery {
   const { mailbox, redis, subscriber, clock, logger, metrics, nodeId, options } = deps;
   const hub = new StreamHub(clock, options.heartbeatMs);
-  const wake = createWake({ redis, subscriber, keyPrefix: options.keyPrefix });
-  // Peers call the drain back only once a Redis reply arrives, after `worker` below exists.
-  const wakeDrain = (userId: string) => worker.wake(userId);
-  const peers = createPeerDelivery({
-    subscriber,
+  // Both series exist from the start, so "no peer traffic" reads as 0.
+  metrics.peerFrames.inc({ direction: 'sent' }, 0);
+  metrics.peerFrames.inc({ direction: 'received' }, 0);
+  const channels = createUserChannels({
     redis,
-    hub,
-    keys: mailbox.keys,
-    nodeId,
-    clock,
-    logger,
-    metrics,
-    wake: wakeDrain,
-    options: options.leaseMs === undefined ? {} : { leaseMs: options.leaseMs },
+    subscriber,
+    keyPrefix: options.keyPrefix,
+    onMessage(userId, message) {
+      switch (message.t) {
+        case 'wake':
+          return drain.wake(userId, message.id);
+        case 'frames':
+          if (message.from !== nodeId) drain.frames(userId, message.frames);
+          return;
+        case 'acked':
+          if (message.from === nodeId) return;
+          // Acked by a tab on another node, or through it: this node's tabs drop it too.
+          if (message.ids.length > 0) hub.control(userId, 'acked', { ids: message.ids });
+          drain.acked(userId, message.ids.length, message.wake);
+          return;
+      }
+    },
   });
-  const worker: DrainWorker = createDrainWorker({
+  const drain = createDrainWorker({
     mailbox,
     hub,
+    channels,
     clock,
     logger,
     metrics,
-    options: { drainIntervalMs: options.drainIntervalMs, ackTimeoutMs: options.ackTimeoutMs, maxInflight: options.maxInflight },
-    hooks: peers,
+    options: {
+      drainIntervalMs: options.drainIntervalMs,
+      ackTimeoutMs: options.ackTimeoutMs,
+      maxInflight: options.maxInflight,
+      ...(options.sweepPeriodMs === undefined ? {} : { sweepPeriodMs: options.sweepPeriodMs }),
+    },
   });
 
-  // One listener, so the order is explicit. On a user's first stream, peers record the user
-  // as "pending" (nobody here pops until it is known whether another node holds them) before
-  // the drain marks the user and schedules a pass: that pass asks peers.mayDrain and skips
-  // the pending user, instead of popping before other nodes can hear of this one. On the
-  // last close, peers leave the user's channel (handing over the lease) before the drain
-  // forgets the user; a pass running meanwhile finds no streams and writes nothing.
-  hub.onChange((userId, event, reason) => {
+  // One listener, so the order is explicit: metrics first, then the drain. On open the session
+  // is held (catching up) before anything can be written to it; on the last close the drain
+  // forgets the user before any later pass could write to streams that are gone.
+  hub.onChange((session, event, reason) => {
     metrics.streamsOpen.set(hub.size);
-    if (event === 'open') {
-      peers.streamOpened(userId);
-      worker.streamOpened(userId);
-      return;
-    }
+    if (event === 'open') return drain.streamOpened(session);
     metrics.streamsClosed.inc({ reason });
-    if (!hub.isConnected(userId)) {
-      peers.userLeft(userId);
-      worker.userLeft(userId);
-    }
+    if (!hub.isConnected(session.userId)) drain.userLeft(session.userId);
   });
-  await wake.subscribe((userId) => worker.wake(userId));
+  // After a reconnect of the pub/sub connection, wakes sent meanwhile are lost: look at everyone once.
+  let subscriberDown = false;
+  const onSubscriberError = () => (subscriberDown = true);
+  const onSubscriberReady = () => {
+    if (!subscriberDown) return;
+    subscriberDown = false;
+    drain.wakeAll();
+  };
+  subscriber.on('error', onSubscriberError);
+  subscriber.on('close', onSubscriberError);
+  subscriber.on('ready', onSubscriberReady);
 
   return {
     nodeId,
@@ -119,22 +137,30 @@ export async function createDelivery(deps: {
       hub.add(session);
       return session;
     },
-    acked(userId, count) {
-      // Room opened in the in-flight window: drain at once, here or on the node that pops for the user.
-      if (count > 0 && !worker.acked(userId, count)) wake.publish(userId);
+    enqueuedHere(userId, id) {
+      drain.wake(userId, id);
+    },
+    acked(userId, ids, wake) {
+      if (ids.length === 0) return;
+      // The tab that acked has them already; any other tab of the user here drops them.
+      if (hub.count(userId) > 1) hub.control(userId, 'acked', { ids });
+      drain.acked(userId, ids.length, wake);
     },
     wakeAnywhere(userId) {
-      wake.publish(userId);
+      if (drain.holds(userId)) drain.wake(userId);
+      channels.wake(userId).catch(() => undefined);
     },
-    idle: () => worker.idle(),
+    idle: () => drain.idle(),
     closeStreams(reason) {
       hub.closeAll(reason);
     },
     async close() {
       hub.closeAll('shutdown');
-      await worker.close();
-      await peers.close();
-      await wake.close();
+      await drain.close();
+      channels.close();
+      subscriber.off('error', onSubscriberError);
+      subscriber.off('close', onSubscriberError);
+      subscriber.off('ready', onSubscriberReady);
     },
   };
 }

@@ -18,6 +18,12 @@ export interface SseFrame {
   data: string;
 }
 
+/** Frames a catching-up session holds at most; beyond it the oldest go (redelivery brings them back). */
+const HELD_MAX = 1000;
+
+/** Names of the server's own events (`postbox.acked`, …): they carry no `id:` line, so they never move a browser's Last-Event-ID. */
+export const CONTROL_PREFIX = 'postbox.';
+
 /**
  * True for a frame that cannot break SSE framing: an event id and an event
  * name of the patterns enqueue enforces, and data on one line (WHATWG HTML
@@ -53,6 +59,8 @@ export class SseSession {
   /** Bytes written since the stall timer was armed, to tell a slow reader from a stopped one. */
   private queuedSinceArm = 0;
   private closed = false;
+  /** While the session catches up (what is in flight is being read), frames wait here in order. */
+  private held: SseFrame[] | undefined;
   private readonly closeHandlers: Array<(reason: string) => void> = [];
 
   constructor(userId: string, res: ServerResponse | Http2ServerResponse, clock: Clock, options: SseSessionOptions) {
@@ -99,8 +107,45 @@ export class SseSession {
     this.closeHandlers.push(handler);
   }
 
+  /** False between `hold` and `release`: the stream is catching up and frames are held. */
+  get live(): boolean {
+    return this.held === undefined;
+  }
+
+  /** Starts a catch-up: frames sent from now on wait until `release`. */
+  hold(): void {
+    this.held ??= [];
+  }
+
+  /** Writes a message frame, or holds it while the session catches up. */
   send(frame: SseFrame): boolean {
+    if (this.held !== undefined) {
+      this.held.push(frame);
+      if (this.held.length > HELD_MAX) this.held.shift();
+      return true;
+    }
     return this.write(`id: ${frame.id}\nevent: ${frame.event}\ndata: ${frame.data}\n\n`);
+  }
+
+  /**
+   * Ends the catch-up: writes `first` (what was in flight when the stream
+   * opened, oldest first), then the frames held meanwhile that were not among
+   * them, in the order they came.
+   */
+  release(first: SseFrame[]): void {
+    const held = this.held ?? [];
+    this.held = undefined;
+    const written = new Set<string>();
+    for (const frame of [...first, ...held]) {
+      if (written.has(frame.id)) continue;
+      written.add(frame.id);
+      this.send(frame);
+    }
+  }
+
+  /** A control event of the server: `event: postbox.<name>`, JSON data, no id. */
+  control(name: string, data: unknown): boolean {
+    return this.write(`event: ${CONTROL_PREFIX}${name}\ndata: ${JSON.stringify(data)}\n\n`);
   }
 
   ping(): void {

@@ -9,7 +9,7 @@ export class StreamHub {
   private readonly byUser = new Map<string, Set<SseSession>>();
   private readonly clock: Clock;
   private heartbeat: NodeJS.Timeout | undefined;
-  private readonly listeners: Array<(userId: string, event: 'open' | 'close', reason: string) => void> = [];
+  private readonly listeners: Array<(session: SseSession, event: 'open' | 'close', reason: string) => void> = [];
 
   constructor(clock: Clock, heartbeatMs: number) {
     this.clock = clock;
@@ -17,8 +17,8 @@ export class StreamHub {
     this.heartbeat.unref();
   }
 
-  /** Called with every stream opened or closed, e.g. to wake the drain or count metrics. */
-  onChange(listener: (userId: string, event: 'open' | 'close', reason: string) => void): void {
+  /** Called with every stream opened or closed, e.g. to start its delivery or count metrics. */
+  onChange(listener: (session: SseSession, event: 'open' | 'close', reason: string) => void): void {
     this.listeners.push(listener);
   }
 
@@ -32,9 +32,9 @@ export class StreamHub {
     session.onClose((reason) => {
       set.delete(session);
       if (set.size === 0 && this.byUser.get(session.userId) === set) this.byUser.delete(session.userId);
-      for (const l of this.listeners) l(session.userId, 'close', reason);
+      for (const l of this.listeners) l(session, 'close', reason);
     });
-    for (const l of this.listeners) l(session.userId, 'open', '');
+    for (const l of this.listeners) l(session, 'open', '');
   }
 
   count(userId: string): number {
@@ -67,6 +67,18 @@ export class StreamHub {
       }
     }
     return n;
+  }
+
+  /** Writes a control event (`postbox.<name>`, no id) to every open stream of the user. */
+  control(userId: string, name: string, data: unknown): void {
+    const set = this.byUser.get(userId);
+    if (set === undefined) return;
+    for (const session of set) if (session.isOpen) session.control(name, data);
+  }
+
+  /** Ends every stream of one user on this node. */
+  closeUser(userId: string, reason: string): void {
+    for (const session of [...(this.byUser.get(userId) ?? [])]) session.close(reason);
   }
 
   /** Ends every stream (shutdown). */

@@ -1,5 +1,4 @@
 import type { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import type { Config } from '../config.js';
@@ -8,6 +7,7 @@ import type { Metrics } from '../metrics/metrics.js';
 import type { RateSampler } from '../metrics/rate-sampler.js';
 import type { AdminQueries } from '../queue/admin/admin-queries.js';
 import type { Mailbox } from '../queue/mailbox.js';
+import type { RedisClient } from '../queue/redis.js';
 import type { Rooms } from '../queue/rooms.js';
 import type { Schedules } from '../queue/schedules.js';
 import type { Tokens } from './tokens.js';
@@ -16,7 +16,7 @@ import type { Tokens } from './tokens.js';
 export interface AppDeps {
   config: Config;
   /** The command connection, for readiness. */
-  redis: Redis;
+  redis: RedisClient;
   mailbox: Mailbox;
   /** Streams, acks' follow-up and wakes on this node. */
   delivery: Delivery;

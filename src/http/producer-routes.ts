@@ -53,7 +53,7 @@ export function producerRoutes(deps: AppDeps, guards: Guards): Router {
       };
       return;
     }
-    // The enqueue script PUBLISHes a wake: the node holding the user's stream (this one too) drains at once.
+    // The enqueue wakes the nodes holding the user's streams (src/queue/mailbox.ts).
     const result = await mailbox.enqueue(message);
     ctx.status = result.created ? 201 : 200;
     ctx.body = { id: result.id, userId, enqueuedAt: new Date(result.enqueuedAt).toISOString() };

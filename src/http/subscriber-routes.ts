@@ -6,12 +6,15 @@ import type { AppDeps } from './deps.js';
 import type { Guards, StreamState } from './guards.js';
 import { ackBody, eventId } from './schemas.js';
 
-/** Subscriber routes: the user's event stream and acknowledgements. The user comes from the token. */
+/** The stream's response headers, also the answer to a HEAD (WHATWG HTML §9.2: text/event-stream). */
+const STREAM_HEADERS = { 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-cache, no-transform' };
+
+/** Subscriber routes: the user's event stream, acks and nacks. The user comes from the token. */
 export function subscriberRoutes(deps: AppDeps, guards: Guards): Router<StreamState> {
   const { config, mailbox, delivery, logger } = deps;
   const router = new Router<StreamState>();
   const cors = subscriberCors(config.CORS_ORIGINS);
-  router.options(['/v1/stream', '/v1/acks'], cors);
+  router.options(['/v1/stream', '/v1/acks', '/v1/nacks'], cors);
 
   router.get('/v1/stream', cors, guards.stream, async (ctx) => {
     const { userId } = ctx.state;
@@ -20,6 +23,13 @@ export function subscriberRoutes(deps: AppDeps, guards: Guards): Router<StreamSt
     const query = typeof ctx.query.lastEventId === 'string' ? ctx.query.lastEventId : '';
     const lastEventId = header || query;
     if (lastEventId !== '') validate(eventId, lastEventId);
+    if (ctx.method === 'HEAD') {
+      // A monitor or `curl -I`: the stream's headers, and no stream: nothing is written, so
+      // nothing is delivered, and no slot of the user's streams is taken.
+      ctx.set(STREAM_HEADERS);
+      ctx.status = 200;
+      return;
+    }
     if (delivery.hub.count(userId) >= config.MAX_STREAMS_PER_USER) {
       throw new AppError(
         'PB_ERR_TOO_MANY_STREAMS',
@@ -27,15 +37,18 @@ export function subscriberRoutes(deps: AppDeps, guards: Guards): Router<StreamSt
         { headers: { 'Retry-After': String(Math.max(1, Math.ceil(config.RETRY_MS / 1000))) } },
       );
     }
-    if (lastEventId !== '') {
-      // The browser has everything up to this id. If Redis is away, the ack is lost
+    if (lastEventId !== '' && config.LAST_EVENT_ID_ACKS) {
+      // Opted in: the browser has everything up to this id. If Redis is away, the ack is lost
       // and those messages come again; the client drops them by id.
       try {
-        await mailbox.ackUpTo(userId, lastEventId);
+        const { acked, wake } = await mailbox.ack(userId, [], lastEventId);
+        delivery.acked(userId, acked, wake);
       } catch (err) {
         logger.warn({ err, userId }, 'Last-Event-ID ack failed; messages will be redelivered');
       }
     }
+    // Without the opt-in, Last-Event-ID acks nothing: what is still in flight is written again
+    // first (a browser sends the last id it received, not the last one its handler finished).
     // The session lifts the idle timeout of the socket (HTTP/1.1) or the stream (HTTP/2).
     ctx.respond = false;
     delivery.openStream(userId, ctx.res);
@@ -44,9 +57,16 @@ export function subscriberRoutes(deps: AppDeps, guards: Guards): Router<StreamSt
   router.post('/v1/acks', cors, guards.stream, guards.body, async (ctx) => {
     const { userId } = ctx.state;
     const { ids } = validate(ackBody, ctx.request.body);
-    const acked = await mailbox.ack(userId, ids);
-    delivery.acked(userId, acked);
-    ctx.body = { acked };
+    const { acked, wake } = await mailbox.ack(userId, ids);
+    delivery.acked(userId, acked, wake);
+    ctx.body = { acked: acked.length };
+  });
+
+  // The client library's report that its handler failed: each id counts as a delivery now.
+  router.post('/v1/nacks', cors, guards.stream, guards.body, async (ctx) => {
+    const { userId } = ctx.state;
+    const { ids } = validate(ackBody, ctx.request.body);
+    ctx.body = { counted: await mailbox.nack(userId, ids) };
   });
 
   return router;

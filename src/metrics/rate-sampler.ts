@@ -1,5 +1,5 @@
-import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import type { RedisClient } from '../queue/redis.js';
 import type { Counter } from 'prom-client';
 import type { Clock } from '../clock.js';
 import type { Metrics } from './metrics.js';
@@ -47,7 +47,7 @@ type Sample = { t: number } & Rates;
  */
 export function createRateSampler(deps: {
   metrics: Metrics;
-  redis: Redis;
+  redis: RedisClient;
   clock: Clock;
   logger: Logger;
   /** This node's id (src/node-id.ts). */

@@ -1,8 +1,7 @@
-import type { Redis } from 'ioredis';
 import type { Clock } from '../clock.js';
 import { GROUP, type Keys } from './keys.js';
-import { execPipeline } from './pipeline.js';
-import { scriptedPipeline, withScripts, type ScriptCommands } from './scripts.js';
+import type { RedisClient } from './redis.js';
+import { withScripts, type ScriptCommands } from './scripts.js';
 import { createUsersIndex } from './users-index.js';
 
 export interface HousekeepingOptions {
@@ -43,7 +42,7 @@ type ExpireReply = Awaited<ReturnType<ScriptCommands['pbExpire']>>;
  * need no sweep: they are written with PX and expire by themselves.
  */
 export function createHousekeeper(deps: {
-  redis: Redis;
+  redis: RedisClient;
   keys: Keys;
   clock: Clock;
   options?: HousekeepingOptions;
@@ -61,11 +60,11 @@ export function createHousekeeper(deps: {
     const emptied: string[] = [];
     let todo = userIds;
     while (todo.length > 0) {
-      const pipeline = scriptedPipeline(redis);
-      for (const userId of todo) {
-        pipeline.pbExpire(keys.mailbox(userId), keys.expiries(userId), GROUP, now, entriesPerCall, emptyIdleMs);
-      }
-      const replies = await execPipeline<ExpireReply>(pipeline);
+      const replies = await Promise.all(
+        todo.map((u) =>
+          redis.pbExpire(keys.mailbox(u), keys.expiries(u), keys.counted(u), keys.lastAck(u), GROUP, now, entriesPerCall, emptyIdleMs),
+        ),
+      );
       const next: string[] = [];
       todo.forEach((userId, i) => {
         const [n, more, gone] = replies[i] as ExpireReply;

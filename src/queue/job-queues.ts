@@ -1,4 +1,5 @@
 import { Queue, type DefaultJobOptions } from 'bullmq';
+import { Cluster } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import { createThrottledLog } from '../throttled-log.js';
@@ -72,9 +73,13 @@ const defaultJobOptions: Record<keyof typeof QUEUE_NAMES, DefaultJobOptions> = {
   housekeeping: { attempts: 1, removeOnComplete: { count: 20 }, removeOnFail: { count: 100 } },
 };
 
-/** BullMQ's key prefix for a postbox `KEY_PREFIX`. */
+/**
+ * BullMQ's key prefix for a postbox `KEY_PREFIX`: hash-tagged, because a
+ * BullMQ script touches several keys of its queue, which a Redis Cluster
+ * allows only within one slot (BullMQ's own advice for clusters).
+ */
 export function bullPrefix(keyPrefix: string): string {
-  return `${keyPrefix}:bull`;
+  return `{${keyPrefix}}:bull`;
 }
 
 export interface JobQueues {
@@ -95,10 +100,14 @@ export async function createJobQueues(options: {
 }): Promise<JobQueues> {
   const { logger, clock } = options;
   const prefix = bullPrefix(options.keyPrefix);
+  const connections: Array<{ disconnect(): void }> = [];
   const make = <T>(name: keyof typeof QUEUE_NAMES) => {
+    const connection = bullConnection(options.redis, 'command');
+    // On a cluster the connection is a client of ours (BullMQ does not close it); on one Redis, options.
+    if (connection instanceof Cluster) connections.push(connection);
     const queue = new Queue<T>(QUEUE_NAMES[name], {
       prefix,
-      connection: bullConnection(options.redis, 'command'),
+      connection,
       defaultJobOptions: defaultJobOptions[name],
       streams: { events: { maxLen: EVENTS_MAX_LEN } },
     });
@@ -119,6 +128,7 @@ export async function createJobQueues(options: {
       // close() sends commands; with Redis away they fail fast, and the connection is dropped anyway.
       await Promise.allSettled(all.map((q) => q.close()));
       await Promise.allSettled(all.map((q) => q.disconnect()));
+      for (const c of connections) c.disconnect();
     },
   };
 }

@@ -28,10 +28,14 @@ export interface Keys {
   users(): string;
   /** Hash of node reports (open streams per node) for the admin: field = node, value = JSON. */
   nodes(): string;
-  /** Pub/sub channel of one user: nodes holding the user's streams announce themselves and pass on what they wrote. */
-  deliverChannel(userId: string): string;
   /** Which node drains a user whose streams are on several nodes: a string with its node id and an expiry (a lease). */
   drainer(userId: string): string;
+  /** The nodes holding the user's streams: a hash, field = node id, value = since when (Redis time, ms). */
+  registry(userId: string): string;
+  /** Deliveries that counted toward MAX_DELIVERIES, per in-flight message: a hash, field = event id. */
+  counted(userId: string): string;
+  /** When the user's page last acked, or reported a failed handler: a string, epoch ms. */
+  lastAck(userId: string): string;
 }
 
 export function createKeys(prefix: string): Keys {
@@ -46,8 +50,10 @@ export function createKeys(prefix: string): Keys {
     housekeeping: () => `${prefix}:housekeeping`,
     users: () => `${prefix}:users`,
     nodes: () => `${prefix}:nodes`,
-    deliverChannel: (userId) => `${prefix}:deliver:{${userId}}`,
     drainer: (userId) => `${prefix}:{${userId}}:drainer`,
+    registry: (userId) => `${prefix}:{${userId}}:nodes`,
+    counted: (userId) => `${prefix}:{${userId}}:n`,
+    lastAck: (userId) => `${prefix}:{${userId}}:ackat`,
   };
 }
 
@@ -66,4 +72,12 @@ export const EVENT_ID_PATTERN = /^\d{1,15}-\d{1,15}$/;
 /** Milliseconds part of an event id: when it was enqueued. */
 export function enqueuedAtOf(id: string): number {
   return Number(id.slice(0, id.indexOf('-')));
+}
+
+/** Orders two event ids as the stream does (`<ms>-<seq>`, both numeric): negative, zero or positive. */
+export function compareIds(a: string, b: string): number {
+  const da = a.indexOf('-');
+  const db = b.indexOf('-');
+  const ms = Number(a.slice(0, da)) - Number(b.slice(0, db));
+  return ms !== 0 ? ms : Number(a.slice(da + 1)) - Number(b.slice(db + 1));
 }

@@ -1,10 +1,10 @@
-import type { Redis } from 'ioredis';
 import { AppError } from '../errors.js';
 import type { Clock } from '../clock.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { CONSUMER, GROUP, createKeys, enqueuedAtOf, type Keys } from './keys.js';
-import { execPipeline, execPipelineSettled } from './pipeline.js';
-import { scriptedPipeline, withScripts, type EnqueueReply, type PopReply, type ScriptedRedis } from './scripts.js';
+import type { RedisClient } from './redis.js';
+import { withScripts, type EnqueueReply, type JoinReply, type PopReply, type ScriptedRedis } from './scripts.js';
+import { settle } from './settle.js';
 
 export interface MailboxOptions {
   /** Prefix of every key. @defaultValue 'pb' */
@@ -13,16 +13,29 @@ export interface MailboxOptions {
   queueMaxLength: number;
   /** How long an idempotency key is remembered, ms. */
   dedupWindowMs: number;
-  /** In-flight window per user. */
+  /** ACK_TIMEOUT_MS: a message written this long ago and not acked is due again. */
+  ackTimeoutMs: number;
+  /** In-flight window per user (MAX_INFLIGHT). */
   maxInflight: number;
-  /** Deliveries before a message becomes a dead letter. */
+  /** Deliveries that count (see pop.lua) before a message becomes a dead letter (MAX_DELIVERIES). */
   maxDeliveries: number;
+  /** Attempts (writes of any kind) before a message becomes a dead letter (MAX_ATTEMPTS). */
+  maxAttempts: number;
   /** Dead letters kept per user (approximately). */
   deadMaxLength: number;
   /** Seconds a producer is told to wait when a queue is full. */
   retryAfterSeconds: number;
-  /** The pub/sub channel on which an enqueue for this user wakes the node delivering to them (src/delivery/wake.ts). */
-  wakeChannel: (userId: string) => string;
+  /** How long a claim to drain a user shared by several nodes lasts, ms. */
+  leaseMs: number;
+  /** This node's id, in the registry of the nodes holding a user and in what it publishes. */
+  nodeId: string;
+  /** The user's pub/sub channel (src/delivery/wake.ts), on which enqueues wake the nodes holding the user. */
+  userChannel: (userId: string) => string;
+  /**
+   * Called when an enqueue finds this node the only one holding the user's streams: nothing
+   * was published, and this wakes the drain here without a round trip through Redis.
+   */
+  onLocalEnqueue?: (userId: string, id: string) => void;
 }
 
 export interface NewMessage {
@@ -45,66 +58,93 @@ export interface Enqueued {
   enqueuedAt: number;
   /** false when the idempotency key had been seen and `id` is the first message's. */
   created: boolean;
+  /** This node is the only one holding the user's streams: nothing was published (`onLocalEnqueue` was called). */
+  local: boolean;
 }
 
 export interface Delivery {
   id: string;
   event: string;
   data: string;
-  /** 1 on the first delivery. */
-  deliveries: number;
+  /** Writes of this message so far, this one included (1 on the first). */
+  attempts: number;
 }
 
-export interface PopResult {
-  inflight: number;
-  /** New messages may wait beyond the in-flight window. */
-  more: boolean;
-  expired: number;
-  dead: number;
-  deliveries: Delivery[];
-}
+export type PopResult =
+  | {
+      status: 'popped';
+      inflight: number;
+      /** New messages may wait beyond the in-flight window. */
+      more: boolean;
+      expired: number;
+      dead: number;
+      /** When the next in-flight message reaches the ack timeout, ms from now; undefined if none. */
+      nextDueMs: number | undefined;
+      /** Other nodes hold the user: what was popped was published to them. */
+      shared: boolean;
+      /** Messages past the ack timeout on streams that acked nothing: close the user's streams here. */
+      unresponsive: number;
+      deliveries: Delivery[];
+    }
+  /** Another node drains this user; try again after `waitMs` (the lease's remaining time). */
+  | { status: 'not-mine'; waitMs: number }
+  | { status: 'empty' };
 
-export interface PopRequest {
-  userId: string;
-  /** In-flight messages idle this long are delivered again; 0 takes all of them (a stream reopened). */
-  minIdleMs: number;
+export interface Joined {
+  /** Other nodes holding the user. */
+  others: number;
+  /** What is in flight, to write to the new stream first. */
+  inflight: Array<Delivery & { idleMs: number }>;
 }
 
 export interface Mailbox {
   readonly keys: Keys;
   enqueue(message: NewMessage): Promise<Enqueued>;
-  /** Enqueues many messages in one pipeline; a full queue yields an AppError in that message's place. */
+  /** Enqueues many messages at once; a full queue yields an AppError in that message's place. */
   enqueueMany(messages: NewMessage[]): Promise<Array<Enqueued | AppError>>;
-  /** Mailbox lengths (waiting plus in flight) of these users, in one round trip. */
+  /** Mailbox lengths (waiting plus in flight) of these users. */
   lengths(userIds: string[]): Promise<Map<string, number>>;
   /**
-   * The next messages to write for each user, in one round trip. A user whose
-   * pop failed (a script error, a key that moved) gets its Error in place of a
-   * result; the others' results stand.
+   * The next messages to write for each user (expired and dead ones counted).
+   * A user whose pop failed (a script error, a key moving between shards)
+   * gets its Error; the others' results stand.
    */
-  pop(requests: PopRequest[]): Promise<Map<string, PopResult | Error>>;
-  /** Acknowledges the given in-flight ids of this user; returns how many were (and counts them). */
-  ack(userId: string, ids: string[]): Promise<number>;
-  /** Acknowledges every in-flight message of this user up to and including `id`. */
-  ackUpTo(userId: string, id: string): Promise<number>;
+  pop(userIds: string[]): Promise<Map<string, PopResult | Error>>;
+  /** A stream of the user opened on this node: register (its first one) and read what is in flight. */
+  join(userId: string, options: { first: boolean }): Promise<Joined>;
+  /** The last stream of the user on this node closed; returns how many other nodes still hold the user. */
+  release(userId: string): Promise<number>;
+  /** Acknowledges these in-flight ids (or all up to `upTo`); returns those that were; `wake` when the window was full. */
+  ack(userId: string, ids: string[], upTo?: string): Promise<{ acked: string[]; wake: boolean }>;
+  /** The page's handler failed on these in-flight ids: each counts as a delivery when its ack timeout passes. */
+  nack(userId: string, ids: string[]): Promise<number>;
 }
 
 /**
- * The hot path of storage: enqueue, pop and ack on the users' Redis Streams.
- * It counts `postbox_messages_enqueued_total` itself, so every way a message
- * enters a mailbox (a producer, a due schedule, a fan-out) is counted once.
+ * The hot path of storage: enqueue, pop, join, ack on the users' Redis
+ * Streams. One command per user, issued together: with auto-pipelining they
+ * leave in one write per Redis node, and on a cluster each goes to its own
+ * shard. It counts enqueued, acked, expired and dead messages itself, so every
+ * way a message enters or leaves a mailbox is counted once.
  */
-export function createMailbox(deps: { redis: Redis; clock: Clock; metrics: Metrics; options: MailboxOptions }): Mailbox {
+export function createMailbox(deps: {
+  redis: RedisClient;
+  clock: Clock;
+  metrics: Metrics;
+  options: MailboxOptions;
+}): Mailbox {
   const redis: ScriptedRedis = withScripts(deps.redis);
   const { clock, metrics, options } = deps;
   const keys = createKeys(options.keyPrefix);
 
-  function enqueueArgs(m: NewMessage, now: number): [string, string, string, ...Array<string | number>] {
+  function enqueueOne(m: NewMessage, now: number): Promise<EnqueueReply> {
     const expiresAt = m.ttlMs === undefined ? 0 : now + m.ttlMs;
-    return [
+    return redis.pbEnqueue(
       keys.mailbox(m.userId),
       keys.idempotency(m.userId, m.key ?? ''),
       keys.expiries(m.userId),
+      keys.registry(m.userId),
+      options.userChannel(m.userId),
       GROUP,
       options.queueMaxLength,
       m.event,
@@ -112,13 +152,12 @@ export function createMailbox(deps: { redis: Redis; clock: Clock; metrics: Metri
       expiresAt,
       m.key === undefined ? '0' : '1',
       m.dedupWindowMs ?? options.dedupWindowMs,
-      options.wakeChannel(m.userId),
-      m.userId,
-    ];
+      options.nodeId,
+    );
   }
 
   function toResult(m: NewMessage, reply: EnqueueReply): Enqueued | AppError {
-    const [status, value] = reply;
+    const [status, value, , local] = reply;
     if (status === -1) {
       return new AppError('PB_ERR_QUEUE_FULL', `the queue of user ${m.userId} holds ${value} messages`, {
         headers: { 'Retry-After': String(options.retryAfterSeconds) },
@@ -126,15 +165,14 @@ export function createMailbox(deps: { redis: Redis; clock: Clock; metrics: Metri
       });
     }
     const id = String(value);
-    return { id, userId: m.userId, enqueuedAt: enqueuedAtOf(id), created: status === 1 };
+    return { id, userId: m.userId, enqueuedAt: enqueuedAtOf(id), created: status === 1, local: local === 1 };
   }
 
   async function enqueueMany(messages: NewMessage[]): Promise<Array<Enqueued | AppError>> {
     const now = clock.now();
-    const pipeline = scriptedPipeline(redis);
-    for (const m of messages) pipeline.pbEnqueue(...enqueueArgs(m, now));
-    const replies = await execPipeline<EnqueueReply>(pipeline);
+    const replies = await Promise.all(messages.map((m) => enqueueOne(m, now)));
     const results = messages.map((m, i) => toResult(m, replies[i] as EnqueueReply));
+    for (const r of results) if (!(r instanceof AppError) && r.local) options.onLocalEnqueue?.(r.userId, r.id);
     const created = results.filter((r) => !(r instanceof AppError) && r.created).length;
     if (created > 0) metrics.enqueued.inc(created);
     // The users index (for the admin) lists users who have a mailbox: a user enters it when
@@ -142,6 +180,47 @@ export function createMailbox(deps: { redis: Redis; clock: Clock; metrics: Metri
     const newUsers = new Set(messages.filter((_, i) => replies[i]?.[2] === 1).map((m) => m.userId));
     if (newUsers.size > 0) await redis.zadd(keys.users(), 'NX', ...[...newUsers].flatMap((u) => [now, u]));
     return results;
+  }
+
+  function popOne(userId: string, now: number): Promise<PopReply> {
+    return redis.pbPop(
+      keys.mailbox(userId),
+      keys.dead(userId),
+      keys.counted(userId),
+      keys.lastAck(userId),
+      keys.registry(userId),
+      keys.drainer(userId),
+      options.userChannel(userId),
+      GROUP,
+      CONSUMER,
+      now,
+      options.ackTimeoutMs,
+      options.maxInflight,
+      options.maxDeliveries,
+      options.maxAttempts,
+      options.deadMaxLength,
+      options.nodeId,
+      options.leaseMs,
+    );
+  }
+
+  function toPopResult(reply: PopReply): PopResult {
+    const [status, inflight, more, expired, dead, nextDueMs, shared, waitMs, unresponsive, ...entries] = reply;
+    if (expired > 0) metrics.expired.inc(expired);
+    if (dead > 0) metrics.dead.inc(dead);
+    if (status === 0) return { status: 'empty' };
+    if (status === 2) return { status: 'not-mine', waitMs };
+    return {
+      status: 'popped',
+      inflight,
+      more: more === 1,
+      expired,
+      dead,
+      nextDueMs: nextDueMs < 0 ? undefined : nextDueMs,
+      shared: shared === 1,
+      unresponsive,
+      deliveries: entries.map(([id, event, data, attempts]) => ({ id, event, data, attempts })),
+    };
   }
 
   return {
@@ -157,62 +236,63 @@ export function createMailbox(deps: { redis: Redis; clock: Clock; metrics: Metri
 
     async lengths(userIds) {
       const unique = [...new Set(userIds)];
-      const pipeline = redis.pipeline();
-      for (const u of unique) pipeline.xlen(keys.mailbox(u));
-      const replies = await execPipeline<number>(pipeline);
-      return new Map(unique.map((u, i) => [u, Number(replies[i])]));
+      const lengths = await Promise.all(unique.map((u) => redis.xlen(keys.mailbox(u))));
+      return new Map(unique.map((u, i) => [u, Number(lengths[i])]));
     },
 
-    async pop(requests) {
-      const out = new Map<string, PopResult | Error>();
-      if (requests.length === 0) return out;
+    async pop(userIds) {
       const now = clock.now();
-      const pipeline = scriptedPipeline(redis);
-      for (const r of requests) {
-        pipeline.pbPop(
-          keys.mailbox(r.userId),
-          keys.dead(r.userId),
-          GROUP,
-          CONSUMER,
-          now,
-          r.minIdleMs,
-          options.maxInflight,
-          options.maxDeliveries,
-          options.deadMaxLength,
-        );
-      }
-      const replies = await execPipelineSettled<PopReply>(pipeline);
-      requests.forEach((r, i) => {
-        const reply = replies[i];
-        if (reply === undefined || !reply.ok) {
-          out.set(r.userId, reply?.error ?? new Error('no pop reply'));
-          return;
-        }
-        const [inflight, more, expired, dead, ...entries] = reply.value;
-        if (expired > 0) metrics.expired.inc(expired);
-        if (dead > 0) metrics.dead.inc(dead);
-        out.set(r.userId, {
-          inflight,
-          more: more === 1,
-          expired,
-          dead,
-          deliveries: entries.map(([id, event, data, deliveries]) => ({ id, event, data, deliveries })),
-        });
-      });
-      return out;
+      const replies = await settle(userIds.map((u) => popOne(u, now)));
+      return new Map(userIds.map((u, i) => {
+        const reply = replies[i] as PopReply | Error;
+        return [u, reply instanceof Error ? reply : toPopResult(reply)];
+      }));
     },
 
-    async ack(userId, ids) {
+    async join(userId, { first }) {
+      const [others, ...entries] = (await redis.pbJoin(
+        keys.mailbox(userId),
+        keys.registry(userId),
+        GROUP,
+        CONSUMER,
+        options.nodeId,
+        first ? '1' : '0',
+        first ? '1' : '0',
+        options.maxInflight,
+        clock.now(),
+      )) as JoinReply;
+      return {
+        others,
+        inflight: entries.map(([id, event, data, attempts, idleMs]) => ({ id, event, data, attempts, idleMs })),
+      };
+    },
+
+    release(userId) {
+      return redis.pbRelease(keys.registry(userId), keys.drainer(userId), options.nodeId);
+    },
+
+    async ack(userId, ids, upTo) {
+      if (ids.length === 0 && upTo === undefined) return { acked: [], wake: false };
+      const [count, wake, ...acked] = await redis.pbAck(
+        keys.mailbox(userId),
+        keys.counted(userId),
+        keys.lastAck(userId),
+        keys.registry(userId),
+        options.userChannel(userId),
+        GROUP,
+        upTo ?? '',
+        options.nodeId,
+        options.maxInflight,
+        clock.now(),
+        ...ids,
+      );
+      if (count > 0) metrics.acked.inc(count);
+      return { acked, wake: wake === 1 };
+    },
+
+    async nack(userId, ids) {
       if (ids.length === 0) return 0;
-      const acked = await redis.pbAck(keys.mailbox(userId), GROUP, '', ...ids);
-      if (acked > 0) metrics.acked.inc(acked);
-      return acked;
-    },
-
-    async ackUpTo(userId, id) {
-      const acked = await redis.pbAck(keys.mailbox(userId), GROUP, id);
-      if (acked > 0) metrics.acked.inc(acked);
-      return acked;
+      return redis.pbNack(keys.mailbox(userId), keys.lastAck(userId), GROUP, clock.now(), ...ids);
     },
   };
 }

@@ -1,11 +1,11 @@
-import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import type { RedisClient } from './redis.js';
 
 /**
  * BullMQ loses jobs if Redis evicts keys under memory pressure; the mailboxes
  * too. Warns at start-up when `maxmemory-policy` is not `noeviction`.
  */
-export async function warnOnEviction(redis: Redis, logger: Logger): Promise<void> {
+export async function warnOnEviction(redis: RedisClient, logger: Logger): Promise<void> {
   try {
     const reply = (await redis.config('GET', 'maxmemory-policy')) as string[];
     const policy = reply[1];

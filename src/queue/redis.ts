@@ -1,5 +1,14 @@
-import type { RedisOptions as BullRedisOptions } from 'bullmq';
-import { Redis, type RedisOptions } from 'ioredis';
+import type { ConnectionOptions as BullConnectionOptions } from 'bullmq';
+import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
+
+/** A connection to one Redis or to a Redis Cluster; postbox's code works with either. */
+export type RedisClient = Redis | Cluster;
+
+/** One seed node of a Redis Cluster. */
+export interface ClusterNode {
+  host: string;
+  port: number;
+}
 
 /**
  * The one place that says how postbox connects to Redis. Every connection
@@ -7,23 +16,28 @@ import { Redis, type RedisOptions } from 'ioredis';
  * from here.
  */
 export interface RedisConnectionSettings {
-  /** `redis://…`, `rediss://…` or a unix socket path. */
+  /** `redis://…`, `rediss://…` or a unix socket path; unused when `cluster` is set. */
   url: string;
+  /** Seed nodes of a Redis Cluster (REDIS_CLUSTER_NODES): with them, every connection is a Cluster client. */
+  cluster?: ClusterNode[] | undefined;
   /** A command without a reply after this long fails (the request answers 503), ms. @defaultValue 5000 */
-  commandTimeoutMs?: number;
+  commandTimeoutMs?: number | undefined;
 }
 
 export type ConnectionRole =
-  /** The request path: no offline queue and no retries, so a route fails at once while Redis is away. */
+  /**
+   * The request path: no offline queue and no retries, so a route fails at once while Redis is
+   * away; auto-pipelining, so the commands of one event-loop turn leave in one write per node.
+   */
   | 'command'
-  /** Pub/sub: queues its SUBSCRIBE while away and resubscribes after a reconnect. */
+  /** Pub/sub (sharded): queues its SSUBSCRIBE while away and subscribes again after a reconnect. */
   | 'subscriber'
   /** BullMQ workers: commands wait for the reconnect (BullMQ requires `maxRetriesPerRequest: null`). */
   | 'worker';
 
 const reconnect = (times: number) => Math.min(50 * times, 1000);
 
-/** ioredis options for a connection of `role`. */
+/** ioredis options of one connection (for a cluster: of each node connection) of `role`. */
 export function connectionOptions(settings: RedisConnectionSettings, role: ConnectionRole): RedisOptions {
   const common: RedisOptions = { connectTimeout: 2000, retryStrategy: reconnect, lazyConnect: true };
   switch (role) {
@@ -33,6 +47,7 @@ export function connectionOptions(settings: RedisConnectionSettings, role: Conne
         enableOfflineQueue: false,
         maxRetriesPerRequest: 0,
         commandTimeout: settings.commandTimeoutMs ?? 5000,
+        enableAutoPipelining: true,
       };
     case 'subscriber':
     case 'worker':
@@ -40,22 +55,46 @@ export function connectionOptions(settings: RedisConnectionSettings, role: Conne
   }
 }
 
+function clusterOptions(settings: RedisConnectionSettings, role: ConnectionRole): ClusterOptions {
+  const { lazyConnect: _lazy, enableAutoPipelining, enableOfflineQueue, ...redisOptions } = connectionOptions(settings, role);
+  return {
+    lazyConnect: true,
+    redisOptions,
+    enableOfflineQueue: enableOfflineQueue ?? true,
+    enableAutoPipelining: enableAutoPipelining ?? false,
+    // SSUBSCRIBE goes to the node owning the channel's slot, so a user's wakes reach only the nodes holding them.
+    shardedSubscribers: role === 'subscriber',
+    clusterRetryStrategy: reconnect,
+    // MOVED/ASK during a resharding are followed; a command that keeps failing is that request's 503.
+    maxRedirections: 16,
+    retryDelayOnFailover: 100,
+    retryDelayOnClusterDown: 100,
+    slotsRefreshTimeout: 2000,
+  };
+}
+
 /** A new connection of `role`; call `connectRedis` (or let BullMQ connect it). */
-export function createConnection(settings: RedisConnectionSettings, role: ConnectionRole): Redis {
+export function createConnection(settings: RedisConnectionSettings, role: ConnectionRole): RedisClient {
+  if (settings.cluster !== undefined) return new Cluster(settings.cluster, clusterOptions(settings, role));
   return new Redis(settings.url, connectionOptions(settings, role));
 }
 
 /**
- * BullMQ connection options: BullMQ hands `url` to ioredis, which takes a
- * unix socket path there too (the embedded Redis). BullMQ connects itself.
+ * The `connection` of a BullMQ Queue (`command`: fail-fast, for the request
+ * path) or Worker. On one Redis these are options and BullMQ owns the
+ * connection; on a cluster a Cluster client, which the caller must close.
  */
-export function bullConnection(settings: RedisConnectionSettings, role: 'command' | 'worker'): BullRedisOptions {
-  const { lazyConnect: _lazy, ...options } = connectionOptions(settings, role);
-  return { ...options, url: settings.url } as BullRedisOptions;
+export function bullConnection(settings: RedisConnectionSettings, role: 'command' | 'worker'): BullConnectionOptions {
+  const { lazyConnect: _lazy, enableAutoPipelining: _auto, ...options } = connectionOptions(settings, role);
+  if (settings.cluster !== undefined) {
+    const { lazyConnect: _l, enableAutoPipelining: _a, ...cluster } = clusterOptions(settings, role);
+    return new Cluster(settings.cluster, { ...cluster, redisOptions: options, enableAutoPipelining: false });
+  }
+  return { ...options, url: settings.url } as BullConnectionOptions;
 }
 
 /** Waits until `redis` is ready, within `timeoutMs`. */
-export async function connectRedis(redis: Redis, timeoutMs = 10_000): Promise<void> {
+export async function connectRedis(redis: RedisClient, timeoutMs = 10_000): Promise<void> {
   if (redis.status === 'ready') return;
   if (redis.status === 'wait') await redis.connect().catch(() => undefined);
   if ((redis.status as string) === 'ready') return;
@@ -70,4 +109,17 @@ export async function connectRedis(redis: Redis, timeoutMs = 10_000): Promise<vo
     }
     redis.once('ready', onReady);
   });
+}
+
+/** `host:port,host:port` (REDIS_CLUSTER_NODES) as seed nodes. */
+export function parseClusterNodes(text: string): ClusterNode[] {
+  return text
+    .split(',')
+    .map((part) => part.trim())
+    .filter((part) => part !== '')
+    .map((part) => {
+      const colon = part.lastIndexOf(':');
+      const host = part.slice(0, colon).replace(/^\[(.*)\]$/, '$1');
+      return { host, port: Number(part.slice(colon + 1)) };
+    });
 }

@@ -1,9 +1,8 @@
 import { createHash, randomUUID } from 'node:crypto';
-import type { Redis } from 'ioredis';
 import type { Clock } from '../clock.js';
 import type { FanoutJobData, JobQueues } from './job-queues.js';
 import type { Keys } from './keys.js';
-import { execPipeline } from './pipeline.js';
+import type { RedisClient } from './redis.js';
 
 /** A message for every member of a room. */
 export interface RoomMessage {
@@ -59,24 +58,25 @@ export interface Rooms {
   send(room: string, message: RoomMessage): Promise<RoomSend | undefined>;
 }
 
-export function createRooms(deps: { redis: Redis; keys: Keys; fanout: JobQueues['fanout']; clock: Clock }): Rooms {
+export function createRooms(deps: { redis: RedisClient; keys: Keys; fanout: JobQueues['fanout']; clock: Clock }): Rooms {
   const { redis, keys, fanout, clock } = deps;
 
   async function count(room: string, userId?: string): Promise<{ members: number; isMember: boolean }> {
-    const pipeline = redis.pipeline().zcard(keys.room(room));
-    if (userId !== undefined) pipeline.zscore(keys.room(room), userId);
-    const [members, score] = await execPipeline<number | string | null>(pipeline);
-    return { members: Number(members ?? 0), isMember: userId !== undefined && score !== null && score !== undefined };
+    const [members, score] = await Promise.all([
+      redis.zcard(keys.room(room)),
+      userId === undefined ? null : redis.zscore(keys.room(room), userId),
+    ]);
+    return { members: Number(members), isMember: score !== null };
   }
 
   return {
     async join(room, userIds) {
-      const pipeline = redis.pipeline();
-      const args = userIds.flatMap((u) => [0, u]);
-      pipeline.zadd(keys.room(room), ...args);
-      pipeline.zadd(keys.rooms(), 'NX', 0, room);
-      const [added] = await execPipeline<number>(pipeline);
-      return Number(added ?? 0);
+      // Two keys in two hash slots: two commands, sent together.
+      const [added] = await Promise.all([
+        redis.zadd(keys.room(room), ...userIds.flatMap((u) => [0, u])),
+        redis.zadd(keys.rooms(), 'NX', 0, room),
+      ]);
+      return Number(added);
     },
 
     async leave(room, userId) {

@@ -1,8 +1,8 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { CronExpressionParser } from 'cron-parser';
-import type { Redis } from 'ioredis';
 import { AppError } from '../errors.js';
 import type { Clock } from '../clock.js';
+import type { RedisClient } from './redis.js';
 import type { DeliverJobData, JobQueues } from './job-queues.js';
 import type { Keys } from './keys.js';
 
@@ -82,7 +82,7 @@ function schedulerId(userId: string, name: string): string {
   return `${userId}/${name}`.replaceAll(':', '%3A');
 }
 
-export function createSchedules(deps: { queues: JobQueues; redis: Redis; keys: Keys; clock: Clock }): Schedules {
+export function createSchedules(deps: { queues: JobQueues; redis: RedisClient; keys: Keys; clock: Clock }): Schedules {
   const { redis, keys, clock } = deps;
   const queue = deps.queues.scheduled;
 

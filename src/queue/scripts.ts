@@ -1,43 +1,62 @@
 import { readFileSync } from 'node:fs';
-import type { ChainableCommander, Redis } from 'ioredis';
+import type { RedisClient } from './redis.js';
 
 type Arg = string | number;
 
-/** The Lua scripts of `./lua`, registered on a connection with EVALSHA and a NOSCRIPT fallback. */
+/**
+ * The Lua scripts of `./lua`, registered on a connection (EVALSHA with a
+ * NOSCRIPT fallback). The first argument is always KEYS[1], which is also how
+ * auto-pipelining routes a script to its node on a cluster.
+ */
 export interface ScriptCommands {
-  pbEnqueue(mailbox: string, idempotency: string, expiries: string, ...args: Arg[]): Promise<EnqueueReply>;
-  pbPop(mailbox: string, dead: string, ...args: Arg[]): Promise<PopReply>;
-  pbAck(mailbox: string, ...args: Arg[]): Promise<number>;
+  pbEnqueue(...args: Arg[]): Promise<EnqueueReply>;
+  pbPop(...args: Arg[]): Promise<PopReply>;
+  pbJoin(...args: Arg[]): Promise<JoinReply>;
+  pbRelease(registry: string, lease: string, nodeId: string): Promise<number>;
+  pbAck(...args: Arg[]): Promise<[acked: number, wake: number, ...ids: string[]]>;
+  pbNack(...args: Arg[]): Promise<number>;
   // Admin (src/queue/admin).
   pbAdminCounts(mailbox: string, dead: string, group: string): Promise<[number, number, number, string]>;
-  pbAdminPurge(mailbox: string, dead: string, group: string): Promise<[number, number, number, number]>;
-  pbAdminDelete(mailbox: string, group: string, id: string): Promise<number>;
-  pbAdminRetry(mailbox: string, dead: string, ...args: Arg[]): Promise<[number, ...string[]]>;
+  pbAdminPurge(mailbox: string, dead: string, counted: string, group: string): Promise<[number, number, number, number]>;
+  pbAdminDelete(mailbox: string, counted: string, group: string, id: string): Promise<number>;
+  pbAdminRetry(...args: Arg[]): Promise<[number, ...string[]]>;
   pbAdminIndexPage(index: string, score: string, member: string, count: number): Promise<string[]>;
   // Housekeeping (src/queue/housekeeping.ts).
-  pbExpire(mailbox: string, expiries: string, ...args: Arg[]): Promise<[expired: number, more: number, deleted: number]>;
-  // Drain lease of users shared between nodes (src/delivery/peer-delivery.ts).
-  pbLeaseClaim(lease: string, nodeId: string, leaseMs: number): Promise<number>;
-  pbLeaseRelease(lease: string, nodeId: string): Promise<number>;
+  pbExpire(...args: Arg[]): Promise<[expired: number, more: number, gone: number]>;
 }
 
-/** `{status, id or length, created}`: see enqueue.lua. */
-export type EnqueueReply = [status: number, value: string | number, created?: number];
-export type PopReply = [number, number, number, number, ...Array<[string, string, string, number]>];
+/** `{status, id or length, created, local}`: see enqueue.lua. */
+export type EnqueueReply = [status: number, value: string | number, created?: number, local?: number];
+/** See pop.lua. */
+export type PopReply = [
+  status: number,
+  inflight: number,
+  more: number,
+  expired: number,
+  dead: number,
+  nextDueMs: number,
+  shared: number,
+  waitMs: number,
+  unresponsive: number,
+  ...entries: Array<[id: string, event: string, data: string, attempts: number]>,
+];
+/** See join.lua. */
+export type JoinReply = [others: number, ...entries: Array<[id: string, event: string, data: string, attempts: number, idleMs: number]>];
 
-const scripts = {
-  pbEnqueue: { file: 'enqueue.lua', numberOfKeys: 3 },
-  pbPop: { file: 'pop.lua', numberOfKeys: 2 },
-  pbAck: { file: 'ack.lua', numberOfKeys: 1 },
+const scripts: Record<keyof ScriptCommands, { file: string; numberOfKeys: number }> = {
+  pbEnqueue: { file: 'enqueue.lua', numberOfKeys: 5 },
+  pbPop: { file: 'pop.lua', numberOfKeys: 7 },
+  pbJoin: { file: 'join.lua', numberOfKeys: 2 },
+  pbRelease: { file: 'release.lua', numberOfKeys: 2 },
+  pbAck: { file: 'ack.lua', numberOfKeys: 5 },
+  pbNack: { file: 'nack.lua', numberOfKeys: 2 },
   pbAdminCounts: { file: 'admin-counts.lua', numberOfKeys: 2 },
-  pbAdminPurge: { file: 'admin-purge.lua', numberOfKeys: 2 },
-  pbAdminDelete: { file: 'admin-delete.lua', numberOfKeys: 1 },
-  pbAdminRetry: { file: 'admin-retry.lua', numberOfKeys: 2 },
+  pbAdminPurge: { file: 'admin-purge.lua', numberOfKeys: 3 },
+  pbAdminDelete: { file: 'admin-delete.lua', numberOfKeys: 2 },
+  pbAdminRetry: { file: 'admin-retry.lua', numberOfKeys: 4 },
   pbAdminIndexPage: { file: 'admin-index-page.lua', numberOfKeys: 1 },
-  pbExpire: { file: 'expire.lua', numberOfKeys: 2 },
-  pbLeaseClaim: { file: 'lease-claim.lua', numberOfKeys: 1 },
-  pbLeaseRelease: { file: 'lease-release.lua', numberOfKeys: 1 },
-} as const;
+  pbExpire: { file: 'expire.lua', numberOfKeys: 4 },
+};
 
 const sources = new Map<string, string>();
 function source(file: string): string {
@@ -49,19 +68,12 @@ function source(file: string): string {
   return lua;
 }
 
-export type ScriptedRedis = Redis & ScriptCommands;
-export type ScriptedPipeline = ChainableCommander & {
-  [K in keyof ScriptCommands]: (...args: Parameters<ScriptCommands[K]>) => ScriptedPipeline;
-};
+export type ScriptedRedis = RedisClient & ScriptCommands;
 
 /** Defines the scripts on `redis` (idempotent) and returns it typed with them. */
-export function withScripts(redis: Redis): ScriptedRedis {
+export function withScripts(redis: RedisClient): ScriptedRedis {
   for (const [name, { file, numberOfKeys }] of Object.entries(scripts)) {
     if (!(name in redis)) redis.defineCommand(name, { numberOfKeys, lua: source(file) });
   }
   return redis as ScriptedRedis;
-}
-
-export function scriptedPipeline(redis: ScriptedRedis): ScriptedPipeline {
-  return redis.pipeline() as ScriptedPipeline;
 }

@@ -1,6 +1,5 @@
-import type { Redis } from 'ioredis';
 import type { Keys } from './keys.js';
-import { execPipeline } from './pipeline.js';
+import type { RedisClient } from './redis.js';
 import { withScripts } from './scripts.js';
 
 /** One entry of the users index: a user and the score it entered with (epoch ms, as text). */
@@ -24,16 +23,15 @@ export interface UsersIndex {
   unindexGone(userIds: string[]): Promise<string[]>;
 }
 
-export function createUsersIndex(deps: { redis: Redis; keys: Keys }): UsersIndex {
+export function createUsersIndex(deps: { redis: RedisClient; keys: Keys }): UsersIndex {
   const { keys } = deps;
   const redis = withScripts(deps.redis);
 
   /** Whether each user still has a mailbox or dead letters. */
   async function present(userIds: string[]): Promise<boolean[]> {
-    const pipeline = redis.pipeline();
     // One EXISTS per user: a user's two keys share a hash slot, the users do not.
-    for (const u of userIds) pipeline.exists(keys.mailbox(u), keys.dead(u));
-    return (await execPipeline<number>(pipeline)).map((n) => n > 0);
+    const counts = await Promise.all(userIds.map((u) => redis.exists(keys.mailbox(u), keys.dead(u))));
+    return counts.map((n) => n > 0);
   }
 
   return {

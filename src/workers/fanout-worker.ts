@@ -5,7 +5,7 @@ import { AppError } from '../errors.js';
 import { QUEUE_NAMES, jobIdempotencyKey, logBullErrors, type FanoutJobData } from '../queue/job-queues.js';
 import type { Mailbox } from '../queue/mailbox.js';
 import type { Rooms } from '../queue/rooms.js';
-import { workerOptions, type JobWorker, type JobWorkerSettings } from './job-worker.js';
+import { workerConnection, workerOptions, type JobWorker, type JobWorkerSettings } from './job-worker.js';
 
 export interface FanoutWorkerOptions extends JobWorkerSettings {
   /** Members appended per pipelined round trip (FANOUT_CHUNK_SIZE). */
@@ -95,10 +95,11 @@ export function createFanoutWorker(deps: {
     return { delivered, skipped, expired: false };
   }
 
+  const link = workerConnection(options);
   const worker = new Worker<FanoutJobData, FanoutResult>(
     QUEUE_NAMES.fanout,
     (job, token) => fanOut(job, token),
-    workerOptions(options, options.concurrency ?? 2),
+    workerOptions(options, link.connection, options.concurrency ?? 2),
   );
   logBullErrors(worker, logger, clock, 'fan-out worker');
   worker.on('failed', (job, err) => {
@@ -109,6 +110,7 @@ export function createFanoutWorker(deps: {
     async close() {
       closing = true;
       await worker.close();
+      link.release();
     },
   };
 }

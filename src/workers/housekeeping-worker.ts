@@ -5,7 +5,7 @@ import { Gauge } from 'prom-client';
 import type { Metrics } from '../metrics/metrics.js';
 import type { Housekeeper, SweepResult } from '../queue/housekeeping.js';
 import { QUEUE_NAMES, logBullErrors, type JobQueues } from '../queue/job-queues.js';
-import { workerOptions, type JobWorker, type JobWorkerSettings } from './job-worker.js';
+import { workerConnection, workerOptions, type JobWorker, type JobWorkerSettings } from './job-worker.js';
 
 export interface HousekeepingWorkerOptions extends JobWorkerSettings {
   /** HOUSEKEEPING_INTERVAL_MS. */
@@ -58,6 +58,7 @@ export async function createHousekeepingWorker(deps: {
     },
   });
 
+  const link = workerConnection(options);
   const worker = new Worker(
     QUEUE_NAMES.housekeeping,
     async () => {
@@ -66,7 +67,7 @@ export async function createHousekeepingWorker(deps: {
       logger.debug({ ...run }, 'housekeeping sweep done');
       return run;
     },
-    workerOptions(options),
+    workerOptions(options, link.connection),
   );
   logBullErrors(worker, logger, clock, 'housekeeping worker');
   worker.on('failed', (_job, err) => logger.warn({ err }, 'housekeeping sweep failed'));
@@ -77,5 +78,11 @@ export async function createHousekeepingWorker(deps: {
     { every: options.intervalMs, startDate: clock.now() + options.intervalMs },
     { name: 'sweep' },
   );
-  return { worker, close: () => worker.close() };
+  return {
+    worker,
+    async close() {
+      await worker.close();
+      link.release();
+    },
+  };
 }

@@ -1,5 +1,5 @@
-import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import type { RedisClient } from '../queue/redis.js';
 import type { Clock } from '../clock.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { createHousekeeper } from '../queue/housekeeping.js';
@@ -33,7 +33,7 @@ export interface JobWorkers {
  */
 export async function startJobWorkers(deps: {
   queues: JobQueues;
-  redis: Redis;
+  redis: RedisClient;
   mailbox: Mailbox;
   rooms: Rooms;
   metrics: Metrics;

@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import { QUEUE_NAMES, jobIdempotencyKey, logBullErrors, type DeliverJobData } from '../queue/job-queues.js';
 import type { Mailbox } from '../queue/mailbox.js';
-import { workerOptions, type JobWorker, type JobWorkerSettings } from './job-worker.js';
+import { workerConnection, workerOptions, type JobWorker, type JobWorkerSettings } from './job-worker.js';
 
 export interface ScheduledWorkerOptions extends JobWorkerSettings {
   /** Due messages appended at once. @defaultValue 20 */
@@ -23,6 +23,7 @@ export function createScheduledWorker(deps: {
   options: ScheduledWorkerOptions;
 }): JobWorker {
   const { mailbox, logger, clock, options } = deps;
+  const link = workerConnection(options);
   const worker = new Worker<DeliverJobData>(
     QUEUE_NAMES.scheduled,
     async (job: Job<DeliverJobData>) => {
@@ -31,7 +32,7 @@ export function createScheduledWorker(deps: {
       const result = await mailbox.enqueue({ userId: m.userId, event: m.event, data: m.data, key, ttlMs: m.ttlMs });
       return { id: result.id, created: result.created };
     },
-    workerOptions(options, options.concurrency ?? 20),
+    workerOptions(options, link.connection, options.concurrency ?? 20),
   );
   logBullErrors(worker, logger, clock, 'scheduled worker');
   worker.on('failed', (job, err) => {
@@ -39,6 +40,9 @@ export function createScheduledWorker(deps: {
   });
   return {
     worker,
-    close: () => worker.close(),
+    close: async () => {
+      await worker.close();
+      link.release();
+    },
   };
 }

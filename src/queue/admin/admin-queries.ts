@@ -1,9 +1,9 @@
 import type { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
 import type { Clock } from '../../clock.js';
 import type { Metrics } from '../../metrics/metrics.js';
 import type { DeliverJobData, FanoutJobData } from '../job-queues.js';
 import type { Keys } from '../keys.js';
+import type { RedisClient } from '../redis.js';
 import type { Rooms } from '../rooms.js';
 import { createUsersIndex } from '../users-index.js';
 import { listRooms, recentFanouts, type FanoutView, type RoomRow } from './admin-rooms.js';
@@ -45,20 +45,20 @@ export interface AdminQueries extends QueueListing, Repairs {
 }
 
 export function createAdminQueries(deps: {
-  redis: Redis;
+  redis: RedisClient;
   clock: Clock;
   keys: Keys;
   metrics: Metrics;
   rooms: Rooms;
   queues: { scheduled: Queue<DeliverJobData>; fanout: Queue<FanoutJobData> };
-  /** The wake channel of a user (src/delivery/wake.ts). */
-  wakeChannel: (userId: string) => string;
+  /** The pub/sub channel of a user (src/delivery/wake.ts). */
+  userChannel: (userId: string) => string;
   options: AdminQueriesOptions;
 }): AdminQueries {
-  const { redis, clock, keys, metrics, rooms, queues, wakeChannel, options } = deps;
+  const { redis, clock, keys, metrics, rooms, queues, userChannel, options } = deps;
   const index = createUsersIndex({ redis, keys });
   const listing = createQueueListing({ redis, clock, keys, index, scanMaxUsers: options.scanMaxUsers });
-  const repairs = createRepairs({ redis, keys, metrics, queueMaxLength: options.queueMaxLength, wakeChannel });
+  const repairs = createRepairs({ redis, keys, metrics, queueMaxLength: options.queueMaxLength, userChannel });
   return {
     list: listing.list,
     totals: listing.totals,

@@ -1,8 +1,7 @@
 import type { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
 import type { FanoutJobData } from '../job-queues.js';
 import type { Keys } from '../keys.js';
-import { execPipeline } from '../pipeline.js';
+import type { RedisClient } from '../redis.js';
 
 export interface RoomRow {
   room: string;
@@ -31,7 +30,7 @@ export interface FanoutView {
  * member set per room, counted with ZCARD in one pipeline.
  */
 export async function listRooms(
-  redis: Redis,
+  redis: RedisClient,
   keys: Keys,
   after: string | undefined,
   limit: number,
@@ -39,9 +38,7 @@ export async function listRooms(
   // One extra tells whether another page exists.
   const names = await redis.zrangebylex(keys.rooms(), after === undefined ? '-' : `(${after}`, '+', 'LIMIT', 0, limit + 1);
   const page = names.slice(0, limit);
-  const pipeline = redis.pipeline();
-  for (const room of page) pipeline.zcard(keys.room(room));
-  const counts = await execPipeline<number>(pipeline);
+  const counts = await Promise.all(page.map((room) => redis.zcard(keys.room(room))));
   const rooms = page.map((room, i) => ({ room, members: Number(counts[i]) }));
   return { rooms, nextCursor: names.length > limit ? (page[page.length - 1] ?? null) : null };
 }

@@ -1,10 +1,9 @@
-import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import type { Clock } from '../../clock.js';
 import { AppError } from '../../errors.js';
 import { GROUP, enqueuedAtOf, type Keys } from '../keys.js';
-import { execPipeline } from '../pipeline.js';
-import { scriptedPipeline, withScripts, type ScriptedRedis } from '../scripts.js';
+import type { RedisClient } from '../redis.js';
+import { withScripts, type ScriptedRedis } from '../scripts.js';
 import type { IndexEntry, UsersIndex } from '../users-index.js';
 
 /** One user's queue as the admin listing shows it. */
@@ -85,7 +84,7 @@ export interface QueueListing {
  * (src/queue/users-index.ts), so every user keeps its place in `sort=index`.
  */
 export function createQueueListing(deps: {
-  redis: Redis;
+  redis: RedisClient;
   clock: Clock;
   keys: Keys;
   index: UsersIndex;
@@ -99,9 +98,7 @@ export function createQueueListing(deps: {
   /** Counts of these users in one round trip; undefined for a user with nothing left. */
   async function countsOf(userIds: string[]): Promise<Array<QueueCounts | undefined>> {
     if (userIds.length === 0) return [];
-    const pipeline = scriptedPipeline(redis);
-    for (const u of userIds) pipeline.pbAdminCounts(keys.mailbox(u), keys.dead(u), GROUP);
-    const replies = await execPipeline<[number, number, number, string]>(pipeline);
+    const replies = await Promise.all(userIds.map((u) => redis.pbAdminCounts(keys.mailbox(u), keys.dead(u), GROUP)));
     const now = clock.now();
     return userIds.map((userId, i) => {
       const [length, inflight, dead, oldest] = replies[i] as [number, number, number, string];

@@ -1,5 +1,5 @@
-import type { Redis } from 'ioredis';
 import { GROUP, enqueuedAtOf, type Keys } from '../keys.js';
+import type { RedisClient } from '../redis.js';
 
 export interface QueueView {
   userId: string;
@@ -7,8 +7,17 @@ export interface QueueView {
   inflight: number;
   dead: number;
   oldestWaiting: Array<{ id: string; event: string; data: unknown; enqueuedAt: number }>;
-  inflightMessages: Array<{ id: string; deliveries: number; idleMs: number }>;
-  deadLetters: Array<{ id: string; event: string; data: unknown; deliveries: number; reason: string; deadAt: number }>;
+  /** `deliveries`: those that counted toward MAX_DELIVERIES; `attempts`: every write of it (toward MAX_ATTEMPTS). */
+  inflightMessages: Array<{ id: string; deliveries: number; attempts: number; idleMs: number }>;
+  deadLetters: Array<{
+    id: string;
+    event: string;
+    data: unknown;
+    deliveries: number;
+    attempts: number;
+    reason: string;
+    deadAt: number;
+  }>;
 }
 
 /** One user's queue in detail, for the admin's drill-down; undefined for an unknown user. */
@@ -20,7 +29,7 @@ export type Inspect = (userId: string, limit?: number) => Promise<QueueView | un
  * Read-only, and off the hot path (the mailbox does not carry it).
  */
 export function createInspect(deps: {
-  redis: Redis;
+  redis: RedisClient;
   keys: Keys;
   /** In-flight entries sit among the oldest; MAX_INFLIGHT of them are read past. */
   maxInflight: number;
@@ -43,6 +52,7 @@ export function createInspect(deps: {
       : [0, [0] as [number], [] as PendingRow[], [], await redis.xrevrange(deadKey, '+', '-', 'COUNT', limit)];
     const inflight = Number(summary[0]);
     const inflightIds = new Set(pending.map((p) => p[0]));
+    const counted = pending.length === 0 ? [] : await redis.hmget(keys.counted(userId), ...pending.map((p) => p[0]));
     return {
       userId,
       waiting: length - inflight,
@@ -55,7 +65,12 @@ export function createInspect(deps: {
           const f = fields(flat);
           return { id, event: f.e ?? 'message', data: parseData(f.d), enqueuedAt: enqueuedAtOf(id) };
         }),
-      inflightMessages: pending.map(([id, , idleMs, deliveries]) => ({ id, deliveries, idleMs })),
+      inflightMessages: pending.map(([id, , idleMs, attempts], i) => ({
+        id,
+        deliveries: Number(counted[i] ?? 0),
+        attempts,
+        idleMs,
+      })),
       deadLetters: dead.map(([, flat]) => {
         const f = fields(flat);
         return {
@@ -63,6 +78,8 @@ export function createInspect(deps: {
           event: f.e ?? 'message',
           data: parseData(f.d),
           deliveries: Number(f.n),
+          // Letters from before attempts were kept apart counted every write as a delivery.
+          attempts: Number(f.a ?? f.n),
           reason: f.r ?? 'unknown',
           deadAt: Number(f.at),
         };
@@ -71,7 +88,7 @@ export function createInspect(deps: {
   };
 }
 
-type PendingRow = [id: string, consumer: string, idleMs: number, deliveries: number];
+type PendingRow = [id: string, consumer: string, idleMs: number, attempts: number];
 
 function fields(flat: string[]): Record<string, string | undefined> {
   const out: Record<string, string> = {};

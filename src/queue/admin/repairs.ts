@@ -1,6 +1,6 @@
-import type { Redis } from 'ioredis';
 import type { Metrics } from '../../metrics/metrics.js';
 import { GROUP, type Keys } from '../keys.js';
+import type { RedisClient } from '../redis.js';
 import { withScripts, type ScriptedRedis } from '../scripts.js';
 
 export interface RetryResult {
@@ -32,16 +32,16 @@ export interface Repairs {
  * once idle.
  */
 export function createRepairs(deps: {
-  redis: Redis;
+  redis: RedisClient;
   keys: Keys;
   metrics: Metrics;
   /** Retried dead letters stop at this mailbox length (QUEUE_MAX_LENGTH). */
   queueMaxLength: number;
-  /** The wake channel of a user (src/delivery/wake.ts), published when letters are retried. */
-  wakeChannel: (userId: string) => string;
+  /** The pub/sub channel of a user (src/delivery/wake.ts), on which retried letters wake the nodes holding them. */
+  userChannel: (userId: string) => string;
 }): Repairs {
   const redis: ScriptedRedis = withScripts(deps.redis);
-  const { keys, metrics, queueMaxLength, wakeChannel } = deps;
+  const { keys, metrics, queueMaxLength, userChannel } = deps;
 
   async function known(userId: string): Promise<boolean> {
     return (await redis.exists(keys.mailbox(userId), keys.dead(userId))) > 0;
@@ -61,7 +61,7 @@ export function createRepairs(deps: {
 
   return {
     async purge(userId) {
-      const [isKnown, waiting, inflight, dead] = await redis.pbAdminPurge(keys.mailbox(userId), keys.dead(userId), GROUP);
+      const [isKnown, waiting, inflight, dead] = await redis.pbAdminPurge(keys.mailbox(userId), keys.dead(userId), keys.counted(userId), GROUP);
       if (isKnown === 0) return undefined;
       return { waiting, inflight, dead };
     },
@@ -78,10 +78,10 @@ export function createRepairs(deps: {
           const [full, ...newIds] = await redis.pbAdminRetry(
             keys.mailbox(userId),
             keys.dead(userId),
+            keys.registry(userId),
+            userChannel(userId),
             GROUP,
             queueMaxLength,
-            wakeChannel(userId),
-            userId,
             ...picked.map((e) => e.entryId),
           );
           result.ids.push(...newIds);
@@ -100,7 +100,7 @@ export function createRepairs(deps: {
     },
 
     async deleteMessage(userId, id) {
-      if ((await redis.pbAdminDelete(keys.mailbox(userId), GROUP, id)) === 1) return 'removed';
+      if ((await redis.pbAdminDelete(keys.mailbox(userId), keys.counted(userId), GROUP, id)) === 1) return 'removed';
       return (await known(userId)) ? 'no-message' : 'no-user';
     },
   };

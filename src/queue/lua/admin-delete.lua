@@ -4,6 +4,7 @@
   nor redeliver it afterwards.
 
   KEYS[1] mailbox stream
+  KEYS[2] counted deliveries (hash: event id -> deliveries)
 
   ARGV[1] consumer group name
   ARGV[2] event id
@@ -19,4 +20,5 @@ if redis.call('XRANGE', mailbox, id, id)[1] == nil then
 end
 redis.pcall('XACK', mailbox, group, id)
 redis.call('XDEL', mailbox, id)
+redis.call('HDEL', KEYS[2], id)
 return 1

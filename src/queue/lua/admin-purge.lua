@@ -5,6 +5,7 @@
 
   KEYS[1] mailbox stream
   KEYS[2] dead-letter stream
+  KEYS[3] counted deliveries of the in-flight messages
 
   ARGV[1] consumer group name
 
@@ -29,6 +30,6 @@ if not existed and dead == 0 then
   return {0, 0, 0, 0}
 end
 
-redis.call('DEL', mailbox, deadKey)
+redis.call('DEL', mailbox, deadKey, KEYS[3])
 redis.call('XGROUP', 'CREATE', mailbox, group, '0', 'MKSTREAM')
 return {1, waiting, inflight, dead}

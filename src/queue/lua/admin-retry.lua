@@ -6,12 +6,12 @@
 
   KEYS[1] mailbox stream
   KEYS[2] dead-letter stream
+  KEYS[3] registry of the nodes holding the user's streams
+  KEYS[4] the user's sharded pub/sub channel, on which the first new id wakes them
 
   ARGV[1] consumer group name
   ARGV[2] QUEUE_MAX_LENGTH
-  ARGV[3] wake channel
-  ARGV[4] user id, published on the wake channel
-  ARGV[5..] entry ids in the dead-letter stream (not the original event ids)
+  ARGV[3..] entry ids in the dead-letter stream (not the original event ids)
 
   Output: {full, newId1, newId2, ...}
     full  1 when the mailbox filled up before every entry was moved
@@ -24,7 +24,7 @@ if redis.call('EXISTS', mailbox) == 0 then
   redis.call('XGROUP', 'CREATE', mailbox, group, '0', 'MKSTREAM')
 end
 
-for i = 5, #ARGV do
+for i = 3, #ARGV do
   local entry = redis.call('XRANGE', deadKey, ARGV[i], ARGV[i])[1]
   if entry then
     if redis.call('XLEN', mailbox) >= maxLength then
@@ -40,7 +40,7 @@ for i = 5, #ARGV do
   end
 end
 
-if #out > 1 then
-  redis.call('PUBLISH', ARGV[3], ARGV[4])
+if #out > 1 and redis.call('HLEN', KEYS[3]) > 0 then
+  redis.call('SPUBLISH', KEYS[4], out[2])
 end
 return out

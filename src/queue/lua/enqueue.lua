@@ -1,9 +1,12 @@
 --[[
-  Appends one message to a user's mailbox.
+  Appends one message to a user's mailbox and wakes the nodes delivering to
+  the user.
 
   KEYS[1] mailbox stream
   KEYS[2] idempotency record of this message's key (unused when ARGV[6] is '0')
   KEYS[3] expiries of the user's messages (used when ARGV[5] is not '0'), for housekeeping
+  KEYS[4] registry of the nodes holding the user's streams (hash: node id -> since)
+  KEYS[5] the user's sharded pub/sub channel (same hash slot)
 
   ARGV[1] consumer group name
   ARGV[2] QUEUE_MAX_LENGTH
@@ -12,14 +15,17 @@
   ARGV[5] expiry, epoch ms ('0' = never)
   ARGV[6] '1' when the message carries an idempotency key
   ARGV[7] dedup window, ms
-  ARGV[8] wake channel of the user
-  ARGV[9] user id, published on the wake channel
+  ARGV[8] id of the node running this enqueue
 
-  Output: {1, id, created} added, created = 1 when this call created the mailbox;
+  Output: {1, id, created, local} added:
+            created  1 when this call created the mailbox
+            local    1 when the calling node is the only one holding the user's streams: it wakes
+                     its own drain and nothing is published; otherwise the id is published on
+                     the channel when any node holds the user
           {0, id} the key was seen within the window, id is the first one;
           {-1, length} the mailbox is full.
 ]]
-local mailbox = KEYS[1]
+local mailbox, registry, channel = KEYS[1], KEYS[4], KEYS[5]
 
 if ARGV[6] == '1' then
   local first = redis.call('GET', KEYS[2])
@@ -53,5 +59,11 @@ if ARGV[6] == '1' then
   redis.call('SET', KEYS[2], id, 'PX', ARGV[7])
 end
 
-redis.call('PUBLISH', ARGV[8], ARGV[9])
-return {1, id, created}
+local holders = redis.call('HLEN', registry)
+local isLocal = 0
+if holders == 1 and redis.call('HEXISTS', registry, ARGV[8]) == 1 then
+  isLocal = 1
+elseif holders > 0 then
+  redis.call('SPUBLISH', channel, id)
+end
+return {1, id, created, isLocal}

@@ -8,6 +8,8 @@
 
   KEYS[1] mailbox stream
   KEYS[2] expiries: sorted set, score = expiry epoch ms, member = event id
+  KEYS[3] counted deliveries (hash: event id -> deliveries)
+  KEYS[4] when the user last acked
 
   ARGV[1] consumer group name
   ARGV[2] now, epoch ms
@@ -19,12 +21,12 @@
     more     1 when more expired entries may remain: call again
     gone     1 when the mailbox was deleted now, or did not exist: the user may leave the users index
 ]]
-local mailbox, expiries, group = KEYS[1], KEYS[2], ARGV[1]
+local mailbox, expiries, counted, group = KEYS[1], KEYS[2], KEYS[3], ARGV[1]
 local now = tonumber(ARGV[2])
 local limit = tonumber(ARGV[3])
 
 if redis.call('EXISTS', mailbox) == 0 then
-  redis.call('DEL', expiries)
+  redis.call('DEL', expiries, counted, KEYS[4])
   return {0, 0, 1}
 end
 
@@ -36,6 +38,7 @@ for _, id in ipairs(due) do
 end
 if #due > 0 then
   redis.call('ZREM', expiries, unpack(due))
+  redis.call('HDEL', counted, unpack(due))
 end
 if #due == limit then
   return {expired, 1, 0}
@@ -55,7 +58,7 @@ if ARGV[4] ~= '0' and redis.call('XLEN', mailbox) == 0 then
   local lastMs = tonumber(string.match(last, '^(%d+)'))
   if pending == 0 and lastMs + tonumber(ARGV[4]) <= now then
     -- Expiries of messages acked before they expired are all that can be left.
-    redis.call('DEL', mailbox, expiries)
+    redis.call('DEL', mailbox, expiries, counted, KEYS[4])
     deleted = 1
   end
 end

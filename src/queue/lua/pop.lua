@@ -1,37 +1,80 @@
 --[[
   Takes the messages to write to a user's streams now: first those in flight
-  for longer than the ack timeout (redeliveries), then new ones, up to the
-  in-flight window. Expired messages are dropped; messages delivered
-  MAX_DELIVERIES times move to the dead letters.
+  past the ack timeout (redeliveries), then new ones, up to the in-flight
+  window. Expired messages are dropped; messages that used up their
+  deliveries or attempts move to the dead letters.
+
+  Attempts and deliveries: every write of a message is an attempt (the
+  consumer group's delivery count). A missed ack counts as a delivery only
+  when the page showed it had the message and did not handle it: the client
+  reported a failure (nack.lua), or the user acked something after the
+  message was last written (the page was alive and acking). A message whose
+  page acked nothing since (a stream nobody reads, a stalled socket) is not
+  counted; when this node is the only one holding the user, its streams are
+  closed instead of written to again, and the message waits for the next one.
+
+  Several nodes: when the registry holds other nodes, only the holder of the
+  drain lease pops, and it publishes what it writes on the user's channel for
+  the others' streams. A publish that reaches no other node shows the
+  registry's other entries are gone (a crashed node): they are removed.
 
   KEYS[1] mailbox stream
   KEYS[2] dead-letter stream
+  KEYS[3] counted deliveries (hash: event id -> deliveries that counted)
+  KEYS[4] when the user last acked (epoch ms)
+  KEYS[5] registry of the nodes holding the user's streams
+  KEYS[6] drain lease of the user
+  KEYS[7] the user's sharded pub/sub channel
 
   ARGV[1] consumer group name
   ARGV[2] consumer name
   ARGV[3] now, epoch ms
-  ARGV[4] minimum idle time of an in-flight message before it is delivered again, ms
+  ARGV[4] ACK_TIMEOUT_MS
   ARGV[5] MAX_INFLIGHT
   ARGV[6] MAX_DELIVERIES
-  ARGV[7] dead letters kept (approximate MAXLEN)
+  ARGV[7] MAX_ATTEMPTS
+  ARGV[8] dead letters kept (approximate MAXLEN)
+  ARGV[9] node id
+  ARGV[10] drain lease, ms
 
-  Output: {inflight, more, expired, dead, {id, event, data, deliveries}, ...}
-    inflight  messages in flight after this call
-    more      1 when new messages may remain beyond the window
+  Output: {status, inflight, more, expired, dead, nextDueMs, shared, waitMs, unresponsive,
+           {id, event, data, attempts}, ...}
+    status        0 no mailbox; 1 popped; 2 another node holds the lease (waitMs: for how long)
+    more          1 when new messages may remain beyond the window
+    nextDueMs     when the next in-flight message reaches the ack timeout, from now; -1 if none
+    shared        1 when other nodes hold the user (what was popped was published)
+    unresponsive  messages past the ack timeout on streams that acked nothing: close them
 ]]
-local mailbox, deadKey = KEYS[1], KEYS[2]
+local mailbox, deadKey, counted, ackat, registry, lease, channel =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local group, consumer = ARGV[1], ARGV[2]
 local now = tonumber(ARGV[3])
-local minIdle = ARGV[4]
+local ackTimeout = tonumber(ARGV[4])
 local window = tonumber(ARGV[5])
 local maxDeliveries = tonumber(ARGV[6])
+local maxAttempts = tonumber(ARGV[7])
+local node = ARGV[9]
 
 if redis.call('EXISTS', mailbox) == 0 then
-  return {0, 0, 0, 0}
+  return {0, 0, 0, 0, 0, -1, 0, 0, 0}
 end
 
-local out = {0, 0, 0, 0}
-local expired, dead = 0, 0
+local others = redis.call('HLEN', registry) - redis.call('HEXISTS', registry, node)
+local shared = 0
+if others > 0 then
+  shared = 1
+  local holder = redis.call('GET', lease)
+  if holder and holder ~= node then
+    return {2, 0, 0, 0, 0, -1, 1, math.max(1, redis.call('PTTL', lease)), 0}
+  end
+  redis.call('SET', lease, node, 'PX', ARGV[10])
+end
+
+local out = {1, 0, 0, 0, 0, -1, shared, 0, 0}
+local frames = {}
+local expired, dead, unresponsive = 0, 0, 0
+local nextDue = -1
+local lastAck = tonumber(redis.call('GET', ackat) or '0')
 
 local function fieldsOf(flat)
   local f = {}
@@ -44,47 +87,77 @@ end
 local function drop(id)
   redis.call('XACK', mailbox, group, id)
   redis.call('XDEL', mailbox, id)
+  redis.call('HDEL', counted, id)
 end
 
 local function isExpired(f)
   return f.x ~= nil and tonumber(f.x) <= now
 end
 
--- Redeliveries, oldest first. XPENDING gives the delivery count XAUTOCLAIM lacks.
-local stale = redis.call('XPENDING', mailbox, group, 'IDLE', minIdle, '-', '+', window)
-for _, p in ipairs(stale) do
-  local id, deliveries = p[1], tonumber(p[4])
-  if deliveries >= maxDeliveries then
-    local entry = redis.call('XRANGE', mailbox, id, id)[1]
-    if entry then
-      local f = fieldsOf(entry[2])
-      redis.call('XADD', deadKey, 'MAXLEN', '~', ARGV[7], '*',
-        'id', id, 'e', f.e, 'd', f.d, 'n', deliveries, 'r', 'max-deliveries', 'at', now)
-      dead = dead + 1
-    end
-    drop(id)
+local function due(ms)
+  if nextDue < 0 or ms < nextDue then
+    nextDue = ms
+  end
+end
+
+local function write(id, f, attempts)
+  out[#out + 1] = {id, f.e, f.d, attempts}
+  frames[#frames + 1] = {id = id, event = f.e, data = f.d}
+end
+
+-- Redeliveries, oldest first. XPENDING gives the idle time and attempts XAUTOCLAIM lacks.
+local inflight = 0
+for _, p in ipairs(redis.call('XPENDING', mailbox, group, '-', '+', window)) do
+  local id, idle, attempts = p[1], tonumber(p[3]), tonumber(p[4])
+  inflight = inflight + 1
+  if idle < ackTimeout then
+    due(ackTimeout - idle)
   else
-    local claimed = redis.call('XCLAIM', mailbox, group, consumer, 0, id)[1]
-    if claimed then
-      local f = fieldsOf(claimed[2])
+    local entry = redis.call('XRANGE', mailbox, id, id)[1]
+    if entry == nil then
+      -- Deleted without its ack (cannot happen through postbox): just forget it.
+      redis.call('XACK', mailbox, group, id)
+      inflight = inflight - 1
+    else
+      local f = fieldsOf(entry[2])
+      local deliveries = tonumber(redis.call('HGET', counted, id) or '0')
+      local acting = lastAck > now - idle
+      if acting then
+        deliveries = deliveries + 1
+        redis.call('HSET', counted, id, deliveries)
+      end
       if isExpired(f) then
         drop(id)
         expired = expired + 1
+        inflight = inflight - 1
+      elseif deliveries >= maxDeliveries or attempts >= maxAttempts then
+        local reason = 'max-attempts'
+        if deliveries >= maxDeliveries then
+          reason = 'max-deliveries'
+        end
+        redis.call('XADD', deadKey, 'MAXLEN', '~', ARGV[8], '*',
+          'id', id, 'e', f.e, 'd', f.d, 'n', deliveries, 'a', attempts, 'r', reason, 'at', now)
+        drop(id)
+        dead = dead + 1
+        inflight = inflight - 1
+      elseif not acting and shared == 0 then
+        unresponsive = unresponsive + 1
       else
-        out[#out + 1] = {id, f.e, f.d, deliveries + 1}
+        redis.call('XCLAIM', mailbox, group, consumer, 0, id, 'RETRYCOUNT', attempts + 1, 'JUSTID')
+        write(id, f, attempts + 1)
+        due(ackTimeout)
       end
     end
   end
 end
 
-local inflight = redis.call('XPENDING', mailbox, group)[1]
 local free = window - inflight
 if free > 0 then
   local read = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', free, 'STREAMS', mailbox, '>')
   if read then
     local entries = read[1][2]
     if #entries == free then
-      out[2] = 1
+      out[3] = 1
     end
     for _, entry in ipairs(entries) do
       local f = fieldsOf(entry[2])
@@ -92,14 +165,30 @@ if free > 0 then
         drop(entry[1])
         expired = expired + 1
       else
-        out[#out + 1] = {entry[1], f.e, f.d, 1}
+        inflight = inflight + 1
+        write(entry[1], f, 1)
+        due(ackTimeout)
       end
     end
   end
-  inflight = redis.call('XPENDING', mailbox, group)[1]
 end
 
-out[1] = inflight
-out[3] = expired
-out[4] = dead
+if shared == 1 and #frames > 0 then
+  local reached = redis.call('SPUBLISH', channel, cjson.encode({t = 'f', from = node, frames = frames}))
+  if reached <= 1 then
+    -- Only this node listens: the other registry entries are nodes that died holding the user.
+    for _, other in ipairs(redis.call('HKEYS', registry)) do
+      if other ~= node then
+        redis.call('HDEL', registry, other)
+      end
+    end
+    out[7] = 0
+  end
+end
+
+out[2] = inflight
+out[4] = expired
+out[5] = dead
+out[6] = nextDue
+out[9] = unresponsive
 return out

@@ -1,0 +1,59 @@
+--[[
+  A stream of the user opened on a node: registers the node (for its first
+  stream of the user) and returns what is in flight, for the node to write to
+  the new stream before anything else. Together with pop.lua this is why no
+  tab misses a message: a pop that ran before this join left its messages in
+  flight, returned here (unless acked before the stream opened); a pop after
+  it sees this node in the registry and publishes what it writes, and the
+  node is already subscribed to the user's channel when it joins.
+
+  KEYS[1] mailbox stream
+  KEYS[2] registry of the nodes holding the user's streams (hash: node id -> since, Redis time ms)
+
+  ARGV[1] consumer group name
+  ARGV[2] consumer name
+  ARGV[3] node id
+  ARGV[4] '1' to register the node (its first stream of the user)
+  ARGV[5] '1' to claim the in-flight messages when no other node holds the user: they were
+          written to streams now closed, so writing them again is a new attempt with a new
+          ack timeout
+  ARGV[6] MAX_INFLIGHT
+  ARGV[7] now, epoch ms (expired messages are left for the pop to drop)
+
+  Output: {others, {id, event, data, attempts, idleMs}, ...}
+    others  nodes other than this one holding the user
+]]
+local mailbox, registry = KEYS[1], KEYS[2]
+local group, consumer, node = ARGV[1], ARGV[2], ARGV[3]
+local now = tonumber(ARGV[7])
+
+if ARGV[4] == '1' then
+  local t = redis.call('TIME')
+  redis.call('HSET', registry, node, t[1] * 1000 + math.floor(t[2] / 1000))
+end
+local others = redis.call('HLEN', registry) - redis.call('HEXISTS', registry, node)
+local out = {others}
+if redis.call('EXISTS', mailbox) == 0 then
+  return out
+end
+
+local claim = ARGV[5] == '1' and others == 0
+for _, p in ipairs(redis.call('XPENDING', mailbox, group, '-', '+', tonumber(ARGV[6]))) do
+  local id, idle, attempts = p[1], tonumber(p[3]), tonumber(p[4])
+  local entry = redis.call('XRANGE', mailbox, id, id)[1]
+  if entry then
+    local f = {}
+    for i = 1, #entry[2], 2 do
+      f[entry[2][i]] = entry[2][i + 1]
+    end
+    if f.x == nil or tonumber(f.x) > now then
+      if claim then
+        redis.call('XCLAIM', mailbox, group, consumer, 0, id, 'RETRYCOUNT', attempts + 1, 'JUSTID')
+        attempts = attempts + 1
+        idle = 0
+      end
+      out[#out + 1] = {id, f.e, f.d, attempts, idle}
+    end
+  end
+end
+return out
