@@ -108,7 +108,10 @@ const recordKey = (record) => record.msgId ?? record.id;
 
 function showState(state, detail = '') {
   $('state').dataset.state = state;
-  $('state-text').textContent = STATE_TEXT[state] + detail;
+  const more = document.createElement('span');
+  more.className = 'state-detail'; // left out on a phone, where the header has one line
+  more.textContent = detail;
+  $('state-text').replaceChildren(STATE_TEXT[state], more);
 }
 
 function conversation(key) {
