@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureClientBuilt } from '../helpers/built-client.js';
-import { startApp, type TestApp } from '../helpers/start-app.js';
+import { startApp, type Overrides, type TestApp } from '../helpers/start-app.js';
 import { startRedis, type TestRedis } from '../helpers/start-redis.js';
 
 // The demo chat's layout in headless Chromium, on a phone and on a desktop, against a real node and Redis.
@@ -14,6 +14,7 @@ const PHONE = { width: 390, height: 844 };
 const DESKTOP = { width: 1280, height: 800 };
 // The README's pictures are refreshed on request only, so a test run leaves the checkout as it was.
 const UPDATE_DOCS = process.env.UPDATE_DOCS_SCREENSHOTS === '1';
+const CONFIG: Overrides = { DEMO: 1, DRAIN_INTERVAL_MS: 50 };
 
 let redis: TestRedis;
 let app: TestApp;
@@ -24,7 +25,7 @@ beforeAll(async () => {
   ensureClientBuilt(); // the page imports /client/postbox.js
   mkdirSync(ARTIFACTS, { recursive: true });
   redis = await startRedis();
-  app = await startApp(redis.url, { DEMO: 1, DRAIN_INTERVAL_MS: 50 });
+  app = await startApp(redis.url, CONFIG);
   browser = await chromium.launch({
     executablePath: '/usr/bin/chromium',
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
@@ -82,6 +83,8 @@ interface Layout {
   header: Box;
   /** The header's height were it two lines of its text: line height × 2 plus its padding. */
   headerTwoLines: number;
+  /** Pairs of the header's items (brand, clock, state, name, sign out) drawn over each other. */
+  headerOverlaps: string[];
   sidebar: Box;
   conversation: Box;
   messages: Box;
@@ -115,6 +118,15 @@ const MEASURE = `(() => {
   };
   const header = $('header.topbar');
   const style = getComputedStyle(header);
+  const items = ['.brand', '.clock', '#state', '#me', '#logout']
+    .map((selector) => [selector, box($(selector))])
+    .filter(([, r]) => r.height > 0 && r.right > r.left);
+  const headerOverlaps = [];
+  for (const [i, [a, ra]] of items.entries()) {
+    for (const [b, rb] of items.slice(i + 1)) {
+      if (ra.left < rb.right - 0.5 && rb.left < ra.right - 0.5 && ra.top < rb.bottom && rb.top < ra.bottom) headerOverlaps.push(a + ' over ' + b);
+    }
+  }
   return {
     scrollWidth: document.documentElement.scrollWidth,
     innerWidth,
@@ -124,6 +136,7 @@ const MEASURE = `(() => {
     sendReachable: reachable('#composer button[type="submit"]'),
     header: box(header),
     headerTwoLines: 2 * parseFloat(style.lineHeight) + parseFloat(style.paddingTop) + parseFloat(style.paddingBottom),
+    headerOverlaps,
     sidebar: box($('nav.sidebar')),
     conversation: box($('section.conversation')),
     messages: box($('#messages')),
@@ -154,6 +167,7 @@ describe('demo chat layout', () => {
     expect(m.textReachable).toBe(true);
     expect(m.sendReachable).toBe(true);
     expect(m.header.height).toBeLessThanOrEqual(m.headerTwoLines);
+    expect(m.headerOverlaps).toEqual([]);
     // The strip sits right above the conversation, which runs down to the bottom of the screen.
     expect(m.sidebar.bottom).toBeLessThanOrEqual(m.conversation.top + 1);
     expect(m.conversation.top - m.sidebar.bottom).toBeLessThanOrEqual(1);
@@ -161,7 +175,7 @@ describe('demo chat layout', () => {
     expect(Math.abs(m.conversation.bottom - m.innerHeight)).toBeLessThanOrEqual(1);
     expect(Math.abs(m.composer.bottom - m.innerHeight)).toBeLessThanOrEqual(1);
     expect(m.messages.height).toBeGreaterThan(m.innerHeight / 2);
-    await page.screenshot({ path: `${ARTIFACTS}demo-phone.png` });
+    await page.screenshot({ path: `${ARTIFACTS}demo-phone.png`, animations: 'disabled' });
 
     // Signed in state, connection, name and sign-out are all in the header line.
     expect(await page.isVisible('#logout')).toBe(true);
@@ -172,6 +186,25 @@ describe('demo chat layout', () => {
     const short = await measure(page);
     expect(short.textReachable).toBe(true);
     expect(short.scrollWidth).toBeLessThanOrEqual(short.innerWidth);
+    await page.setViewportSize(PHONE);
+
+    // While the server is away the header says so in words, and still fits; a message typed meanwhile shows, pending.
+    const port = Number(new URL(app.url).port);
+    await app.close();
+    await page.locator('#state[data-state="reconnecting"]').waitFor(WAIT);
+    await page.fill('#text', 'Typed in a tunnel');
+    await page.press('#text', 'Enter');
+    const pending = page.locator('li.msg[data-status="sending"]', { hasText: 'Typed in a tunnel' });
+    await pending.waitFor(WAIT);
+    const away = await measure(page);
+    expect(away.scrollWidth).toBeLessThanOrEqual(away.innerWidth);
+    expect(away.outside).toEqual([]);
+    expect(away.headerOverlaps).toEqual([]);
+    expect(away.header.height).toBeLessThanOrEqual(away.headerTwoLines);
+    expect(await page.isVisible('#state-text')).toBe(true);
+    await page.screenshot({ path: `${ARTIFACTS}demo-phone-away.png`, animations: 'disabled' });
+    app = await startApp(redis.url, { ...CONFIG, PORT: port });
+    await pending.waitFor({ state: 'detached', ...WAIT }); // sent, once the server is back
 
     await page.context().close();
     await friend.context().close();
@@ -202,8 +235,8 @@ describe('demo chat layout', () => {
     const background = (page: Page) => page.evaluate<string>('getComputedStyle(document.body).backgroundColor');
     expect(await background(nora)).not.toBe(await background(omar));
 
-    await nora.screenshot({ path: `${ARTIFACTS}demo-desktop.png` });
-    await omar.screenshot({ path: `${ARTIFACTS}demo-desktop-dark.png` });
+    await nora.screenshot({ path: `${ARTIFACTS}demo-desktop.png`, animations: 'disabled' });
+    await omar.screenshot({ path: `${ARTIFACTS}demo-desktop-dark.png`, animations: 'disabled' });
     if (UPDATE_DOCS) {
       mkdirSync(`${root}docs`, { recursive: true });
       copyFileSync(`${ARTIFACTS}demo-desktop.png`, `${root}docs/demo.png`);
@@ -228,7 +261,7 @@ describe('demo chat layout', () => {
     expect(chip!.x + chip!.width).toBeLessThanOrEqual(PHONE.width);
     expect(chip!.y + chip!.height).toBeLessThanOrEqual(m.sidebar.bottom);
     // The README's phone picture: a conversation a reader can follow.
-    await pia.screenshot({ path: `${ARTIFACTS}demo-phone-docs.png` });
+    await pia.screenshot({ path: `${ARTIFACTS}demo-phone-docs.png`, animations: 'disabled' });
     if (UPDATE_DOCS) {
       mkdirSync(`${root}docs`, { recursive: true });
       copyFileSync(`${ARTIFACTS}demo-phone-docs.png`, `${root}docs/demo-phone.png`);
