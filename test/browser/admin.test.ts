@@ -67,8 +67,8 @@ async function seed(): Promise<void> {
   for (let i = 0; i < 7; i += 1) await app.enqueue('carol@example.com', { type: 'alert', level: i % 3 ? 'info' : 'warn' });
 }
 
-async function openAdmin(): Promise<Page> {
-  const context = await browser.newContext({ viewport: { width: 1440, height: 1000 } });
+async function openAdmin(options: { colorScheme?: 'light' | 'dark' } = {}): Promise<Page> {
+  const context = await browser.newContext({ viewport: { width: 1440, height: 1000 }, ...options });
   const page = await context.newPage();
   page.on('pageerror', (error) => pageErrors.push(error.message));
   page.on('response', (r) => void (r.status() === 404 && pageErrors.push(`404 ${r.url()}`)));
@@ -76,6 +76,12 @@ async function openAdmin(): Promise<Page> {
   page.on('console', (m) => void (m.type() === 'error' && !/401|Unauthorized/.test(m.text()) && pageErrors.push(m.text())));
   await page.goto(`${app.url}/admin`);
   return page;
+}
+
+async function signIn(page: Page): Promise<void> {
+  await page.fill('#key', app.config.ADMIN_KEY);
+  await page.click('#login-form button[type="submit"]');
+  await page.locator('#app').waitFor(WAIT);
 }
 
 const cell = (page: Page, userId: string, col: string) => page.locator(`#queues tr[data-user="${userId}"] td[data-col="${col}"]`);
@@ -110,6 +116,13 @@ describe('admin page', () => {
     await expect.poll(() => page.textContent('#d-waiting'), WAIT).toBe('12');
     await page.locator('#d-waiting-rows tr').nth(11).waitFor(WAIT);
     await expect.poll(() => page.locator('#chart polyline').count(), WAIT).toBe(4);
+    // The y axis: a unit and round ticks from 0, no "0.00".
+    const labels = await page.locator('#chart text').allTextContents();
+    expect(labels).toContain('msgs/s');
+    const ticks = labels.filter((l) => /^[\d.,]+k?$/.test(l));
+    expect(ticks[0]).toBe('0');
+    expect(ticks.length).toBeGreaterThanOrEqual(3);
+    for (const tick of ticks) expect(tick).toMatch(/^\d[\d,]*$/);
     await page.screenshot({ path: `${ARTIFACTS}admin.png`, fullPage: true });
     // The README's picture is refreshed on request, so a test run leaves the checkout as it was.
     if (!existsSync(`${root}docs/admin.png`) || process.env.UPDATE_DOCS_SCREENSHOTS === '1') {
@@ -159,5 +172,74 @@ describe('admin page', () => {
 
     expect(pageErrors).toEqual([]);
     await page.context().close();
+  });
+
+  it('scales the chart to the usual rates: one burst is clipped and marked, not flattening the rest', async () => {
+    const page = await openAdmin();
+    await signIn(page);
+    await page.locator('#chart polyline').first().waitFor(WAIT);
+    // Three minutes at about 20 msgs/s with one second at 250, drawn by the page's own code. Drawn and
+    // read in one go: the page redraws the chart from the server's numbers every 2 s.
+    const drawn = await page.evaluate<{ ticks: string[]; peak: string[]; marks: number; steadyY: number; top: number; bottom: number }>(`(() => {
+      const t0 = Date.now() - 180000;
+      const series = Array.from({ length: 180 }, (_, i) => {
+        const steady = 19 + (i % 3);
+        return { t: t0 + i * 1000, enqueued: i === 90 ? 250 : steady, delivered: steady, acked: steady, redelivered: 0, dead: 0 };
+      });
+      renderChart(series);
+      const texts = [...document.querySelectorAll('#chart text')].map((t) => t.textContent);
+      const grid = [...document.querySelectorAll('#chart line.grid')].map((l) => Number(l.getAttribute('y1')));
+      const acked = document.querySelector('#chart polyline.s-acked').getAttribute('points').split(' ').map((p) => Number(p.split(',')[1]));
+      return {
+        ticks: texts.filter((t) => /^[\\d.,]+k?$/.test(t)),
+        peak: texts.filter((t) => t.startsWith('peak')),
+        marks: document.querySelectorAll('#chart .clip-mark').length,
+        steadyY: acked[50],
+        top: Math.min(...grid),
+        bottom: Math.max(...grid),
+      };
+    })()`);
+    expect(drawn.ticks).toEqual(['0', '10', '20', '30']);
+    expect(drawn.peak).toEqual(['peak 250 msgs/s ▲']);
+    expect(drawn.marks).toBe(1);
+    // 20 of 30 msgs/s: two thirds up the plot, not a flat line at the bottom.
+    const height = (drawn.bottom - drawn.steadyY) / (drawn.bottom - drawn.top);
+    expect(height).toBeGreaterThan(0.6);
+    expect(height).toBeLessThan(0.75);
+    expect(pageErrors).toEqual([]);
+    await page.context().close();
+  });
+
+  it('follows the system colour scheme: dark under prefers-color-scheme: dark', async () => {
+    const colours: Record<string, { page: number; card: number; text: number }> = {};
+    for (const colorScheme of ['light', 'dark'] as const) {
+      const page = await openAdmin({ colorScheme });
+      await signIn(page);
+      await expect.poll(() => page.locator('#queues tr').count(), WAIT).toBeGreaterThan(0);
+      colours[colorScheme] = await page.evaluate<{ page: number; card: number; text: number }>(`(() => {
+        // WCAG relative luminance of a computed rgb() colour: 0 is black, 1 is white.
+        const luminance = (css) => {
+          const [r, g, b] = css.match(/[\\d.]+/g).slice(0, 3).map((v) => {
+            const c = Number(v) / 255;
+            return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+          });
+          return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+        };
+        const style = (selector) => getComputedStyle(document.querySelector(selector));
+        return {
+          page: luminance(style('html').backgroundColor),
+          card: luminance(style('.card').backgroundColor),
+          text: luminance(style('#queues td').color),
+        };
+      })()`);
+      await page.screenshot({ path: `${ARTIFACTS}admin-${colorScheme}.png`, fullPage: true });
+      await page.context().close();
+    }
+    expect(colours.light!.page).toBeGreaterThan(0.8);
+    expect(colours.light!.text).toBeLessThan(0.1);
+    expect(colours.dark!.page).toBeLessThan(0.05);
+    expect(colours.dark!.card).toBeLessThan(0.05);
+    expect(colours.dark!.text).toBeGreaterThan(0.6);
+    expect(pageErrors).toEqual([]);
   });
 });

@@ -1,4 +1,4 @@
-import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -122,13 +122,9 @@ describe('demo chat in a browser', () => {
     await eventually(clock, (t) => t !== first, 'the next clock tick');
 
     await openConversation(alice, '#lobby');
+    // The README's pictures come from demo-layout.test.ts.
     await alice.screenshot({ path: `${ARTIFACTS}demo-alice.png` });
     await bob.screenshot({ path: `${ARTIFACTS}demo-bob.png` });
-    // The README's picture: written when missing, or on request, not on every run.
-    if (!existsSync(`${root}docs/demo.png`) || process.env.UPDATE_DOCS_SCREENSHOTS === '1') {
-      mkdirSync(`${root}docs`, { recursive: true });
-      copyFileSync(`${ARTIFACTS}demo-alice.png`, `${root}docs/demo.png`);
-    }
     await alice.context().close();
     await bob.context().close();
     expect(pageErrors).toEqual([]);
@@ -173,11 +169,14 @@ describe('demo chat in a browser', () => {
     const port = Number(new URL(app.url).port);
     await app.close();
     await erin.locator('#state[data-state="reconnecting"]').waitFor(WAIT);
-    // Sent while the server is down: the page keeps retrying until it is back.
+    // Sent while the server is down: shown at once as pending, and retried until the server is back.
     const sending = say(erin, 'Sent while the server was down');
-    await erin.locator('#send-error', { hasText: 'retrying' }).waitFor(WAIT);
+    const pending = erin.locator('li.msg[data-status="sending"]', { hasText: 'Sent while the server was down' });
+    await pending.locator('.status', { hasText: 'Retrying' }).waitFor(WAIT);
     app = await startApp(redis.url, { ...CONFIG, PORT: port });
     await sending;
+    // Marked sent once the stream brings it back.
+    await pending.waitFor({ state: 'detached', ...WAIT });
     await connected(erin);
     await connected(frank);
 

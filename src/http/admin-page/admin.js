@@ -6,12 +6,11 @@
 
 const STORAGE_KEY = 'pb_admin_key';
 const POLL_MS = 2000;
-const SERIES = [
-  { name: 'enqueued', color: '#2f6fed' },
-  { name: 'delivered', color: '#2f9e6e' },
-  { name: 'acked', color: '#8b5cf6' },
-  { name: 'redelivered', color: '#d97706' },
-];
+// Their colours are CSS (.s-<name>), so the dark scheme has its own.
+const SERIES = [{ name: 'enqueued' }, { name: 'delivered' }, { name: 'acked' }, { name: 'redelivered' }];
+/** The chart's scale never goes under this, msgs/s: an idle node draws flat at the bottom, not noise blown up. */
+const CHART_MIN_TOP = 5;
+const UNIT = 'msgs/s';
 
 const state = { key: sessionStorage.getItem(STORAGE_KEY), selected: null, list: { queues: [], truncated: false }, timer: undefined };
 const $ = (id) => document.getElementById(id);
@@ -22,8 +21,6 @@ function h(tag, attrs, ...children) {
   for (const [k, v] of Object.entries(attrs || {})) {
     if (k === 'onclick') el.addEventListener('click', v);
     else if (k === 'className') el.className = v;
-    // Through the CSSOM: the page's CSP forbids style attributes.
-    else if (k === 'color') el.style.background = v;
     else el.setAttribute(k, v);
   }
   for (const c of children) el.append(c instanceof Node ? c : document.createTextNode(String(c)));
@@ -34,6 +31,7 @@ function fmtNumber(n) {
   return n == null ? '–' : Number(n).toLocaleString('en-US');
 }
 function fmtRate(n) {
+  if (n === 0) return '0';
   return n >= 100 ? n.toFixed(0) : n >= 10 ? n.toFixed(1) : n.toFixed(2);
 }
 function fmtAge(ms) {
@@ -146,7 +144,7 @@ function renderStats(stats) {
   renderChart(stats.series);
   $('rates-now').replaceChildren(
     h('span', {}, 'last minute: '),
-    ...SERIES.map((s) => h('span', {}, `${s.name} `, h('b', {}, fmtRate(stats.rates.perSecond[s.name])), '/s')),
+    ...SERIES.map((s) => h('span', {}, `${s.name} `, h('b', {}, fmtRate(stats.rates.perSecond[s.name])), ` ${UNIT}`)),
   );
 }
 
@@ -154,7 +152,7 @@ function renderChart(series) {
   const svg = $('chart');
   const width = Math.max(svg.clientWidth, 300);
   const height = 160;
-  const pad = { left: 40, right: 8, top: 10, bottom: 20 };
+  const pad = { left: 44, right: 10, top: 24, bottom: 20 };
   svg.setAttribute('viewBox', `0 0 ${width} ${height}`);
   const ns = 'http://www.w3.org/2000/svg';
   const el = (tag, attrs, text) => {
@@ -166,33 +164,96 @@ function renderChart(series) {
   const now = series.length > 0 ? series[series.length - 1].t : Date.now();
   // The axis spans the samples the node has (up to its ring of a few minutes), at least 30 s.
   const span = Math.max(30_000, series.length > 0 ? now - series[0].t : 0);
-  let max = 0;
-  for (const p of series) for (const s of SERIES) max = Math.max(max, p[s.name]);
-  const top = niceCeil(max);
+  const scale = chartScale(series);
+  const { top } = scale;
   const x = (t) => pad.left + ((t - (now - span)) / span) * (width - pad.left - pad.right);
-  const y = (v) => height - pad.bottom - (v / top) * (height - pad.top - pad.bottom);
-  const nodes = [];
-  for (const frac of [0, 0.5, 1]) {
-    const v = top * frac;
-    nodes.push(el('line', { class: 'grid', x1: pad.left, x2: width - pad.right, y1: y(v), y2: y(v) }));
-    nodes.push(el('text', { x: pad.left - 6, y: y(v) + 4, 'text-anchor': 'end' }, fmtRate(v)));
+  const y = (v) => height - pad.bottom - (Math.min(v, top) / top) * (height - pad.top - pad.bottom);
+  const nodes = [el('text', { class: 'unit', x: 0, y: 11 }, UNIT)];
+  for (const v of scale.ticks) {
+    const clip = scale.clipped && v === top;
+    nodes.push(el('line', { class: clip ? 'grid clip' : 'grid', x1: pad.left, x2: width - pad.right, y1: y(v), y2: y(v) }));
+    nodes.push(el('text', { x: pad.left - 6, y: y(v) + 4, 'text-anchor': 'end' }, fmtTick(v, scale.step)));
   }
   const spanLabel = span < 120_000 ? `${Math.round(span / 1000)} s` : `${Math.round(span / 60_000)} min`;
   nodes.push(el('text', { x: pad.left, y: height - 4 }, `−${spanLabel}`));
   nodes.push(el('text', { x: width - pad.right, y: height - 4, 'text-anchor': 'end' }, 'now'));
   for (const s of SERIES) {
     const points = series.map((p) => `${x(p.t).toFixed(1)},${y(p[s.name]).toFixed(1)}`).join(' ');
-    nodes.push(el('polyline', { points, stroke: s.color }));
+    nodes.push(el('polyline', { class: `s-${s.name}`, points }));
+  }
+  // Above the scale: each run of clipped samples gets a mark at its highest, the window's peak a label.
+  for (const s of SERIES) {
+    for (const run of clippedRuns(series, s.name, top)) {
+      const at = x(run.t);
+      const mark = el('path', { class: `clip-mark s-${s.name}`, d: `M${at - 4},${pad.top - 2} L${at},${pad.top - 8} L${at + 4},${pad.top - 2} Z` });
+      mark.append(el('title', {}, `${s.name} ${fmtRate(run.value)} ${UNIT}, above the scale`));
+      nodes.push(mark);
+    }
+  }
+  if (scale.clipped) {
+    const at = Math.min(Math.max(x(scale.peakAt), pad.left + 60), width - pad.right - 60);
+    nodes.push(el('text', { class: 'peak', x: at, y: 11, 'text-anchor': 'middle' }, `peak ${fmtRate(scale.peak)} ${UNIT} ▲`));
   }
   svg.replaceChildren(...nodes);
-  $('legend').replaceChildren(...SERIES.map((s) => h('span', {}, h('i', { color: s.color }), s.name)));
+  $('legend').replaceChildren(...SERIES.map((s) => h('span', {}, h('i', { className: `s-${s.name}` }), s.name)));
 }
 
-function niceCeil(v) {
-  if (v <= 1) return 1;
-  const p = 10 ** Math.floor(Math.log10(v));
-  for (const m of [1, 2, 5, 10]) if (v <= m * p) return m * p;
-  return 10 * p;
+/**
+ * The y scale: the 95th percentile of the window's non-zero rates, so one burst does not
+ * flatten the usual traffic; a peak not far above that is shown whole, a real outlier is clipped.
+ */
+function chartScale(series) {
+  const values = [];
+  let peak = 0;
+  let peakAt = 0;
+  for (const p of series) {
+    for (const s of SERIES) {
+      const v = p[s.name];
+      if (v > 0) values.push(v);
+      if (v > peak) [peak, peakAt] = [v, p.t];
+    }
+  }
+  values.sort((a, b) => a - b);
+  const p95 = values.length > 0 ? values[Math.min(values.length - 1, Math.floor(values.length * 0.95))] : 0;
+  const wanted = peak <= 1.5 * p95 ? peak : 1.2 * p95;
+  const { ticks, step } = niceTicks(Math.max(wanted, CHART_MIN_TOP));
+  const top = ticks[ticks.length - 1];
+  return { ticks, step, top, peak, peakAt, clipped: peak > top };
+}
+
+/** Round ticks from 0 to at least `max`: steps of 1, 2 or 5 × 10^n, 3 to 5 of them. */
+function niceTicks(max) {
+  const rough = max / 4;
+  const magnitude = 10 ** Math.floor(Math.log10(rough));
+  const step = [1, 2, 5, 10].map((m) => m * magnitude).find((s) => s >= rough);
+  const ticks = [];
+  for (let i = 0; i * step < max + step / 2 && i <= 6; i += 1) ticks.push(Number((i * step).toPrecision(12)));
+  if (ticks[ticks.length - 1] < max) ticks.push(Number((ticks.length * step).toPrecision(12)));
+  return { ticks, step };
+}
+
+/** A tick label with only the decimals its step needs: 0, 50, 100 or 0, 0.5, 1; 1.5k past a thousand. */
+function fmtTick(v, step) {
+  if (v >= 1000 && step >= 100) return `${Number((v / 1000).toPrecision(3))}k`;
+  const decimals = step >= 1 ? 0 : Math.ceil(-Math.log10(step));
+  return v.toLocaleString('en-US', { maximumFractionDigits: decimals });
+}
+
+/** The runs of consecutive samples of `name` above `top`, each as its highest sample. */
+function clippedRuns(series, name, top) {
+  const runs = [];
+  let run;
+  for (const p of series) {
+    if (p[name] <= top) {
+      run = undefined;
+    } else if (!run) {
+      run = { t: p.t, value: p[name] };
+      runs.push(run);
+    } else if (p[name] > run.value) {
+      [run.t, run.value] = [p.t, p[name]];
+    }
+  }
+  return runs;
 }
 
 function renderQueues(list) {
