@@ -133,7 +133,11 @@ export function createDelivery(deps: {
     nodeId,
     hub,
     openStream(userId, res) {
-      const session = new SseSession(userId, res, clock, { retryMs: options.retryMs, writeStallMs: options.writeStallMs });
+      const session = new SseSession(userId, res, clock, {
+        retryMs: options.retryMs,
+        writeStallMs: options.writeStallMs,
+        repeatWindowMs: options.ackTimeoutMs / 2,
+      });
       hub.add(session);
       return session;
     },

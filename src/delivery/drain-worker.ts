@@ -170,6 +170,8 @@ export function createDrainWorker(deps: {
           s.dueAt = Math.min(s.dueAt, now + Math.max(0, options.ackTimeoutMs - d.idleMs));
         }
         s.inflight = Math.max(s.inflight, joined.inflight.length);
+        // Alone, a first join claimed them: written to streams now closed, they are written again.
+        if (first && joined.others === 0 && frames.length > 0) metrics.redelivered.inc(frames.length);
         for (const session of sessions) session.release(frames);
         markDirty(userId, s);
       } catch (err) {

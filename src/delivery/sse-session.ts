@@ -9,7 +9,16 @@ export interface SseSessionOptions {
   retryMs: number;
   /** A socket whose buffer stays full this long is closed, ms. */
   writeStallMs: number;
+  /**
+   * An id written to this stream is not written again within this long, ms: a message can reach
+   * a new stream both in its catch-up and from a pass or another node in the same instant. A real
+   * redelivery comes an ack timeout later, so half of it is safe. @defaultValue 0 (no check)
+   */
+  repeatWindowMs?: number;
 }
+
+/** Ids remembered per stream for the repeat check; the oldest go first. */
+const RECENT_MAX = 32;
 
 export interface SseFrame {
   id: string;
@@ -61,6 +70,9 @@ export class SseSession {
   private closed = false;
   /** While the session catches up (what is in flight is being read), frames wait here in order. */
   private held: SseFrame[] | undefined;
+  private readonly repeatWindowMs: number;
+  /** Ids written lately, with when (epoch ms); allocated on the first write. */
+  private recent: Map<string, number> | undefined;
   private readonly closeHandlers: Array<(reason: string) => void> = [];
 
   constructor(userId: string, res: ServerResponse | Http2ServerResponse, clock: Clock, options: SseSessionOptions) {
@@ -69,6 +81,7 @@ export class SseSession {
     this.clock = clock;
     this.openedAt = clock.now();
     this.writeStallMs = options.writeStallMs;
+    this.repeatWindowMs = options.repeatWindowMs ?? 0;
     const headers = {
       'Content-Type': 'text/event-stream; charset=utf-8',
       'Cache-Control': 'no-cache, no-transform',
@@ -123,6 +136,15 @@ export class SseSession {
       this.held.push(frame);
       if (this.held.length > HELD_MAX) this.held.shift();
       return true;
+    }
+    if (this.repeatWindowMs > 0) {
+      const now = this.clock.now();
+      const at = this.recent?.get(frame.id);
+      if (at !== undefined && now - at < this.repeatWindowMs) return true;
+      this.recent ??= new Map();
+      this.recent.delete(frame.id);
+      this.recent.set(frame.id, now);
+      if (this.recent.size > RECENT_MAX) this.recent.delete(this.recent.keys().next().value as string);
     }
     return this.write(`id: ${frame.id}\nevent: ${frame.event}\ndata: ${frame.data}\n\n`);
   }

@@ -2,6 +2,7 @@ import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { failUntilDead } from '../helpers/dead-letters.js';
 import { openSse, sleep, type SseReader } from '../helpers/read-sse.js';
 import { startApp, type TestApp } from '../helpers/start-app.js';
 import { startRedis, type TestRedis } from '../helpers/start-redis.js';
@@ -46,15 +47,9 @@ const stream = async (userId: string) => {
 
 /** Queues that look like a working system: backlogs, a connected user, dead letters, traffic for the chart. */
 async function seed(): Promise<void> {
-  const dead = await stream('dave');
   for (let i = 0; i < 2; i += 1) await app.enqueue('dave', { type: 'report.ready', report: 7700 + i });
-  // Two deliveries each, never acked: dead letters once the drain (of a connected user) sees the timeout.
-  await dead.sse.waitFor(4, 10_000);
-  for (let i = 0; i < 100; i += 1) {
-    if (((await (await app.admin('/admin/queues/dave')).json()) as { dead: number }).dead === 2) break;
-    await sleep(100);
-  }
-  dead.sse.close();
+  // A page whose handler fails on both: dead letters after MAX_DELIVERIES failures each.
+  await failUntilDead(app, 'dave', 2);
   const reader = await stream('erin');
   for (let round = 0; round < 4; round += 1) {
     for (let i = 0; i < 6; i += 1) await app.enqueue('erin', { type: 'chat.message', text: `hello ${round}.${i}` });

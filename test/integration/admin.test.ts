@@ -2,6 +2,7 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testConfig } from '../../src/config.js';
 import { createPostbox } from '../../src/postbox.js';
+import { failUntilDead } from '../helpers/dead-letters.js';
 import { openSse, sleep } from '../helpers/read-sse.js';
 import { buildClient, type Overrides, type TestApp } from '../helpers/start-app.js';
 import { startRedis, type TestRedis } from '../helpers/start-redis.js';
@@ -73,15 +74,11 @@ const post = (path: string, body?: unknown) =>
 const del = (path: string) => app.admin(path, { method: 'DELETE' });
 const auditOf = (action: string) => logs.filter((l) => (l.audit as { action?: string } | undefined)?.action === action);
 
-/** Delivers `n` messages to a stream that never acks them, until they are dead letters. */
+/** Enqueues `n` messages to a page whose handler fails on them, until they are dead letters. */
 async function deadLetters(userId: string, n: number): Promise<string[]> {
   const ids: string[] = [];
   for (let i = 0; i < n; i += 1) ids.push(await app.enqueue(userId, { dead: i }));
-  // Dead-lettering happens in the drain of a connected user: keep the stream open until then.
-  const sse = await openSse(`${app.url}/v1/stream?token=${await app.token(userId)}`);
-  await sse.waitFor(2 * n, 10_000); // MAX_DELIVERIES is 2
-  for (let i = 0; i < 100 && (await view(userId)).dead < n; i += 1) await sleep(100);
-  sse.close();
+  await failUntilDead(app, userId, n);
   expect((await view(userId)).dead).toBe(n);
   return ids;
 }
@@ -122,7 +119,7 @@ describe('admin auth', () => {
 });
 
 describe('GET /admin/queues/:userId', () => {
-  it('shows waiting, in-flight with delivery counts and idle time, scheduled and dead letters', async () => {
+  it('shows waiting, in-flight with attempts, counted deliveries and idle time, scheduled and dead letters', async () => {
     const dead = await deadLetters('inspected', 1);
     const sse = await openSse(`${app.url}/v1/stream?token=${await app.token('inspected')}`);
     const inflightId = await app.enqueue('inspected', { n: 'flying' });
@@ -135,7 +132,7 @@ describe('GET /admin/queues/:userId', () => {
     const v = await view('inspected');
     expect(v).toMatchObject({ userId: 'inspected', waiting: 1, inflight: 1, scheduled: 1, dead: 1 });
     expect(v.oldestWaiting).toEqual([expect.objectContaining({ id: waitingId, event: 'note', data: { n: 'waiting' } })]);
-    expect(v.inflightMessages).toEqual([{ id: inflightId, deliveries: 1, idleMs: expect.any(Number) }]);
+    expect(v.inflightMessages).toEqual([{ id: inflightId, deliveries: 0, attempts: 1, idleMs: expect.any(Number) }]);
     expect(v.deadLetters).toEqual([expect.objectContaining({ id: dead[0], deliveries: 2, reason: 'max-deliveries', data: { dead: 0 } })]);
   });
 

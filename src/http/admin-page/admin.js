@@ -304,12 +304,13 @@ function renderDetail(view) {
       'tr',
       {},
       h('td', { className: 'mono' }, m.id),
-      h('td', { className: 'num' }, m.deliveries > 1 ? h('span', { className: 'badge' }, m.deliveries) : m.deliveries),
+      h('td', { className: 'num' }, m.deliveries > 0 ? h('span', { className: 'badge' }, m.deliveries) : m.deliveries),
+      h('td', { className: 'num' }, m.attempts),
       h('td', { className: 'num' }, fmtAge(m.idleMs)),
       h('td', { className: 'num' }, actionButton('delete', () => deleteMessage(view.userId, m.id), true)),
     ),
   );
-  $('d-inflight-rows').replaceChildren(...(inflight.length ? inflight : [none(4, 'nothing in flight')]));
+  $('d-inflight-rows').replaceChildren(...(inflight.length ? inflight : [none(5, 'nothing in flight')]));
   const now = Date.now();
   const waiting = view.oldestWaiting.map((m) =>
     h(
@@ -332,10 +333,11 @@ function renderDetail(view) {
       h('td', { className: 'data mono', title: preview(m.data) }, preview(m.data)),
       h('td', {}, m.reason),
       h('td', { className: 'num' }, m.deliveries),
+      h('td', { className: 'num' }, m.attempts),
       h('td', { className: 'num' }, actionButton('retry', () => retryDead(view.userId, [m.id]))),
     ),
   );
-  $('d-dead-rows').replaceChildren(...(dead.length ? dead : [none(6, 'no dead letters')]));
+  $('d-dead-rows').replaceChildren(...(dead.length ? dead : [none(7, 'no dead letters')]));
 }
 
 // ---- actions ----------------------------------------------------------------
