@@ -46,6 +46,15 @@ const schema = z.object({
       'must be 1 to 32 of A-Z a-z 0-9 _ . - (no braces: postbox hash-tags its keys for a Redis Cluster itself)',
     )
     .default('pb'),
+  /**
+   * '1': run on a Redis that keeps nothing on disk (appendonly no and no save points), where
+   * every message is lost on a Redis restart. Production refuses such a Redis without it.
+   * @defaultValue off
+   */
+  ALLOW_VOLATILE_REDIS: z
+    .enum(['0', '1', 'true', 'false'])
+    .transform((v) => v === '1' || v === 'true')
+    .default(false),
   /** A Redis command with no reply after this long fails (the request answers 503), ms. @defaultValue 5000 */
   REDIS_COMMAND_TIMEOUT_MS: int(50, 600_000).default(5000),
   /** Bearer key of producer routes. Generated in development. */

@@ -3,6 +3,7 @@ import { ConfigError, loadConfig } from './config.js';
 import { persistDevelopmentKeys } from './dev-keys.js';
 import { createPostbox } from './postbox.js';
 import { isListening, startEmbeddedRedis, type EmbeddedRedis } from './queue/embedded-redis.js';
+import { RedisSetupError } from './queue/redis-checks.js';
 
 /* Wiring only: config → Redis → node → listen; SIGTERM/SIGINT close everything. */
 
@@ -35,7 +36,10 @@ async function main(): Promise<void> {
 
   let embedded: EmbeddedRedis | undefined;
   let redisUrl = config.REDIS_URL;
-  if (redisUrl === undefined || redisUrl === 'embedded') {
+  if (config.REDIS_CLUSTER_NODES !== undefined) {
+    redisUrl = 'cluster';
+    logger.info({ seeds: config.REDIS_CLUSTER_NODES }, 'using the Redis Cluster of REDIS_CLUSTER_NODES');
+  } else if (redisUrl === undefined || redisUrl === 'embedded') {
     if (redisUrl === undefined && (await isListening({ host: '127.0.0.1', port: 6379 }))) {
       redisUrl = 'redis://127.0.0.1:6379';
       logger.info('using the Redis on 127.0.0.1:6379');
@@ -79,7 +83,7 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  if (err instanceof ConfigError) {
+  if (err instanceof ConfigError || err instanceof RedisSetupError) {
     // E.g. a TLS file that cannot be read: one line, like the configuration's own errors.
     process.stderr.write(`postbox: ${err.message}\n`);
     process.exit(1);

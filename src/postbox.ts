@@ -21,7 +21,7 @@ import { createAdminQueries } from './queue/admin/admin-queries.js';
 import { createJobQueues } from './queue/job-queues.js';
 import { createMailbox } from './queue/mailbox.js';
 import { connectRedis, createConnection, parseClusterNodes, type RedisConnectionSettings } from './queue/redis.js';
-import { warnOnEviction } from './queue/redis-checks.js';
+import { checkRedis } from './queue/redis-checks.js';
 import { createRooms } from './queue/rooms.js';
 import { createSchedules } from './queue/schedules.js';
 import { createThrottledLog } from './throttled-log.js';
@@ -80,8 +80,18 @@ export async function createPostbox(
     conn.on('error', (err: Error) => log.failed(err));
     conn.on('ready', () => log.succeeded());
   }
-  await Promise.all([connectRedis(redis), connectRedis(subscriber)]);
-  await warnOnEviction(redis, logger);
+  try {
+    await Promise.all([connectRedis(redis), connectRedis(subscriber)]);
+    await checkRedis(redis, logger, {
+      production: config.NODE_ENV === 'production',
+      allowVolatile: config.ALLOW_VOLATILE_REDIS,
+      cluster: settings.cluster !== undefined,
+    });
+  } catch (err) {
+    redis.disconnect();
+    subscriber.disconnect();
+    throw err;
+  }
 
   const metrics = createMetrics({ defaultMetrics: options.defaultMetrics ?? false });
   const channel = userChannel(config.KEY_PREFIX);
