@@ -25,10 +25,14 @@ export interface DrainWorkerOptions {
 
 /** What the drain reads from Redis (src/queue/mailbox.ts), so a test can hand it a fake one. */
 export type DrainMailbox = Pick<Mailbox, 'pop' | 'join' | 'release'>;
+/** What the drain writes to (src/delivery/stream-hub.ts). */
+export type DrainHub = Pick<StreamHub, 'send' | 'closeUser'>;
+/** The part of a stream the drain drives: its catch-up. */
+export type DrainSession = Pick<SseSession, 'userId' | 'hold' | 'release'>;
 
 export interface DrainWorker {
   /** A stream opened: it catches up on what is in flight, then gets what is popped. */
-  streamOpened(session: SseSession): void;
+  streamOpened(session: DrainSession): void;
   /** The user's last stream on this node closed. */
   userLeft(userId: string): void;
   /** Something was enqueued for the user (`id`: its event id, when known). */
@@ -50,7 +54,7 @@ interface UserState {
   /** This node is in the user's registry (its first join succeeded), so pops may run. */
   joined: boolean;
   /** Sessions waiting for their catch-up. */
-  joining: SseSession[];
+  joining: DrainSession[];
   /** Woken: there may be new messages to read. */
   dirty: boolean;
   /** The highest event id read for the user: a wake for an id at or below it brings nothing new. */
@@ -86,7 +90,7 @@ interface UserState {
  */
 export function createDrainWorker(deps: {
   mailbox: DrainMailbox;
-  hub: StreamHub;
+  hub: DrainHub;
   channels: Pick<UserChannels, 'subscribe' | 'unsubscribe' | 'wake'>;
   clock: Clock;
   logger: Logger;
@@ -202,6 +206,9 @@ export function createDrainWorker(deps: {
         continue;
       }
       if (s.dirty || (s.dueAt <= now && now >= s.notBefore) || (s.shared && s.notBefore > 0 && s.notBefore <= now)) {
+        // Until the pop answers (it says when the next one is due), a slow pass is not asked for again.
+        s.dueAt = Infinity;
+        s.notBefore = 0;
         dirty.add(userId);
         due = true;
       } else if (s.sweepAt <= now) {
