@@ -28,7 +28,13 @@ export type PostboxLifecycleEvent =
   /** The client reconnects after `delayMs` (backoff with jitter); `attempt` counts failures since the last open. */
   | { type: 'reconnecting'; attempt: number; delayMs: number }
   /** `message` is set for `handler` and `data` errors; that message was not acked and will be redelivered. */
-  | { type: 'error'; source: PostboxErrorSource; error: unknown; message?: PostboxMessage };
+  | { type: 'error'; source: PostboxErrorSource; error: unknown; message?: PostboxMessage }
+  /**
+   * A message of an event no handler is registered for: it is not acked, but held and handed to
+   * the first handler `on()` registers for its event; the server is told it was not handled, so
+   * another tab with a handler may take it (once per message).
+   */
+  | { type: 'unhandled'; message: PostboxMessage };
 
 /** Errors the client itself raises; handler errors are passed on unchanged. */
 export class PostboxError extends Error {
@@ -254,17 +260,18 @@ export interface PostboxOptions {
    */
   getToken?: () => Promise<string> | string;
   /**
-   * Event names to receive besides `message`. EventSource delivers a named
-   * event only to listeners of that name: a message whose name is neither
-   * listed here nor passed to `on()` is dropped by the browser unseen and
-   * never handled.
+   * Event names to listen for from the start. Not needed: the server names every
+   * event before its first message on the stream (`postbox.event`) and the client
+   * starts listening for it then, so no message is dropped by EventSource for
+   * want of a listener.
    * @defaultValue []
    */
   events?: readonly string[];
   /**
    * Ack each message once all its handlers have returned (and their promises
-   * resolved). Messages of an event with no handler are acked at once, so they
-   * do not pile up. With `false`, call `ack(id)` yourself.
+   * resolved). A message of an event with no handler is not acked: it is held
+   * for a handler registered later, and reported (lifecycle `unhandled`). With
+   * `false`, call `ack(id)` yourself.
    * @defaultValue true
    */
   autoAck?: boolean;
@@ -280,10 +287,13 @@ export interface PostboxOptions {
 
 export interface PostboxClient {
   /**
-   * Handles messages of one event name (`message` for unnamed ones). Handlers
-   * start in arrival order; an async one does not hold back the next message.
-   * A throw or rejection leaves the message unacked (it will be redelivered)
-   * and is reported as a lifecycle `error`. Returns the unsubscribe function.
+   * Handles messages of one event name (`message` for unnamed ones; `*` for
+   * every event without a handler of its own). Handlers start in arrival
+   * order; an async one does not hold back the next message. A throw or
+   * rejection leaves the message unacked, tells the server (so the failure
+   * counts toward MAX_DELIVERIES) and is reported as a lifecycle `error`; the
+   * message comes again. Messages held for want of a handler are handed to
+   * the first one registered for their event. Returns the unsubscribe function.
    */
   on<T = unknown>(event: string, handler: PostboxHandler<T>): () => void;
   /** Called on every change of `state`. Returns the unsubscribe function. */
@@ -325,6 +335,14 @@ export function connect(options: PostboxOptions): PostboxClient {
   const unsettled = createIdMemory(dedupeSize); // received but not acked: failed, running, or awaiting ack()
   const running = new Set<string>();
   const batcher = createAckBatcher({ send: postAcks, onError: (error) => report('ack', error) });
+  // What was not handled goes back to the server too, so it knows why an ack is missing.
+  const failedBatcher = createAckBatcher({ send: (ids) => postNacks(ids, 'failed'), onError: (error) => report('ack', error) });
+  const unhandledBatcher = createAckBatcher({
+    send: (ids) => postNacks(ids, 'unhandled'),
+    onError: (error) => report('ack', error),
+  });
+  /** Messages no handler took, by id, oldest first; bounded like the dedupe memory. */
+  const unhandled = new Map<string, PostboxMessage>();
   let token = options.token;
   let refreshing: Promise<string> | undefined;
   let state: PostboxState = 'connecting';
@@ -389,7 +407,8 @@ export function connect(options: PostboxOptions): PostboxClient {
   }
 
   function streamUrl(t: string): string {
-    let url = `${base}/v1/stream?token=${encodeURIComponent(t)}`;
+    // announce=1: the server names each event before its first message, so it can be listened for.
+    let url = `${base}/v1/stream?token=${encodeURIComponent(t)}&announce=1`;
     // A new EventSource cannot send Last-Event-ID, so the resume point goes in the query.
     // The server acks everything up to it, so send it only when nothing received is unacked;
     // without it the server redelivers what is in flight and the dedupe memory acks it again.
@@ -436,6 +455,24 @@ export function connect(options: PostboxOptions): PostboxClient {
       scheduleReconnect(!opened);
     });
     for (const name of listening) es.addEventListener(name, onFrame);
+    // The server names an event before its first message: listen for it from now on. EventSource
+    // dispatches each event in its own task, so a listener added here gets the message after it.
+    es.addEventListener('postbox.event', (event) => {
+      if (typeof event.data !== 'string') return;
+      let name: unknown;
+      try {
+        name = JSON.parse(event.data);
+      } catch {
+        return;
+      }
+      if (typeof name === 'string' && /^[A-Za-z0-9._:-]{1,64}$/.test(name)) listen(name);
+    });
+  }
+
+  function listen(name: string): void {
+    if (listening.has(name)) return;
+    listening.add(name);
+    source?.addEventListener(name, onFrame);
   }
 
   /** `refresh`: ask getToken for a new token first, because the last attempt may have been refused for its token. */
@@ -471,13 +508,28 @@ export function connect(options: PostboxOptions): PostboxClient {
       if (!unsettled.has(id)) batcher.add(id);
       return;
     }
-    const list = [...(handlers.get(event.type) ?? [])];
+    handle(msg);
+  }
+
+  function handle(msg: PostboxMessage): void {
+    const { id } = msg;
+    const own = handlers.get(msg.event);
+    const list = [...(own !== undefined && own.size > 0 ? own : (handlers.get('*') ?? []))];
     if (list.length === 0) {
-      if (autoAck) ack(id);
-      else if (id) unsettled.add(id);
+      // Neither acked nor dropped: held for a handler to come, and the server is told.
+      if (id) {
+        unsettled.add(id);
+        if (!unhandled.has(id)) {
+          unhandled.set(id, msg);
+          if (unhandled.size > dedupeSize) unhandled.delete(unhandled.keys().next().value as string);
+          notify(lifecycleListeners, { type: 'unhandled', message: msg });
+        }
+        unhandledBatcher.add(id);
+      }
       return;
     }
     if (id) {
+      unhandled.delete(id);
       running.add(id);
       unsettled.add(id);
     }
@@ -496,7 +548,10 @@ export function connect(options: PostboxOptions): PostboxClient {
           handled.add(id);
           if (autoAck) ack(id);
         },
-        (error: unknown) => report('handler', error, msg),
+        (error: unknown) => {
+          report('handler', error, msg);
+          if (id) failedBatcher.add(id);
+        },
       )
       .finally(() => running.delete(id));
   }
@@ -518,6 +573,18 @@ export function connect(options: PostboxOptions): PostboxClient {
     });
   }
 
+  async function postNacks(ids: string[], reason: 'failed' | 'unhandled'): Promise<void> {
+    const t = await currentToken(false);
+    const res = await doFetch(`${base}/v1/nacks`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${t}` },
+      body: JSON.stringify({ ids, reason }),
+      keepalive: closing,
+    });
+    if (res.ok || (res.status >= 400 && res.status < 500 && res.status !== 408 && res.status !== 429)) return;
+    throw new PostboxError('PB_CLIENT_ACK_FAILED', `POST /v1/nacks answered ${res.status}`, res.status);
+  }
+
   async function postAcks(ids: string[]): Promise<void> {
     let res = await post(ids, await currentToken(false));
     if (res.status === 401 && getToken) res = await post(ids, await refreshToken(getToken));
@@ -537,9 +604,13 @@ export function connect(options: PostboxOptions): PostboxClient {
       let set = handlers.get(event);
       if (!set) handlers.set(event, (set = new Set()));
       set.add(h);
-      if (!listening.has(event)) {
-        listening.add(event);
-        source?.addEventListener(event, onFrame);
+      if (event !== '*') listen(event);
+      // Messages held for want of a handler go to the first one registered for them.
+      for (const msg of [...unhandled.values()]) {
+        if (event === '*' || msg.event === event) {
+          unhandled.delete(msg.id);
+          handle(msg);
+        }
       }
       return () => void set.delete(h);
     },
@@ -567,6 +638,8 @@ export function connect(options: PostboxOptions): PostboxClient {
       setState('closed');
       closing = true;
       void batcher.close();
+      void failedBatcher.close();
+      void unhandledBatcher.close();
     },
   };
 }

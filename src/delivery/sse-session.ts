@@ -15,6 +15,13 @@ export interface SseSessionOptions {
    * redelivery comes an ack timeout later, so half of it is safe. @defaultValue 0 (no check)
    */
   repeatWindowMs?: number;
+  /**
+   * Before the first message of each event name (but `message`), write `event: postbox.event`
+   * with the name as data, so a client can start listening for it: EventSource drops named
+   * events nobody listens for before any script sees them. The client library asks for it
+   * (`?announce=1`). @defaultValue false
+   */
+  announceEvents?: boolean;
 }
 
 /** Ids remembered per stream for the repeat check; the oldest go first. */
@@ -73,6 +80,9 @@ export class SseSession {
   private readonly repeatWindowMs: number;
   /** Ids written lately, with when (epoch ms); allocated on the first write. */
   private recent: Map<string, number> | undefined;
+  /** Event names announced on this stream (with `announceEvents`); allocated on the first. */
+  private announced: Set<string> | undefined;
+  private readonly announceEvents: boolean;
   private readonly closeHandlers: Array<(reason: string) => void> = [];
 
   constructor(userId: string, res: ServerResponse | Http2ServerResponse, clock: Clock, options: SseSessionOptions) {
@@ -82,6 +92,7 @@ export class SseSession {
     this.openedAt = clock.now();
     this.writeStallMs = options.writeStallMs;
     this.repeatWindowMs = options.repeatWindowMs ?? 0;
+    this.announceEvents = options.announceEvents ?? false;
     const headers = {
       'Content-Type': 'text/event-stream; charset=utf-8',
       'Cache-Control': 'no-cache, no-transform',
@@ -145,6 +156,10 @@ export class SseSession {
       this.recent.delete(frame.id);
       this.recent.set(frame.id, now);
       if (this.recent.size > RECENT_MAX) this.recent.delete(this.recent.keys().next().value as string);
+    }
+    if (this.announceEvents && frame.event !== 'message' && !this.announced?.has(frame.event)) {
+      (this.announced ??= new Set()).add(frame.event);
+      this.control('event', frame.event);
     }
     return this.write(`id: ${frame.id}\nevent: ${frame.event}\ndata: ${frame.data}\n\n`);
   }

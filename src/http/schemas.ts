@@ -60,3 +60,9 @@ export const tokenBody = z.strictObject({
 export const ackBody = z.strictObject({
   ids: z.array(eventId).min(1).max(1000, 'at most 1000 ids per call'),
 });
+
+export const nackBody = z.strictObject({
+  ids: z.array(eventId).min(1).max(1000, 'at most 1000 ids per call'),
+  /** `failed`: a handler threw; `unhandled`: no handler for the event. @defaultValue 'failed' */
+  reason: z.enum(['failed', 'unhandled']).default('failed'),
+});

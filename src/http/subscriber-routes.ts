@@ -4,7 +4,7 @@ import { subscriberCors } from './cors.js';
 import { validate } from './body.js';
 import type { AppDeps } from './deps.js';
 import type { Guards, StreamState } from './guards.js';
-import { ackBody, eventId } from './schemas.js';
+import { ackBody, eventId, nackBody } from './schemas.js';
 
 /** The stream's response headers, also the answer to a HEAD (WHATWG HTML §9.2: text/event-stream). */
 const STREAM_HEADERS = { 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-cache, no-transform' };
@@ -51,7 +51,7 @@ export function subscriberRoutes(deps: AppDeps, guards: Guards): Router<StreamSt
     // first (a browser sends the last id it received, not the last one its handler finished).
     // The session lifts the idle timeout of the socket (HTTP/1.1) or the stream (HTTP/2).
     ctx.respond = false;
-    delivery.openStream(userId, ctx.res);
+    delivery.openStream(userId, ctx.res, { announceEvents: ctx.query.announce === '1' });
   });
 
   router.post('/v1/acks', cors, guards.stream, guards.body, async (ctx) => {
@@ -62,11 +62,13 @@ export function subscriberRoutes(deps: AppDeps, guards: Guards): Router<StreamSt
     ctx.body = { acked: acked.length };
   });
 
-  // The client library's report that its handler failed: each id counts as a delivery now.
+  // The client library's report on messages it did not handle: its handler failed (the missed
+  // ack counts as a delivery), or it has no handler for their event (it does not count; the
+  // message stays for a tab that has one, and becomes a dead letter `unhandled` after MAX_ATTEMPTS).
   router.post('/v1/nacks', cors, guards.stream, guards.body, async (ctx) => {
     const { userId } = ctx.state;
-    const { ids } = validate(ackBody, ctx.request.body);
-    ctx.body = { counted: await mailbox.nack(userId, ids) };
+    const { ids, reason } = validate(nackBody, ctx.request.body);
+    ctx.body = { counted: await mailbox.nack(userId, ids, reason) };
   });
 
   return router;

@@ -116,8 +116,11 @@ export interface Mailbox {
   release(userId: string): Promise<number>;
   /** Acknowledges these in-flight ids (or all up to `upTo`); returns those that were; `wake` when the window was full. */
   ack(userId: string, ids: string[], upTo?: string): Promise<{ acked: string[]; wake: boolean }>;
-  /** The page's handler failed on these in-flight ids: each counts as a delivery when its ack timeout passes. */
-  nack(userId: string, ids: string[]): Promise<number>;
+  /**
+   * The page did not handle these in-flight ids: `failed` (its handler threw; each counts as a
+   * delivery when its ack timeout passes) or `unhandled` (no handler for the event; not counted).
+   */
+  nack(userId: string, ids: string[], reason?: 'failed' | 'unhandled'): Promise<number>;
 }
 
 /**
@@ -253,6 +256,7 @@ export function createMailbox(deps: {
       const [others, ...entries] = (await redis.pbJoin(
         keys.mailbox(userId),
         keys.registry(userId),
+        keys.counted(userId),
         GROUP,
         CONSUMER,
         options.nodeId,
@@ -290,9 +294,9 @@ export function createMailbox(deps: {
       return { acked, wake: wake === 1 };
     },
 
-    async nack(userId, ids) {
+    async nack(userId, ids, reason = 'failed') {
       if (ids.length === 0) return 0;
-      return redis.pbNack(keys.mailbox(userId), keys.lastAck(userId), GROUP, clock.now(), ...ids);
+      return redis.pbNack(keys.mailbox(userId), keys.lastAck(userId), keys.counted(userId), GROUP, clock.now(), reason, ...ids);
     },
   };
 }

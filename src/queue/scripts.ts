@@ -46,10 +46,10 @@ export type JoinReply = [others: number, ...entries: Array<[id: string, event: s
 const scripts: Record<keyof ScriptCommands, { file: string; numberOfKeys: number }> = {
   pbEnqueue: { file: 'enqueue.lua', numberOfKeys: 5 },
   pbPop: { file: 'pop.lua', numberOfKeys: 7 },
-  pbJoin: { file: 'join.lua', numberOfKeys: 2 },
+  pbJoin: { file: 'join.lua', numberOfKeys: 3 },
   pbRelease: { file: 'release.lua', numberOfKeys: 2 },
   pbAck: { file: 'ack.lua', numberOfKeys: 5 },
-  pbNack: { file: 'nack.lua', numberOfKeys: 2 },
+  pbNack: { file: 'nack.lua', numberOfKeys: 3 },
   pbAdminCounts: { file: 'admin-counts.lua', numberOfKeys: 2 },
   pbAdminPurge: { file: 'admin-purge.lua', numberOfKeys: 3 },
   pbAdminDelete: { file: 'admin-delete.lua', numberOfKeys: 2 },

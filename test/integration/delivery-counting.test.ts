@@ -137,6 +137,29 @@ describe('what counts as a delivery', () => {
     expect(skippedWrites).toBeGreaterThanOrEqual(3);
   });
 
+  it('does not count a message the page has no handler for, and dead-letters it as unhandled after MAX_ATTEMPTS', async () => {
+    const node = strict;
+    const id = await node.enqueue('no-handler', 'an event nobody listens for', { event: 'report.ready' });
+    const token = await node.token('no-handler');
+    const reasons: string[] = [];
+    await page(
+      node,
+      'no-handler',
+      async (got) => {
+        // What the client library does for a message no handler takes.
+        const res = await fetch(`${node.url}/v1/nacks`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ ids: [got], reason: 'unhandled' }),
+        });
+        reasons.push(String(res.status));
+      },
+      async () => (await view(node, 'no-handler')).dead === 1,
+    );
+    expect(new Set(reasons)).toEqual(new Set(['200']));
+    expect((await view(node, 'no-handler')).deadLetters[0]).toMatchObject({ id, deliveries: 0, attempts: 4, reason: 'unhandled' });
+  });
+
   it('does not count writes to a stream that acks nothing: it closes the stream, and the next one gets the message', async () => {
     const reader = await open(app, 'unread');
     const id = await app.enqueue('unread', 'nobody reads this');

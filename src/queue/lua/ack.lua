@@ -7,7 +7,7 @@
   streams what was acked, so their tabs can drop it.
 
   KEYS[1] mailbox stream
-  KEYS[2] counted deliveries (hash: event id -> deliveries that counted)
+  KEYS[2] counted deliveries (hash: event id -> deliveries that counted; 'u:' .. id while unhandled)
   KEYS[3] when the user last acked (epoch ms)
   KEYS[4] registry of the nodes holding the user's streams
   KEYS[5] the user's sharded pub/sub channel
@@ -53,7 +53,12 @@ if #done == 0 then
   return {0, 0}
 end
 
-redis.call('HDEL', counted, unpack(done))
+local fields = {}
+for _, id in ipairs(done) do
+  fields[#fields + 1] = id
+  fields[#fields + 1] = 'u:' .. id
+end
+redis.call('HDEL', counted, unpack(fields))
 redis.call('SET', ackat, ARGV[5])
 local wake = 0
 if before >= tonumber(ARGV[4]) then

@@ -20,5 +20,5 @@ if redis.call('XRANGE', mailbox, id, id)[1] == nil then
 end
 redis.pcall('XACK', mailbox, group, id)
 redis.call('XDEL', mailbox, id)
-redis.call('HDEL', KEYS[2], id)
+redis.call('HDEL', KEYS[2], id, 'u:' .. id)
 return 1

@@ -39,6 +39,9 @@ end
 if #due > 0 then
   redis.call('ZREM', expiries, unpack(due))
   redis.call('HDEL', counted, unpack(due))
+  for _, id in ipairs(due) do
+    redis.call('HDEL', counted, 'u:' .. id)
+  end
 end
 if #due == limit then
   return {expired, 1, 0}

@@ -9,6 +9,7 @@
 
   KEYS[1] mailbox stream
   KEYS[2] registry of the nodes holding the user's streams (hash: node id -> since, Redis time ms)
+  KEYS[3] counted deliveries (a claim is a new attempt: 'u:' .. id, unhandled, is cleared)
 
   ARGV[1] consumer group name
   ARGV[2] consumer name
@@ -49,6 +50,7 @@ for _, p in ipairs(redis.call('XPENDING', mailbox, group, '-', '+', tonumber(ARG
     if f.x == nil or tonumber(f.x) > now then
       if claim then
         redis.call('XCLAIM', mailbox, group, consumer, 0, id, 'RETRYCOUNT', attempts + 1, 'JUSTID')
+        redis.call('HDEL', KEYS[3], 'u:' .. id)
         attempts = attempts + 1
         idle = 0
       end

@@ -8,7 +8,8 @@
   consumer group's delivery count). A missed ack counts as a delivery only
   when the page showed it had the message and did not handle it: the client
   reported a failure (nack.lua), or the user acked something after the
-  message was last written (the page was alive and acking). A message whose
+  message was last written (the page was alive and acking); not when the
+  page said it has no handler for the event ('unhandled'). A message whose
   page acked nothing since (a stream nobody reads, a stalled socket) is not
   counted; when this node is the only one holding the user, its streams are
   closed instead of written to again, and the message waits for the next one.
@@ -87,7 +88,7 @@ end
 local function drop(id)
   redis.call('XACK', mailbox, group, id)
   redis.call('XDEL', mailbox, id)
-  redis.call('HDEL', counted, id)
+  redis.call('HDEL', counted, id, 'u:' .. id)
 end
 
 local function isExpired(f)
@@ -121,8 +122,9 @@ for _, p in ipairs(redis.call('XPENDING', mailbox, group, '-', '+', window)) do
     else
       local f = fieldsOf(entry[2])
       local deliveries = tonumber(redis.call('HGET', counted, id) or '0')
+      local unhandled = redis.call('HEXISTS', counted, 'u:' .. id) == 1
       local acting = lastAck > now - idle
-      if acting then
+      if acting and not unhandled then
         deliveries = deliveries + 1
         redis.call('HSET', counted, id, deliveries)
       end
@@ -134,6 +136,8 @@ for _, p in ipairs(redis.call('XPENDING', mailbox, group, '-', '+', window)) do
         local reason = 'max-attempts'
         if deliveries >= maxDeliveries then
           reason = 'max-deliveries'
+        elseif unhandled then
+          reason = 'unhandled'
         end
         redis.call('XADD', deadKey, 'MAXLEN', '~', ARGV[8], '*',
           'id', id, 'e', f.e, 'd', f.d, 'n', deliveries, 'a', attempts, 'r', reason, 'at', now)
@@ -144,6 +148,7 @@ for _, p in ipairs(redis.call('XPENDING', mailbox, group, '-', '+', window)) do
         unresponsive = unresponsive + 1
       else
         redis.call('XCLAIM', mailbox, group, consumer, 0, id, 'RETRYCOUNT', attempts + 1, 'JUSTID')
+        redis.call('HDEL', counted, 'u:' .. id)
         write(id, f, attempts + 1)
         due(ackTimeout)
       end
