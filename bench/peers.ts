@@ -96,6 +96,7 @@ async function main(): Promise<number> {
   const saturation: SaturationResult[] = [];
   const idle: IdleResult[] = [];
   const failures: Failure[] = [];
+  const serverLogLines: Array<{ phase: string; target: TargetName; lines: number | null }> = [];
 
   /** Runs `fn` on a fresh `name`, stopped afterwards whatever happens; a failure is recorded, not thrown. */
   const on = async <T>(phase: string, name: TargetName, fn: (t: RunningTarget) => Promise<T>): Promise<T | undefined> => {
@@ -107,7 +108,11 @@ async function main(): Promise<number> {
     try {
       running = await startTarget(name, { serverArgs, ...('module' in nchan ? { nchanModule: nchan.module } : {}) });
       if (name === 'postbox') postboxPids.push({ pid: running.serverPids()[0] ?? 0, phase });
-      return await fn(running);
+      const result = await fn(running);
+      const lines = running.logLines();
+      if (lines !== null && lines > 0) console.log(`    ${name} logged ${lines} lines at warn or above`);
+      serverLogLines.push({ phase, target: name, lines });
+      return result;
     } catch (err) {
       const error = err instanceof Error ? err.message : String(err);
       console.error(`  ${phase}: ${name} failed: ${error}`);
@@ -164,7 +169,7 @@ async function main(): Promise<number> {
     clearTimeout(watchdog);
   }
 
-  const versions = 'module' in nchan ? nchanVersions() : { nginx: 'not installed', nchan: 'not installed' };
+  const versions = nchanVersions();
   const report = {
     date: new Date(started).toISOString(),
     durationSeconds: round((Date.now() - started) / 1000),
@@ -195,6 +200,7 @@ async function main(): Promise<number> {
     latency,
     saturation,
     idle,
+    serverLogLines,
     failures,
   };
   const root = fileURLToPath(new URL('.', import.meta.url));

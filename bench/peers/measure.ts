@@ -12,6 +12,8 @@ export interface Snapshot {
   generators: number[];
   /** Busy and total CPU seconds of the whole machine (all cores). */
   machine: { busy: number; total: number };
+  /** CPU seconds of this process, the bench's conductor. */
+  conductor: number;
 }
 
 /** The cost of a window, per message where `messages` > 0. */
@@ -23,6 +25,8 @@ export interface WindowFigures {
   cpuMsPerSecond: { server: number; redis: number | null; generators: number[] };
   /** Cores busy machine-wide over the window, everything included (other work on the machine too). */
   machineBusyCores: number;
+  /** Cores busy with anything but the target, its Redis and the bench: the machine's noise in this window. */
+  otherCores: number;
   /** Resident memory at the end of the window, MB. */
   rssMb: { server: number; redis: number | null };
 }
@@ -34,6 +38,7 @@ export async function snapshot(target: RunningTarget, pool: GeneratorPool): Prom
     redis: target.redisPid === undefined ? undefined : sample([target.redisPid]),
     generators: stats.cpuSeconds,
     machine: machineCpu(),
+    conductor: (process.cpuUsage().user + process.cpuUsage().system) / 1e6,
   };
 }
 
@@ -56,6 +61,17 @@ export function figures(before: Snapshot, after: Snapshot, messages: number): Wi
       generators: genCpu.map(perSec),
     },
     machineBusyCores: round((after.machine.busy - before.machine.busy) / seconds),
+    otherCores: round(
+      Math.max(
+        0,
+        after.machine.busy -
+          before.machine.busy -
+          (after.server.cpuSeconds - before.server.cpuSeconds) -
+          (redisCpu ?? 0) -
+          genCpu.reduce((s, c) => s + c, 0) -
+          (after.conductor - before.conductor),
+      ) / seconds,
+    ),
     rssMb: {
       server: round(after.server.rssBytes / 2 ** 20),
       redis: after.redis === undefined ? null : round(after.redis.rssBytes / 2 ** 20),

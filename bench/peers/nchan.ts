@@ -53,18 +53,18 @@ export function ensureNchan(): { module: string } | { missing: string } {
   return installed !== undefined && hasNginx() ? { module: installed } : { missing: 'the Nchan module was not found after installing' };
 }
 
-/** nginx and Nchan versions, for the report. */
+/** nginx and Nchan versions, for the report; `not installed` where missing. */
 export function nchanVersions(): { nginx: string; nchan: string } {
   const run = (cmd: string, args: string[]) => {
     try {
-      // `nginx -v` prints on stderr.
-      return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
-    } catch (err) {
-      return String((err as { stderr?: string }).stderr ?? 'unknown').trim();
+      return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    } catch {
+      return '';
     }
   };
-  const nginx = /nginx\/(\S+)/.exec(execFileSync('sh', ['-c', 'nginx -v 2>&1'], { encoding: 'utf8' }))?.[1] ?? 'unknown';
-  return { nginx, nchan: run('dpkg-query', ['-W', '-f=${Version}', 'libnginx-mod-nchan']) };
+  // `nginx -v` prints on stderr.
+  const nginx = /nginx\/(\S+)/.exec(run('sh', ['-c', 'nginx -v 2>&1']))?.[1] ?? 'not installed';
+  return { nginx, nchan: (modulePath() && run('dpkg-query', ['-W', '-f=${Version}', 'libnginx-mod-nchan'])) || 'not installed' };
 }
 
 export interface NchanOptions {

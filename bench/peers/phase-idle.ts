@@ -31,6 +31,8 @@ export interface IdleResult {
   /** The same per 1,000 open streams, µs per second. */
   cpuUsPerSecondPer1kStreams: { server: number; redis: number | null };
   machineBusyCores: number;
+  /** Cores busy with other work on the machine during the window. */
+  otherCores: number;
   windowSeconds: number;
   streamsLost: number;
 }
@@ -74,6 +76,7 @@ export async function idlePhase(target: RunningTarget, pool: GeneratorPool, c: I
     cpuMsPerSecond: w.cpuMsPerSecond,
     cpuUsPerSecondPer1kStreams: { server: per1k(w.cpuMsPerSecond.server) ?? 0, redis: per1k(w.cpuMsPerSecond.redis) },
     machineBusyCores: w.machineBusyCores,
+    otherCores: w.otherCores,
     windowSeconds: w.seconds,
     streamsLost: stats.streamsLost,
   };

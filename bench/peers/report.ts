@@ -74,6 +74,7 @@ export function renderTable(report: PeersReport): string {
     ['busiest generator, % of a core', L(busiestGenerator)],
     ['generator lag behind schedule p99 ms', L((r) => r.generatorLagP99Ms)],
     ['machine busy cores in the window', L((r) => r.machineBusyCores)],
+    ['of which other work on the machine, cores', L((r) => r.otherCores)],
     ['saturation, one POST per message, msgs/s', single(report.saturation, (r) => r.bestSingle)],
     ['saturation, batch route (100 per POST), msgs/s', single(report.saturation, (r) => r.bestBatch)],
     [
@@ -84,6 +85,7 @@ export function renderTable(report: PeersReport): string {
     ['idle: Redis RSS per open stream, bytes', single(report.idle, (r) => r.rssBytesPerStream.redis)],
     ['idle: server CPU ms/s, 10,000 streams', single(report.idle, (r) => r.cpuMsPerSecond.server)],
     ['idle: Redis CPU ms/s, 10,000 streams', single(report.idle, (r) => r.cpuMsPerSecond.redis)],
+    ['idle: other work on the machine, cores', single(report.idle, (r) => r.otherCores)],
   ];
   const targets = TARGETS.filter(
     (t) => report.latency.some((r) => r.target === t) || report.saturation.some((r) => r.target === t) || report.idle.some((r) => r.target === t),
@@ -115,8 +117,10 @@ export function renderTable(report: PeersReport): string {
   out.push('');
   out.push('Saturation steps (closed loop, 1,000 streams open):');
   out.push('');
-  out.push(line(['target', 'route', 'concurrency', 'msgs/s', 'server µs/msg', 'Redis µs/msg', 'busiest generator %', 'machine cores']));
-  out.push(line(['---', '---', '---:', '---:', '---:', '---:', '---:', '---:']));
+  out.push(
+    line(['target', 'route', 'concurrency', 'msgs/s', 'server µs/msg', 'Redis µs/msg', 'busiest generator %', 'machine cores', 'other work, cores']),
+  );
+  out.push(line(['---', '---', '---:', '---:', '---:', '---:', '---:', '---:', '---:']));
   for (const s of report.saturation) {
     for (const st of s.steps) {
       out.push(
@@ -129,6 +133,7 @@ export function renderTable(report: PeersReport): string {
           fmt(st.cpuUsPerMessage.redis),
           fmt(Math.max(...st.cpuMsPerSecond.generators) / 10),
           fmt(st.machineBusyCores),
+          fmt(st.otherCores),
         ]),
       );
     }

@@ -17,6 +17,8 @@ export interface RunningTarget {
   serverPids(): number[];
   /** The target's own redis-server, if it has one. */
   readonly redisPid: number | undefined;
+  /** Lines the server logged (postbox logs at warn and above only here); null where not read. */
+  logLines(): number | null;
   stop(): Promise<void>;
 }
 
@@ -95,6 +97,7 @@ export async function startTarget(name: TargetName, options: TargetOptions = {})
           spec: postboxSpec(server.url, true),
           serverPids: () => [server.pid],
           redisPid,
+          logLines: () => server.warnings(),
           async stop() {
             await server.stop();
             await stopRedis(redis);
@@ -118,6 +121,7 @@ export async function startTarget(name: TargetName, options: TargetOptions = {})
           spec: { dialect: 'nchan', baseUrl: server.url, apiKey: '', acks: false },
           serverPids: () => server.pids(),
           redisPid,
+          logLines: () => null,
           async stop() {
             await server.stop();
             if (redis !== undefined) await stopRedis(redis);
@@ -131,7 +135,7 @@ export async function startTarget(name: TargetName, options: TargetOptions = {})
     case 'naive': {
       const server = await startNaive(options.naiveIntervalMs ?? 50);
       // It accepts acks and ignores them: the generator acks as it does for postbox.
-      return { name, spec: postboxSpec(server.url, true), serverPids: () => [server.pid], redisPid: undefined, stop: () => server.stop() };
+      return { name, spec: postboxSpec(server.url, true), serverPids: () => [server.pid], redisPid: undefined, logLines: () => null, stop: () => server.stop() };
     }
   }
 }
