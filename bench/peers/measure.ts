@@ -14,6 +14,8 @@ export interface Snapshot {
   machine: { busy: number; total: number };
   /** CPU seconds of this process, the bench's conductor. */
   conductor: number;
+  /** Commands the target's Redis has run so far (INFO commandstats), if it has one. */
+  redisCommands: number | undefined;
 }
 
 /** The cost of a window, per message where `messages` > 0. */
@@ -27,6 +29,10 @@ export interface WindowFigures {
   machineBusyCores: number;
   /** Cores busy with anything but the target, its Redis and the bench: the machine's noise in this window. */
   otherCores: number;
+  /** Read and write system calls per message (socket I/O mostly): what a server does per message, independent of CPU speed. */
+  ioCallsPerMessage: { server: number; redis: number | null };
+  /** Redis commands per message (INFO's own INFO calls included, a handful per window). */
+  redisCommandsPerMessage: number | null;
   /** Resident memory at the end of the window, MB. */
   rssMb: { server: number; redis: number | null };
 }
@@ -39,6 +45,7 @@ export async function snapshot(target: RunningTarget, pool: GeneratorPool): Prom
     generators: stats.cpuSeconds,
     machine: machineCpu(),
     conductor: (process.cpuUsage().user + process.cpuUsage().system) / 1e6,
+    redisCommands: await target.redisCommands(),
   };
 }
 
@@ -60,6 +67,17 @@ export function figures(before: Snapshot, after: Snapshot, messages: number): Wi
       redis: redisCpu === undefined ? null : perSec(redisCpu),
       generators: genCpu.map(perSec),
     },
+    ioCallsPerMessage: {
+      server: messages > 0 ? round((after.server.ioCalls - before.server.ioCalls) / messages) : Number.NaN,
+      redis:
+        after.redis !== undefined && before.redis !== undefined && messages > 0
+          ? round((after.redis.ioCalls - before.redis.ioCalls) / messages)
+          : null,
+    },
+    redisCommandsPerMessage:
+      after.redisCommands !== undefined && before.redisCommands !== undefined && messages > 0
+        ? round((after.redisCommands - before.redisCommands) / messages)
+        : null,
     machineBusyCores: round((after.machine.busy - before.machine.busy) / seconds),
     otherCores: round(
       Math.max(

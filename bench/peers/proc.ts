@@ -40,6 +40,17 @@ function rssBytesOf(pid: number): number {
   }
 }
 
+/** Read and write system calls of one process so far (syscr + syscw of /proc/<pid>/io, all threads); 0 once it is gone. */
+function ioCallsOf(pid: number): number {
+  try {
+    const text = readFileSync(`/proc/${pid}/io`, 'utf8');
+    const field = (name: string) => Number(new RegExp(`^${name}: (\\d+)`, 'm').exec(text)?.[1] ?? 0);
+    return field('syscr') + field('syscw');
+  } catch {
+    return 0;
+  }
+}
+
 /** Direct children of `pid` (nginx's workers under its master). */
 export function childrenOf(pid: number): number[] {
   const out: number[] = [];
@@ -56,6 +67,8 @@ export interface ProcSample {
   cpuSeconds: number;
   /** VmRSS summed over the group, bytes. */
   rssBytes: number;
+  /** Read and write system calls so far (sockets, pipes, files), summed over the group. */
+  ioCalls: number;
   /** process.hrtime of the reading, seconds. */
   at: number;
 }
@@ -64,11 +77,13 @@ export interface ProcSample {
 export function sample(pids: readonly number[]): ProcSample {
   let cpuSeconds = 0;
   let rssBytes = 0;
+  let ioCalls = 0;
   for (const pid of pids) {
     cpuSeconds += cpuSecondsOf(pid);
     rssBytes += rssBytesOf(pid);
+    ioCalls += ioCallsOf(pid);
   }
-  return { cpuSeconds, rssBytes, at: Number(process.hrtime.bigint()) / 1e9 };
+  return { cpuSeconds, rssBytes, ioCalls, at: Number(process.hrtime.bigint()) / 1e9 };
 }
 
 /** The soft limit on open files of this process (`ulimit -n`). */

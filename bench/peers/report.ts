@@ -65,6 +65,8 @@ export function renderTable(report: PeersReport): string {
     ['server CPU µs per message, 1,000 msgs/s (round 1 · 2)', L((r) => r.cpuUsPerMessage.server)],
     ['Redis CPU µs per message, 1,000 msgs/s', L((r) => r.cpuUsPerMessage.redis)],
     ['server + Redis CPU µs per message', L(sumCpu)],
+    ['server read/write-family syscalls per message ¹', L((r) => r.ioCallsPerMessage.server)],
+    ['Redis commands per message, inside scripts too', L((r) => r.redisCommandsPerMessage)],
     ['enqueue → receive p50 ms', L((r) => r.latencyMs.p50)],
     ['enqueue → receive p99 ms', L((r) => r.latencyMs.p99)],
     ['enqueue → receive p99.9 ms', L((r) => r.latencyMs.p999)],
@@ -114,6 +116,11 @@ export function renderTable(report: PeersReport): string {
     const r = ratio && p !== null && n !== null && n !== 0 ? `${fmt(p / n)}×` : '—';
     out.push(line([label, ...cells.map((c) => c.text), ...(ratio ? [r] : [])]));
   }
+  out.push('');
+  out.push(
+    '¹ syscr + syscw of /proc/<pid>/io: read, readv, write, writev and the like, not recv or send. Node and Redis read sockets ' +
+      'with read(), nginx with recv(), so Nchan\'s count holds its writes only.',
+  );
   out.push('');
   out.push('Saturation steps (closed loop, 1,000 streams open):');
   out.push('');

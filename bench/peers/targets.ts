@@ -17,6 +17,8 @@ export interface RunningTarget {
   serverPids(): number[];
   /** The target's own redis-server, if it has one. */
   readonly redisPid: number | undefined;
+  /** Commands its Redis has run (sum of INFO commandstats calls); undefined without a Redis. */
+  redisCommands(): Promise<number | undefined>;
   /** Lines the server logged (postbox logs at warn and above only here); null where not read. */
   logLines(): number | null;
   stop(): Promise<void>;
@@ -38,6 +40,17 @@ async function redisPidOf(redis: TestRedis): Promise<number> {
   const info = await client.info('server');
   client.disconnect();
   return Number(/^process_id:(\d+)/m.exec(info)?.[1] ?? 0);
+}
+
+/** A reader of the Redis's command count over one connection, kept until the Redis stops. */
+function commandCounter(redis: TestRedis): () => Promise<number> {
+  const client = redis.client();
+  return async () => {
+    const info = await client.info('commandstats');
+    let calls = 0;
+    for (const m of info.matchAll(/^cmdstat_[^:]+:calls=(\d+)/gm)) calls += Number(m[1]);
+    return calls;
+  };
 }
 
 async function stopRedis(redis: TestRedis): Promise<void> {
@@ -92,11 +105,13 @@ export async function startTarget(name: TargetName, options: TargetOptions = {})
       try {
         const redisPid = await redisPidOf(redis);
         const server = await startServer(redis.url, { nodeArgs: options.serverArgs ?? [] });
+        const redisCommands = commandCounter(redis);
         return {
           name,
           spec: postboxSpec(server.url, true),
           serverPids: () => [server.pid],
           redisPid,
+          redisCommands,
           logLines: () => server.warnings(),
           async stop() {
             await server.stop();
@@ -116,11 +131,13 @@ export async function startTarget(name: TargetName, options: TargetOptions = {})
       try {
         const redisPid = redis === undefined ? undefined : await redisPidOf(redis);
         const server = await startNchan({ module, ...(redis === undefined ? {} : { redisUrl: redis.url }) });
+        const count = redis === undefined ? undefined : commandCounter(redis);
         return {
           name,
           spec: { dialect: 'nchan', baseUrl: server.url, apiKey: '', acks: false },
           serverPids: () => server.pids(),
           redisPid,
+          redisCommands: async () => (count === undefined ? undefined : count()),
           logLines: () => null,
           async stop() {
             await server.stop();
@@ -135,7 +152,15 @@ export async function startTarget(name: TargetName, options: TargetOptions = {})
     case 'naive': {
       const server = await startNaive(options.naiveIntervalMs ?? 50);
       // It accepts acks and ignores them: the generator acks as it does for postbox.
-      return { name, spec: postboxSpec(server.url, true), serverPids: () => [server.pid], redisPid: undefined, logLines: () => null, stop: () => server.stop() };
+      return {
+        name,
+        spec: postboxSpec(server.url, true),
+        serverPids: () => [server.pid],
+        redisPid: undefined,
+        redisCommands: async () => undefined,
+        logLines: () => null,
+        stop: () => server.stop(),
+      };
     }
   }
 }
