@@ -1,13 +1,11 @@
-import http from 'node:http';
-import { createAckBatcher, type AckBatcher } from '../../src/client/postbox.js';
 import { percentile } from '../lib.js';
+import { createAudience, nowMs, type Audience } from './audience.js';
 import { createHttp, type Http } from './http.js';
 import type { ClosedResult, Command, OpenResult, RateResult, Reply, Request, StatsResult, TargetSpec } from './protocol.js';
 
 /*
  * One load-generator process of `npm run bench:peers` (forked, driven over
- * IPC). It holds its share of the users' SSE streams, acks like postbox's
- * client library (its own ack batcher: at most every 100 ms or 100 ids), and
+ * IPC). It holds its share of the users' SSE streams (audience.ts) and
  * publishes from its own source address (127.0.0.x), so several generators
  * never run out of ephemeral ports and each one's CPU time is reported.
  */
@@ -15,32 +13,12 @@ import type { ClosedResult, Command, OpenResult, RateResult, Reply, Request, Sta
 /** Bytes of each message's data, the payload the job carries. */
 const PAYLOAD_BYTES = 64;
 
-/** Milliseconds on CLOCK_MONOTONIC, which every process on the machine shares. */
-const nowMs = () => Number(process.hrtime.bigint()) / 1e6;
-
 let target: TargetSpec | undefined;
 let index = 0;
-let localAddress = '127.0.0.1';
 let producer: Http | undefined;
 let acker: Http | undefined;
+let audience: Audience | undefined;
 const tokens = new Map<string, string>();
-const streams = new Map<string, { close(): void }>();
-let streamsLost = 0;
-let badFrames = 0;
-let acked = 0;
-let ackRequests = 0;
-let ackFailures = 0;
-
-/** Per epoch: ids received (sender|seq), duplicates, latency samples. */
-const epochs = new Map<number, { seen: Set<string>; duplicates: number; samples: number[] }>();
-const epochOf = (epoch: number) => {
-  let e = epochs.get(epoch);
-  if (e === undefined) {
-    e = { seen: new Set(), duplicates: 0, samples: [] };
-    epochs.set(epoch, e);
-  }
-  return e;
-};
 
 function spec(): TargetSpec {
   if (target === undefined) throw new Error('init first');
@@ -50,92 +28,6 @@ function spec(): TargetSpec {
 /** `<send ms>|<epoch>|<generator>|<seq>|` padded to 64 bytes. */
 function payload(epoch: number, seq: number): string {
   return `${nowMs().toFixed(3)}|${epoch}|${index}|${seq}|`.padEnd(PAYLOAD_BYTES, 'x');
-}
-
-function onData(raw: string): void {
-  // postbox (and the naive baseline) send the data JSON-encoded: a quoted string here.
-  const text = raw.startsWith('"') ? raw.slice(1, -1) : raw;
-  const [sent, epoch, sender, seq] = text.split('|');
-  if (seq === undefined) {
-    badFrames += 1;
-    return;
-  }
-  const e = epochOf(Number(epoch));
-  const key = `${sender}|${seq}`;
-  if (e.seen.has(key)) {
-    e.duplicates += 1;
-    return;
-  }
-  e.seen.add(key);
-  e.samples.push(nowMs() - Number(sent));
-}
-
-async function postAcks(token: string, ids: string[]): Promise<void> {
-  ackRequests += 1;
-  const res = await (acker as Http).request('POST', '/v1/acks', JSON.stringify({ ids }), {
-    'content-type': 'application/json',
-    authorization: `Bearer ${token}`,
-  });
-  if (res.status !== 200) {
-    ackFailures += ids.length;
-    throw new Error(`POST /v1/acks → ${res.status}`);
-  }
-  acked += (JSON.parse(res.body) as { acked: number }).acked;
-}
-
-/** Opens one stream; resolves once the server answered 200. */
-function openStream(userId: string): Promise<void> {
-  const t = spec();
-  const token = tokens.get(userId) ?? userId;
-  const path = t.dialect === 'nchan' ? `/sub/${userId}` : `/v1/stream?token=${encodeURIComponent(token)}`;
-  const batcher: AckBatcher | undefined = t.acks ? createAckBatcher({ send: (ids) => postAcks(token, ids) }) : undefined;
-  const url = new URL(path, t.baseUrl);
-  return new Promise((resolve, reject) => {
-    const req = http.request(url, { agent: false, localAddress, headers: { accept: 'text/event-stream' } });
-    let opened = false;
-    req.on('response', (res) => {
-      if (res.statusCode !== 200) {
-        res.resume();
-        reject(new Error(`GET ${url.pathname} → ${res.statusCode}`));
-        return;
-      }
-      opened = true;
-      streams.set(userId, {
-        close() {
-          void batcher?.close();
-          req.destroy();
-        },
-      });
-      res.setEncoding('utf8');
-      let buffer = '';
-      res.on('data', (chunk: string) => {
-        buffer += chunk;
-        // Frames end with a blank line (WHATWG HTML §9.2.6); both servers use bare LF.
-        for (let end = buffer.indexOf('\n\n'); end >= 0; end = buffer.indexOf('\n\n')) {
-          const frame = buffer.slice(0, end);
-          buffer = buffer.slice(end + 2);
-          let id: string | undefined;
-          let data: string | undefined;
-          for (const line of frame.split('\n')) {
-            if (line.startsWith('data:')) data = line.slice(line.startsWith('data: ') ? 6 : 5);
-            else if (line.startsWith('id:')) id = line.slice(line.startsWith('id: ') ? 4 : 3);
-          }
-          if (data === undefined) continue;
-          onData(data);
-          if (id !== undefined) batcher?.add(id);
-        }
-      });
-      res.on('error', () => undefined);
-      res.on('close', () => {
-        if (streams.delete(userId)) streamsLost += 1;
-      });
-      resolve();
-    });
-    req.on('error', (err) => {
-      if (!opened) reject(err);
-    });
-    req.end();
-  });
 }
 
 /** Runs `task` over `items`, `concurrency` at a time. */
@@ -172,7 +64,7 @@ async function issueToken(userId: string): Promise<void> {
   tokens.set(userId, (JSON.parse(res.body) as { token: string }).token);
 }
 
-/** One message (or a batch of them, postbox dialect) to random users; resolves true on 2xx. */
+/** One message (or a batch of them, postbox dialect) to random users; throws unless the answer is 2xx. */
 async function publish(epoch: number, users: readonly string[], seq: number, batch: number): Promise<void> {
   const t = spec();
   const http1 = producer as Http;
@@ -280,34 +172,26 @@ async function closedLoop(c: Extract<Command, { cmd: 'closed' }>): Promise<Close
 }
 
 function stats(epoch: number, withSamples: boolean): StatsResult {
-  const e = epochOf(epoch);
+  const a = audience;
+  const t = a?.tally(epoch, withSamples) ?? { received: 0, duplicates: 0, samples: [] };
+  const c = a?.counters ?? { acked: 0, ackRequests: 0, ackFailures: 0, streamsLost: 0, badFrames: 0 };
   const cpu = process.cpuUsage();
-  const result: StatsResult = {
-    received: e.seen.size,
-    duplicates: e.duplicates,
-    acked,
-    ackRequests,
-    ackFailures,
-    streamsOpen: streams.size,
-    streamsLost,
+  return {
+    received: t.received,
+    duplicates: t.duplicates,
+    ...c,
+    streamsOpen: a?.size ?? 0,
     cpuSeconds: (cpu.user + cpu.system) / 1e6,
-    badFrames,
+    ...(withSamples ? { samples: t.samples } : {}),
   };
-  if (withSamples) {
-    result.samples = e.samples;
-    e.samples = [];
-  }
-  return result;
 }
 
 function closeAll(): void {
-  for (const s of streams.values()) s.close();
-  streams.clear();
-  streamsLost = 0;
+  audience?.close();
+  audience = undefined;
   tokens.clear();
   producer?.close();
   acker?.close();
-  epochs.clear();
 }
 
 async function run(command: Command): Promise<unknown> {
@@ -316,14 +200,17 @@ async function run(command: Command): Promise<unknown> {
       closeAll();
       target = command.target;
       index = command.index;
-      localAddress = command.localAddress;
-      producer = createHttp(target.baseUrl, { localAddress, maxSockets: 256 });
-      acker = createHttp(target.baseUrl, { localAddress, maxSockets: 64 });
+      producer = createHttp(target.baseUrl, { localAddress: command.localAddress, maxSockets: 256 });
+      acker = createHttp(target.baseUrl, { localAddress: command.localAddress, maxSockets: 64 });
+      audience = createAudience(target, command.localAddress, acker);
       return { pid: process.pid };
     case 'tokens':
       return each(command.users, command.concurrency, issueToken);
     case 'open':
-      return each(command.users, command.concurrency, openStream);
+      return each(command.users, command.concurrency, (userId) => {
+        if (audience === undefined) throw new Error('init first');
+        return audience.open(userId, tokens.get(userId) ?? userId);
+      });
     case 'rate':
       return openLoop(command);
     case 'closed':
