@@ -218,7 +218,8 @@ async function main(): Promise<number> {
       const run = postboxPids.find((p) => file.includes(`.${p.pid}.0.`));
       const measured =
         latency.find((r) => r.target === 'postbox' && run?.phase === `latency round ${r.round}`)?.monotonicUs ??
-        (run?.phase === 'saturation' ? bestStep(saturation.find((r) => r.target === 'postbox')) : undefined);
+        (run?.phase === 'saturation' ? bestStep(saturation.find((r) => r.target === 'postbox')) : undefined) ??
+        (run?.phase === 'idle' ? idle.find((r) => r.target === 'postbox')?.monotonicUs : undefined);
       const window = measured === undefined ? '' : ` --from ${measured.from} --to ${measured.to}`;
       console.log(`cpu profile of postbox, ${run?.phase ?? 'unknown phase'}: npx tsx bench/profile-summary.ts ${join(profileDir, file)}${window}`);
     }

@@ -35,7 +35,11 @@ export interface IdleResult {
   otherCores: number;
   windowSeconds: number;
   streamsLost: number;
+  /** The quiet window in µs of CLOCK_MONOTONIC, the clock of `--cpu-prof` profiles. */
+  monotonicUs: { from: number; to: number };
 }
+
+const monotonicUs = () => Number(process.hrtime.bigint() / 1000n);
 
 export async function idlePhase(target: RunningTarget, pool: GeneratorPool, c: IdleConfig): Promise<IdleResult> {
   const users = Array.from({ length: c.streams }, (_, i) => `idle-${i}`);
@@ -52,7 +56,9 @@ export async function idlePhase(target: RunningTarget, pool: GeneratorPool, c: I
   const openSeconds = (performance.now() - t0) / 1000;
   await sleep(c.settleMs);
   const a = await snapshot(target, pool);
+  const fromUs = monotonicUs();
   await sleep(c.windowMs);
+  const toUs = monotonicUs();
   const b = await snapshot(target, pool);
   const stats = await pool.stats(-1);
   const w = figures(a, b, 0);
@@ -79,5 +85,6 @@ export async function idlePhase(target: RunningTarget, pool: GeneratorPool, c: I
     otherCores: w.otherCores,
     windowSeconds: w.seconds,
     streamsLost: stats.streamsLost,
+    monotonicUs: { from: fromUs, to: toUs },
   };
 }
