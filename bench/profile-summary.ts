@@ -68,7 +68,8 @@ export function summarise(profile: CpuProfile, top: number, window?: { fromUs: n
   for (const [id, us] of selfUs) {
     const f = byId.get(id)?.callFrame;
     if (f === undefined) continue;
-    const place = f.url === '' ? '' : `${where(f.url)}:${f.lineNumber + 1}`;
+    // Line and column in the code V8 ran: for TypeScript that is tsx's output, so the column tells functions apart.
+    const place = f.url === '' ? '' : `${where(f.url)}:${f.lineNumber + 1}:${f.columnNumber + 1}`;
     const key = `${f.functionName}@${place}`;
     const entry = fns.get(key) ?? { name: f.functionName || '(anonymous)', place, us: 0 };
     entry.us += us;
