@@ -18,6 +18,7 @@ interface CpuProfile {
   nodes: Array<{
     id: number;
     callFrame: { functionName: string; url: string; lineNumber: number; columnNumber: number };
+    children?: number[];
   }>;
   startTime: number;
   endTime: number;
@@ -77,6 +78,27 @@ export function summarise(profile: CpuProfile, top: number, window?: { fromUs: n
     const b = bucket(f.functionName, f.url);
     buckets.set(b, (buckets.get(b) ?? 0) + us);
   }
+  // Native frames (socket writes, hashing) have no place of their own: charge each to the
+  // nearest caller outside node's internals, to see whose writes they are.
+  const parent = new Map<number, number>();
+  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const nativeTop = [...fns.values()].filter((f) => f.place === '' && !f.name.startsWith('(')).sort((a, b) => b.us - a.us).slice(0, 3);
+  const callers = new Map<string, Map<string, number>>(nativeTop.map((f) => [f.name, new Map()]));
+  for (const [id, us] of selfUs) {
+    const f = byId.get(id)?.callFrame;
+    const into = f === undefined ? undefined : callers.get(f.functionName);
+    if (into === undefined || f?.url !== '') continue;
+    let at = parent.get(id);
+    let caller = '(none)';
+    for (let hops = 0; at !== undefined && hops < 200; hops += 1, at = parent.get(at)) {
+      const cf = byId.get(at)?.callFrame;
+      if (cf !== undefined && cf.url !== '' && !where(cf.url).startsWith('node:')) {
+        caller = `${cf.functionName || '(anonymous)'} ${where(cf.url)}:${cf.lineNumber + 1}:${cf.columnNumber + 1}`;
+        break;
+      }
+    }
+    into.set(caller, (into.get(caller) ?? 0) + us);
+  }
   const idle = buckets.get('(idle)') ?? 0;
   const busy = total - idle;
   const pct = (us: number) => `${((us / Math.max(1, busy)) * 100).toFixed(1)}%`;
@@ -103,6 +125,16 @@ export function summarise(profile: CpuProfile, top: number, window?: { fromUs: n
     .sort((a, b) => b[1] - a[1])
     .slice(0, 15)
     .forEach(([b, us]) => lines.push(`| ${b} | ${ms(us)} | ${pct(us)} |`));
+  for (const [name, by] of callers) {
+    if ([...by.keys()].every((c) => c === '(none)')) continue; // e.g. runMicrotasks, entered from the event loop
+    lines.push('');
+    lines.push(`| \`${name}\` called from (nearest frame outside node internals) | ms | % |`);
+    lines.push(`|---|---:|---:|`);
+    [...by.entries()]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 5)
+      .forEach(([c, us]) => lines.push(`| ${c} | ${ms(us)} | ${pct(us)} |`));
+  }
   return lines.join('\n') + '\n';
 }
 
