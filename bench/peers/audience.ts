@@ -1,0 +1,149 @@
+import http from 'node:http';
+import { createAckBatcher, type AckBatcher } from '../../src/client/postbox.js';
+import type { Http } from './http.js';
+import type { TargetSpec } from './protocol.js';
+
+/*
+ * The SSE streams one generator holds: opened from its source address,
+ * parsed by hand (cheaper than a general parser, so the generator's CPU stays
+ * small), acked through postbox's own client batcher (at most every 100 ms or
+ * 100 ids, POST /v1/acks with the stream token as Bearer), and tallied per
+ * epoch: distinct messages, duplicates, enqueue → receive latency.
+ */
+
+/** Milliseconds on CLOCK_MONOTONIC, which every process on the machine shares. */
+export const nowMs = () => Number(process.hrtime.bigint()) / 1e6;
+
+export interface Tally {
+  received: number;
+  duplicates: number;
+  samples: number[];
+}
+
+export interface Audience {
+  /** Opens `userId`'s stream with `token`; resolves once the server answered 200. */
+  open(userId: string, token: string): Promise<void>;
+  /** The tally of one epoch; `take` hands over its latency samples and forgets them. */
+  tally(epoch: number, take: boolean): Tally;
+  readonly counters: { acked: number; ackRequests: number; ackFailures: number; streamsLost: number; badFrames: number };
+  /** Streams open now. */
+  readonly size: number;
+  close(): void;
+}
+
+export function createAudience(target: TargetSpec, localAddress: string, acker: Http): Audience {
+  const streams = new Map<string, { close(): void }>();
+  const counters = { acked: 0, ackRequests: 0, ackFailures: 0, streamsLost: 0, badFrames: 0 };
+  const epochs = new Map<number, { seen: Set<string>; duplicates: number; samples: number[] }>();
+  const epochOf = (epoch: number) => {
+    let e = epochs.get(epoch);
+    if (e === undefined) {
+      e = { seen: new Set(), duplicates: 0, samples: [] };
+      epochs.set(epoch, e);
+    }
+    return e;
+  };
+
+  /** Data is `<send ms>|<epoch>|<generator>|<seq>|xxx…`; postbox-dialect servers send it JSON-quoted. */
+  const onData = (raw: string) => {
+    const text = raw.startsWith('"') ? raw.slice(1, -1) : raw;
+    const [sent, epoch, sender, seq] = text.split('|');
+    if (seq === undefined) {
+      counters.badFrames += 1;
+      return;
+    }
+    const e = epochOf(Number(epoch));
+    const key = `${sender}|${seq}`;
+    if (e.seen.has(key)) {
+      e.duplicates += 1;
+      return;
+    }
+    e.seen.add(key);
+    e.samples.push(nowMs() - Number(sent));
+  };
+
+  const postAcks = async (token: string, ids: string[]) => {
+    counters.ackRequests += 1;
+    const res = await acker.request('POST', '/v1/acks', JSON.stringify({ ids }), {
+      'content-type': 'application/json',
+      authorization: `Bearer ${token}`,
+    });
+    if (res.status !== 200) {
+      counters.ackFailures += ids.length;
+      throw new Error(`POST /v1/acks → ${res.status}`);
+    }
+    counters.acked += (JSON.parse(res.body) as { acked: number }).acked;
+  };
+
+  const open = (userId: string, token: string): Promise<void> => {
+    const path = target.dialect === 'nchan' ? `/sub/${userId}` : `/v1/stream?token=${encodeURIComponent(token)}`;
+    const batcher: AckBatcher | undefined = target.acks ? createAckBatcher({ send: (ids) => postAcks(token, ids) }) : undefined;
+    const url = new URL(path, target.baseUrl);
+    return new Promise((resolve, reject) => {
+      const req = http.request(url, { agent: false, localAddress, headers: { accept: 'text/event-stream' } });
+      let opened = false;
+      req.on('response', (res) => {
+        if (res.statusCode !== 200) {
+          res.resume();
+          reject(new Error(`GET ${url.pathname} → ${res.statusCode}`));
+          return;
+        }
+        opened = true;
+        streams.set(userId, {
+          close() {
+            void batcher?.close();
+            req.destroy();
+          },
+        });
+        res.setEncoding('utf8');
+        let buffer = '';
+        res.on('data', (chunk: string) => {
+          buffer += chunk;
+          // A frame ends at a blank line (WHATWG HTML §9.2.6); every target here ends lines with a bare LF.
+          for (let end = buffer.indexOf('\n\n'); end >= 0; end = buffer.indexOf('\n\n')) {
+            const frame = buffer.slice(0, end);
+            buffer = buffer.slice(end + 2);
+            let id: string | undefined;
+            let data: string | undefined;
+            for (const line of frame.split('\n')) {
+              if (line.startsWith('data:')) data = line.slice(line.startsWith('data: ') ? 6 : 5);
+              else if (line.startsWith('id:')) id = line.slice(line.startsWith('id: ') ? 4 : 3);
+            }
+            if (data === undefined) continue; // retry:, comments, pings
+            onData(data);
+            if (id !== undefined) batcher?.add(id);
+          }
+        });
+        res.on('error', () => undefined);
+        res.on('close', () => {
+          if (streams.delete(userId)) counters.streamsLost += 1;
+        });
+        resolve();
+      });
+      req.on('error', (err) => {
+        if (!opened) reject(err);
+      });
+      req.end();
+    });
+  };
+
+  return {
+    open,
+    tally(epoch, take) {
+      const e = epochOf(epoch);
+      const samples = take ? e.samples : [];
+      if (take) e.samples = [];
+      return { received: e.seen.size, duplicates: e.duplicates, samples };
+    },
+    counters,
+    get size() {
+      return streams.size;
+    },
+    close() {
+      const all = [...streams.values()];
+      // Cleared first, so these closes do not count as lost streams.
+      streams.clear();
+      for (const s of all) s.close();
+    },
+  };
+}

@@ -1,0 +1,233 @@
+import { percentile } from '../lib.js';
+import { createAudience, nowMs, type Audience } from './audience.js';
+import { createHttp, type Http } from './http.js';
+import type { ClosedResult, Command, OpenResult, RateResult, Reply, Request, StatsResult, TargetSpec } from './protocol.js';
+
+/*
+ * One load-generator process of `npm run bench:peers` (forked, driven over
+ * IPC). It holds its share of the users' SSE streams (audience.ts) and
+ * publishes from its own source address (127.0.0.x), so several generators
+ * never run out of ephemeral ports and each one's CPU time is reported.
+ */
+
+/** Bytes of each message's data, the payload the job carries. */
+const PAYLOAD_BYTES = 64;
+
+let target: TargetSpec | undefined;
+let index = 0;
+let producer: Http | undefined;
+let acker: Http | undefined;
+let audience: Audience | undefined;
+const tokens = new Map<string, string>();
+
+function spec(): TargetSpec {
+  if (target === undefined) throw new Error('init first');
+  return target;
+}
+
+/** `<send ms>|<epoch>|<generator>|<seq>|` padded to 64 bytes. */
+function payload(epoch: number, seq: number): string {
+  return `${nowMs().toFixed(3)}|${epoch}|${index}|${seq}|`.padEnd(PAYLOAD_BYTES, 'x');
+}
+
+/** Runs `task` over `items`, `concurrency` at a time. */
+async function each<T>(items: readonly T[], concurrency: number, task: (item: T) => Promise<void>): Promise<OpenResult> {
+  const start = nowMs();
+  let next = 0;
+  let opened = 0;
+  let failed = 0;
+  let firstError: string | undefined;
+  const worker = async () => {
+    while (next < items.length) {
+      const item = items[next++] as T;
+      try {
+        await task(item);
+        opened += 1;
+      } catch (err) {
+        failed += 1;
+        firstError ??= err instanceof Error ? err.message : String(err);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, concurrency) }, worker));
+  return { opened, failed, ms: nowMs() - start, ...(firstError === undefined ? {} : { firstError }) };
+}
+
+async function issueToken(userId: string): Promise<void> {
+  const t = spec();
+  if (t.dialect === 'nchan') return; // Nchan has no tokens: the channel id is in the URL.
+  const res = await (producer as Http).request('POST', '/v1/tokens', JSON.stringify({ userId, ttlSeconds: 3600 }), {
+    'content-type': 'application/json',
+    authorization: `Bearer ${t.apiKey}`,
+  });
+  if (res.status !== 201) throw new Error(`POST /v1/tokens → ${res.status}: ${res.body.slice(0, 200)}`);
+  tokens.set(userId, (JSON.parse(res.body) as { token: string }).token);
+}
+
+/** One message (or a batch of them, postbox dialect) to random users; throws unless the answer is 2xx. */
+async function publish(epoch: number, users: readonly string[], seq: number, batch: number): Promise<void> {
+  const t = spec();
+  const http1 = producer as Http;
+  const pick = () => users[Math.floor(Math.random() * users.length)] ?? '';
+  if (t.dialect === 'nchan') {
+    const res = await http1.request('POST', `/pub/${pick()}`, payload(epoch, seq), { 'content-type': 'text/plain' });
+    if (res.status !== 201 && res.status !== 202) throw new Error(`POST /pub → ${res.status}`);
+    return;
+  }
+  const auth = { 'content-type': 'application/json', authorization: `Bearer ${t.apiKey}` };
+  if (batch <= 1) {
+    const res = await http1.request('POST', `/v1/users/${pick()}/messages`, JSON.stringify({ data: payload(epoch, seq) }), auth);
+    if (res.status !== 201) throw new Error(`POST /v1/users/:id/messages → ${res.status}: ${res.body.slice(0, 200)}`);
+    return;
+  }
+  const messages = Array.from({ length: batch }, (_, i) => ({ userId: pick(), data: payload(epoch, seq + i) }));
+  const res = await http1.request('POST', '/v1/messages', JSON.stringify({ messages }), auth);
+  if (res.status !== 201) throw new Error(`POST /v1/messages → ${res.status}: ${res.body.slice(0, 200)}`);
+}
+
+let seqCounter = 0;
+
+function openLoop(c: Extract<Command, { cmd: 'rate' }>): Promise<RateResult> {
+  const scheduled = Math.floor((c.rate * c.durationMs) / 1000);
+  const lags: number[] = [];
+  const requestMs: number[] = [];
+  let slot = 0;
+  let sent = 0;
+  let accepted = 0;
+  let failed = 0;
+  let notSent = 0;
+  let inflight = 0;
+  let firstError: string | undefined;
+  const start = nowMs();
+  return new Promise((resolve) => {
+    const finish = () => {
+      if (slot < scheduled || inflight > 0) return;
+      resolve({
+        scheduled,
+        sent,
+        accepted,
+        failed,
+        notSent,
+        ...(firstError === undefined ? {} : { firstError }),
+        lagMs: { p50: percentile(lags, 50), p99: percentile(lags, 99), max: percentile(lags, 100) },
+        requestMs: { p50: percentile(requestMs, 50), p99: percentile(requestMs, 99) },
+      });
+    };
+    const tick = setInterval(() => {
+      const now = nowMs();
+      const due = Math.min(scheduled, Math.floor(((now - start) * c.rate) / 1000));
+      for (; slot < due; slot += 1) {
+        lags.push(now - (start + (slot * 1000) / c.rate));
+        if (inflight >= c.maxInflight) {
+          notSent += 1;
+          continue;
+        }
+        inflight += 1;
+        sent += 1;
+        const t0 = nowMs();
+        publish(c.epoch, c.users, seqCounter++, 1).then(
+          () => {
+            accepted += 1;
+            requestMs.push(nowMs() - t0);
+          },
+          (err: unknown) => {
+            failed += 1;
+            firstError ??= err instanceof Error ? err.message : String(err);
+          },
+        ).finally(() => {
+          inflight -= 1;
+          finish();
+        });
+      }
+      if (slot >= scheduled) {
+        clearInterval(tick);
+        finish();
+      }
+    }, 1);
+  });
+}
+
+async function closedLoop(c: Extract<Command, { cmd: 'closed' }>): Promise<ClosedResult> {
+  const start = nowMs();
+  let messages = 0;
+  let requests = 0;
+  let failed = 0;
+  let firstError: string | undefined;
+  const worker = async () => {
+    while (nowMs() - start < c.durationMs) {
+      const seq = seqCounter;
+      seqCounter += c.batch;
+      requests += 1;
+      try {
+        await publish(c.epoch, c.users, seq, c.batch);
+        messages += c.batch;
+      } catch (err) {
+        failed += 1;
+        firstError ??= err instanceof Error ? err.message : String(err);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, c.concurrency) }, worker));
+  return { messages, requests, failed, seconds: (nowMs() - start) / 1000, ...(firstError === undefined ? {} : { firstError }) };
+}
+
+function stats(epoch: number, withSamples: boolean): StatsResult {
+  const a = audience;
+  const t = a?.tally(epoch, withSamples) ?? { received: 0, duplicates: 0, samples: [] };
+  const c = a?.counters ?? { acked: 0, ackRequests: 0, ackFailures: 0, streamsLost: 0, badFrames: 0 };
+  const cpu = process.cpuUsage();
+  return {
+    received: t.received,
+    duplicates: t.duplicates,
+    ...c,
+    streamsOpen: a?.size ?? 0,
+    cpuSeconds: (cpu.user + cpu.system) / 1e6,
+    ...(withSamples ? { samples: t.samples } : {}),
+  };
+}
+
+function closeAll(): void {
+  audience?.close();
+  audience = undefined;
+  tokens.clear();
+  producer?.close();
+  acker?.close();
+}
+
+async function run(command: Command): Promise<unknown> {
+  switch (command.cmd) {
+    case 'init':
+      closeAll();
+      target = command.target;
+      index = command.index;
+      producer = createHttp(target.baseUrl, { localAddress: command.localAddress, maxSockets: 256 });
+      acker = createHttp(target.baseUrl, { localAddress: command.localAddress, maxSockets: 64 });
+      audience = createAudience(target, command.localAddress, acker);
+      return { pid: process.pid };
+    case 'tokens':
+      return each(command.users, command.concurrency, issueToken);
+    case 'open':
+      return each(command.users, command.concurrency, (userId) => {
+        if (audience === undefined) throw new Error('init first');
+        return audience.open(userId, tokens.get(userId) ?? userId);
+      });
+    case 'rate':
+      return openLoop(command);
+    case 'closed':
+      return closedLoop(command);
+    case 'stats':
+      return stats(command.epoch, command.samples);
+    case 'close':
+      closeAll();
+      return { closed: true };
+  }
+}
+
+process.on('message', (message: Request) => {
+  run(message.command).then(
+    (result) => process.send?.({ id: message.id, ok: true, result } satisfies Reply),
+    (err: unknown) => process.send?.({ id: message.id, ok: false, error: err instanceof Error ? err.message : String(err) } satisfies Reply),
+  );
+});
+// The bench exits, or is killed: never outlive it.
+process.on('disconnect', () => process.exit(0));
