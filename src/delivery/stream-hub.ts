@@ -3,17 +3,21 @@ import type { SseFrame, SseSession } from './sse-session.js';
 
 /**
  * The open streams of this node, grouped by user. The drain worker asks it
- * who is connected and hands it frames; it pings every stream on one timer.
+ * who is connected and hands it frames; one timer pings the streams that were quiet for a heartbeat.
  */
 export class StreamHub {
   private readonly byUser = new Map<string, Set<SseSession>>();
   private readonly clock: Clock;
   private heartbeat: NodeJS.Timeout | undefined;
+  private readonly heartbeatMs: number;
   private readonly listeners: Array<(session: SseSession, event: 'open' | 'close', reason: string) => void> = [];
 
   constructor(clock: Clock, heartbeatMs: number) {
     this.clock = clock;
-    this.heartbeat = clock.setInterval(() => this.pingAll(), heartbeatMs);
+    this.heartbeatMs = heartbeatMs;
+    // Checked often, each stream pinged when it has been quiet for a heartbeat: the pings of
+    // many streams spread out instead of leaving in one burst that stalls the event loop.
+    this.heartbeat = clock.setInterval(() => this.pingQuiet(), Math.max(50, Math.min(1000, Math.floor(heartbeatMs / 4))));
     this.heartbeat.unref();
   }
 
@@ -88,7 +92,9 @@ export class StreamHub {
     for (const set of [...this.byUser.values()]) for (const session of [...set]) session.close(reason);
   }
 
-  private pingAll(): void {
-    for (const set of this.byUser.values()) for (const session of set) session.ping();
+  /** Pings every stream nothing was written to for a heartbeat. */
+  private pingQuiet(): void {
+    const due = this.clock.now() - this.heartbeatMs;
+    for (const set of this.byUser.values()) for (const session of set) if (session.lastWriteAt <= due) session.ping();
   }
 }

@@ -1,5 +1,5 @@
 import Koa from 'koa';
-import type Router from '@koa/router';
+import Router from '@koa/router';
 import { accessLog } from './access-log.js';
 import { adminRoutes } from './admin-routes.js';
 import { adminUiRoutes } from './admin-ui.js';
@@ -22,7 +22,8 @@ export type ExtraRoutes = (guards: Guards) => Router;
 export function createApp(deps: AppDeps, extraRoutes: ExtraRoutes[] = []): Koa {
   const app = new Koa({ proxy: false });
   app.silent = true;
-  app.use(accessLog(deps.logger));
+  // Only when it logs: the level is fixed at start-up, and this runs on every request.
+  if (deps.logger.isLevelEnabled('debug')) app.use(accessLog(deps.logger));
   app.use(errorMiddleware(deps.logger));
   const guards = createGuards(deps.config, deps.tokens);
   const routers: Router[] = [
@@ -35,9 +36,13 @@ export function createApp(deps: AppDeps, extraRoutes: ExtraRoutes[] = []): Koa {
     adminUiRoutes(deps, guards),
     ...extraRoutes.map((routes) => routes(guards)),
   ];
+  // One router holding every route: a request is matched once, not once per feature's router.
+  const root = new Router();
   for (const router of routers) {
-    app.use(router.routes());
-    app.use(router.allowedMethods({ throw: true }));
+    root.stack.push(...router.stack);
+    for (const method of router.methods) if (!root.methods.includes(method)) root.methods.push(method);
   }
+  app.use(root.routes());
+  app.use(root.allowedMethods({ throw: true }));
   return app;
 }

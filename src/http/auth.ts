@@ -9,15 +9,27 @@ function digest(text: string): Buffer {
   return createHash('sha256').update(text).digest();
 }
 
+/** Credentials that matched a secret, remembered so the common case skips the hash. */
+const MATCHED_MAX = 16;
+
 /**
  * Compares a presented credential with known secrets in constant time:
- * hashing first makes lengths equal. The secrets are hashed once, here.
+ * hashing first makes lengths equal. The secrets are hashed once, here. A
+ * credential that matched is remembered (every request of a producer carries
+ * the same key, and a SHA-256 per request showed in profiles); one that did
+ * not is never kept, so guessing costs the full comparison every time and
+ * cannot grow the memory.
  */
 function secretMatcher(...secrets: string[]): (presented: string) => boolean[] {
   const known = secrets.map(digest);
+  const matched = new Map<string, boolean[]>();
   return (presented) => {
+    const hit = matched.get(presented);
+    if (hit !== undefined) return hit;
     const hashed = digest(presented);
-    return known.map((k) => timingSafeEqual(hashed, k));
+    const result = known.map((k) => timingSafeEqual(hashed, k));
+    if (result.some(Boolean) && matched.size < MATCHED_MAX) matched.set(presented, result);
+    return result;
   };
 }
 
