@@ -3,6 +3,7 @@ import type { Clock } from '../clock.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { CONSUMER, GROUP, createKeys, enqueuedAtOf, type Keys } from './keys.js';
 import type { RedisClient } from './redis.js';
+import { noticeKeys, receiptKeys, receiptSpec, specOn, specWants } from './receipts.js';
 import { withScripts, type EnqueueReply, type JoinReply, type PopReply, type ScriptedRedis } from './scripts.js';
 import { settle } from './settle.js';
 
@@ -36,6 +37,10 @@ export interface MailboxOptions {
    * was published, and this wakes the drain here without a round trip through Redis.
    */
   onLocalEnqueue?: (userId: string, id: string) => void;
+  /** What the scripts record of messages that are done (src/queue/receipts.ts `receiptSpec`). @defaultValue none */
+  receiptSpec?: string;
+  /** A script may have added `events` webhook events to the user's outbox (src/queue/webhook-outbox.ts). */
+  onOutbox?: (userId: string, events: number) => void;
 }
 
 export interface NewMessage {
@@ -95,6 +100,8 @@ export interface Joined {
   others: number;
   /** What is in flight, to write to the new stream first. */
   inflight: Array<Delivery & { idleMs: number }>;
+  /** When asked for: the user's counts, and the messages that expired before they were written (taken). */
+  notices?: { counts: { waiting: number; inflight: number }; expired: { count: number; ids: string[] } };
 }
 
 export interface Mailbox {
@@ -110,8 +117,8 @@ export interface Mailbox {
    * gets its Error; the others' results stand.
    */
   pop(userIds: string[]): Promise<Map<string, PopResult | Error>>;
-  /** A stream of the user opened on this node: register (its first one) and read what is in flight. */
-  join(userId: string, options: { first: boolean }): Promise<Joined>;
+  /** A stream of the user opened on this node: register (its first one), read what is in flight, and the notices when asked. */
+  join(userId: string, options: { first: boolean; notices?: boolean }): Promise<Joined>;
   /** The last stream of the user on this node closed; returns how many other nodes still hold the user. */
   release(userId: string): Promise<number>;
   /** Acknowledges these in-flight ids (or all up to `upTo`); returns those that were; `wake` when the window was full. */
@@ -136,6 +143,14 @@ export function createMailbox(deps: {
   const redis: ScriptedRedis = withScripts(deps.redis);
   const { clock, metrics, options } = deps;
   const keys = createKeys(options.keyPrefix);
+  const spec = options.receiptSpec ?? receiptSpec(undefined);
+  const keepsFirstWrites = specOn(spec);
+  const wants = {
+    acked: specWants(spec, 'message.acked'),
+    dead: specWants(spec, 'message.dead'),
+    expired: specWants(spec, 'message.expired'),
+    delivered: specWants(spec, 'message.delivered'),
+  };
 
   function enqueueOne(m: NewMessage, now: number): Promise<EnqueueReply> {
     const expiresAt = m.ttlMs === undefined ? 0 : now + m.ttlMs;
@@ -191,6 +206,8 @@ export function createMailbox(deps: {
       keys.registry(userId),
       keys.drainer(userId),
       options.userChannel(userId),
+      ...receiptKeys(keys, userId),
+      ...noticeKeys(keys, userId),
       GROUP,
       CONSUMER,
       now,
@@ -201,7 +218,15 @@ export function createMailbox(deps: {
       options.deadMaxLength,
       options.nodeId,
       options.leaseMs,
+      spec,
     );
+  }
+
+  /** Webhook events the pop's script wrote to the user's outbox. */
+  function outboxEvents(result: PopResult): number {
+    if (result.status !== 'popped') return 0;
+    const first = wants.delivered ? result.deliveries.filter((d) => d.attempts === 1).length : 0;
+    return (wants.expired ? result.expired : 0) + (wants.dead ? result.dead : 0) + first;
   }
 
   function toPopResult(reply: PopReply): PopResult {
@@ -243,16 +268,22 @@ export function createMailbox(deps: {
     async pop(userIds) {
       const now = clock.now();
       const replies = await settle(userIds.map((u) => popOne(u, now)));
-      return new Map(userIds.map((u, i) => {
+      return new Map(userIds.map((u, i): [string, PopResult | Error] => {
         const reply = replies[i] as PopReply | Error;
-        return [u, reply instanceof Error ? reply : toPopResult(reply)];
+        if (reply instanceof Error) return [u, reply];
+        const result = toPopResult(reply);
+        const events = outboxEvents(result);
+        if (events > 0) options.onOutbox?.(u, events);
+        return [u, result];
       }));
     },
 
-    async join(userId, { first }) {
-      const [others, ...entries] = (await redis.pbJoin(
+    async join(userId, { first, notices }) {
+      const [others, found, ...entries] = (await redis.pbJoin(
         keys.mailbox(userId),
         keys.registry(userId),
+        keys.firstWrites(userId),
+        ...noticeKeys(keys, userId),
         GROUP,
         CONSUMER,
         options.nodeId,
@@ -260,10 +291,14 @@ export function createMailbox(deps: {
         first ? '1' : '0',
         options.maxInflight,
         clock.now(),
+        keepsFirstWrites ? '1' : '0',
+        notices === true ? '1' : '0',
       )) as JoinReply;
+      const [waiting = 0, inflight = 0, count = 0, ids = []] = found;
       return {
         others,
         inflight: entries.map(([id, event, data, attempts, idleMs]) => ({ id, event, data, attempts, idleMs })),
+        ...(found.length > 0 ? { notices: { counts: { waiting, inflight }, expired: { count, ids } } } : {}),
       };
     },
 
@@ -279,14 +314,17 @@ export function createMailbox(deps: {
         keys.lastAck(userId),
         keys.registry(userId),
         options.userChannel(userId),
+        ...receiptKeys(keys, userId),
         GROUP,
         upTo ?? '',
         options.nodeId,
         options.maxInflight,
         clock.now(),
+        spec,
         ...ids,
       );
       if (count > 0) metrics.acked.inc(count);
+      if (count > 0 && wants.acked) options.onOutbox?.(userId, count);
       return { acked, wake: wake === 1 };
     },
 

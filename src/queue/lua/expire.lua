@@ -6,42 +6,155 @@
   ARGV[4] ms (the next enqueue recreates it with its consumer group).
   A mailbox whose messages carry no TTL costs one EXISTS and one XLEN.
 
+  Receipts, webhooks, notices (as pop.lua): with ARGV[5] asking for them, every dropped message
+  leaves a receipt and the call one webhook outbox entry; one that was never written is noted
+  for the user's next stream. Then one XPENDING per expired message, before its XACK, gives
+  its attempts. The output's fourth value lets the sweep find outbox entries a stopped node
+  left behind.
+
   KEYS[1] mailbox stream
   KEYS[2] expiries: sorted set, score = expiry epoch ms, member = event id
   KEYS[3] counted deliveries (hash: event id -> deliveries)
   KEYS[4] when the user last acked
+  KEYS[5] receipts (hash)
+  KEYS[6] receipt times (sorted set)
+  KEYS[7] webhook outbox (stream)
+  KEYS[8] first writes of messages written more than once (hash)
+  KEYS[9] ids of messages that expired before their first write (list, newest first, at most 100)
+  KEYS[10] how many did (string)
 
   ARGV[1] consumer group name
   ARGV[2] now, epoch ms
   ARGV[3] most expired entries to handle in this call
   ARGV[4] idle time after which an empty mailbox is deleted, ms ('0': never)
+  ARGV[5] receipt spec '<retention ms> <receipts per user> <webhook event letters or ->' (src/queue/receipts.ts)
 
-  Output: {expired, more, gone}
+  Output: {expired, more, gone, outbox}
     expired  messages dropped (entries already acked or gone are not counted)
     more     1 when more expired entries may remain: call again
     gone     1 when the mailbox was deleted now, or did not exist: the user may leave the users index
+    outbox   webhook outbox entries waiting (0 when none)
 ]]
 local mailbox, expiries, counted, group = KEYS[1], KEYS[2], KEYS[3], ARGV[1]
 local now = tonumber(ARGV[2])
 local limit = tonumber(ARGV[3])
+local rkeys, firstWrites, missedIds, missedCount = {KEYS[5], KEYS[6], KEYS[7]}, KEYS[8], KEYS[9], KEYS[10]
+-- Receipts and webhook events: the same block in ack.lua, pop.lua and expire.lua (keep the
+-- copies alike; src/queue/receipts.ts documents the formats and decodes them).
+local function receiptSpec(text)
+  local keep, cap, events = string.match(text or '', '^(%d+) (%d+) (%S+)$')
+  keep = tonumber(keep) or 0
+  events = events or '-'
+  return {keep = keep, cap = tonumber(cap) or 0, events = events, on = keep > 0 or events ~= '-'}
+end
+
+-- Redis's own clock, ms: a pending entry's idle time is measured on it, so a first write read
+-- back as (this - idle) is the same whenever it is read, whatever the node's clock says.
+local function serverMs()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Calls `cmd key list[i..]` in steps of 500 elements: unpack() has a stack limit.
+local function each(cmd, key, list)
+  for i = 1, #list, 500 do
+    redis.call(cmd, key, unpack(list, i, math.min(i + 499, #list)))
+  end
+end
+
+-- items: {id, deliveries, attempts, first write (epoch ms, 0 = never written), reason or ''}.
+-- Receipt: '<state>:<at - enqueued>:<deliveries>:<attempts>:<first write - enqueued or empty>:<reason>'.
+local function settle(spec, rkeys, state, items, now)
+  if #items == 0 then
+    return
+  end
+  local rc, rt, outbox = rkeys[1], rkeys[2], rkeys[3]
+  if spec.keep > 0 and state ~= 'f' then
+    local fields, scores = {}, {}
+    for _, it in ipairs(items) do
+      local enqueued = tonumber(string.match(it[1], '^(%d+)'))
+      local first = ''
+      if it[4] > 0 then
+        first = it[4] - enqueued
+      end
+      fields[#fields + 1] = it[1]
+      fields[#fields + 1] = state .. ':' .. (now - enqueued) .. ':' .. it[2] .. ':' .. it[3] .. ':' .. first .. ':' .. it[5]
+      scores[#scores + 1] = now
+      scores[#scores + 1] = it[1]
+    end
+    each('HSET', rc, fields)
+    each('ZADD', rt, scores)
+    -- Bounded by age (at most 100 a call; the status read checks the age too) and by count.
+    local old = redis.call('ZRANGE', rt, '-inf', now - spec.keep, 'BYSCORE', 'LIMIT', 0, 100)
+    if #old > 0 then
+      each('ZREM', rt, old)
+      each('HDEL', rc, old)
+    end
+    local excess = redis.call('ZCARD', rt) - spec.cap
+    if excess > 0 then
+      each('HDEL', rc, redis.call('ZRANGE', rt, 0, excess - 1))
+      redis.call('ZREMRANGEBYRANK', rt, 0, excess - 1)
+    end
+    redis.call('PEXPIRE', rc, spec.keep)
+    redis.call('PEXPIRE', rt, spec.keep)
+  end
+  if string.find(spec.events, state, 1, true) then
+    -- One entry per call and state; a node moves it into a webhook job (src/queue/webhook-outbox.ts).
+    redis.call('XADD', outbox, 'MAXLEN', '~', 10000, '*', 't', state, 'at', now, 'n', #items, 'm', cjson.encode(items))
+    redis.call('PEXPIRE', outbox, 86400000)
+  end
+end
+
+local spec = receiptSpec(ARGV[5])
 
 if redis.call('EXISTS', mailbox) == 0 then
-  redis.call('DEL', expiries, counted, KEYS[4])
-  return {0, 0, 1}
+  redis.call('DEL', expiries, counted, KEYS[4], firstWrites)
+  return {0, 0, 1, redis.call('XLEN', rkeys[3])}
 end
 
 local expired = 0
+local items, missed = {}, {}
 local due = redis.call('ZRANGE', expiries, '-inf', now, 'BYSCORE', 'LIMIT', 0, limit)
 for _, id in ipairs(due) do
-  redis.call('XACK', mailbox, group, id)
-  expired = expired + redis.call('XDEL', mailbox, id)
+  local p = nil
+  if spec.on then
+    p = redis.call('XPENDING', mailbox, group, id, id, 1)[1]
+  end
+  local written = redis.call('XACK', mailbox, group, id) == 1
+  if redis.call('XDEL', mailbox, id) == 1 then
+    expired = expired + 1
+    if not written then
+      missed[#missed + 1] = id
+      items[#items + 1] = {id, 0, 0, 0, ''}
+    elseif p ~= nil then
+      local attempts, first = tonumber(p[4]), serverMs() - tonumber(p[3])
+      if attempts > 1 then
+        first = tonumber(redis.call('HGET', firstWrites, id) or '0') or 0
+      end
+      items[#items + 1] = {id, tonumber(redis.call('HGET', counted, id) or '0') or 0, attempts, first, ''}
+    end
+  end
 end
 if #due > 0 then
   redis.call('ZREM', expiries, unpack(due))
   redis.call('HDEL', counted, unpack(due))
+  if spec.on then
+    redis.call('HDEL', firstWrites, unpack(due))
+  end
+end
+if spec.on then
+  settle(spec, rkeys, 'x', items, now)
+end
+if #missed > 0 then
+  -- As pop.lua: newest first, at most 100; join.lua hands them to the next stream.
+  each('LPUSH', missedIds, missed)
+  redis.call('LTRIM', missedIds, 0, 99)
+  redis.call('INCRBY', missedCount, #missed)
+  redis.call('PEXPIRE', missedIds, 604800000)
+  redis.call('PEXPIRE', missedCount, 604800000)
 end
 if #due == limit then
-  return {expired, 1, 0}
+  return {expired, 1, 0, redis.call('XLEN', rkeys[3])}
 end
 
 local deleted = 0
@@ -58,8 +171,8 @@ if ARGV[4] ~= '0' and redis.call('XLEN', mailbox) == 0 then
   local lastMs = tonumber(string.match(last, '^(%d+)'))
   if pending == 0 and lastMs + tonumber(ARGV[4]) <= now then
     -- Expiries of messages acked before they expired are all that can be left.
-    redis.call('DEL', mailbox, expiries, counted, KEYS[4])
+    redis.call('DEL', mailbox, expiries, counted, KEYS[4], firstWrites)
     deleted = 1
   end
 end
-return {expired, 0, deleted}
+return {expired, 0, deleted, redis.call('XLEN', rkeys[3])}

@@ -18,6 +18,14 @@
   the others' streams. A publish that reaches no other node shows the
   registry's other entries are gone (a crashed node): they are removed.
 
+  Receipts, webhooks, notices: with ARGV[11] asking for them, expired and dead messages leave
+  receipts (KEYS[8..9]) and webhook outbox entries (KEYS[10]; one per state and call), first
+  writes a message.delivered entry when wanted, and a redelivery of a message written once
+  keeps its first write time in KEYS[11] (the idle time is lost with the new write). A
+  message that expired before it was ever written is noted for the user's next stream
+  (KEYS[12..13], always: it is rare and small). Nothing is added to a pop that finds
+  nothing expired or dead, but one XADD for message.delivered.
+
   KEYS[1] mailbox stream
   KEYS[2] dead-letter stream
   KEYS[3] counted deliveries (hash: event id -> deliveries that counted)
@@ -25,6 +33,12 @@
   KEYS[5] registry of the nodes holding the user's streams
   KEYS[6] drain lease of the user
   KEYS[7] the user's sharded pub/sub channel
+  KEYS[8] receipts (hash)
+  KEYS[9] receipt times (sorted set)
+  KEYS[10] webhook outbox (stream)
+  KEYS[11] first writes of messages written more than once (hash: event id -> epoch ms)
+  KEYS[12] ids of messages that expired before their first write (list, newest first, at most 100)
+  KEYS[13] how many did (string)
 
   ARGV[1] consumer group name
   ARGV[2] consumer name
@@ -36,6 +50,7 @@
   ARGV[8] dead letters kept (approximate MAXLEN)
   ARGV[9] node id
   ARGV[10] drain lease, ms
+  ARGV[11] receipt spec '<retention ms> <receipts per user> <webhook event letters or ->' (src/queue/receipts.ts)
 
   Output: {status, inflight, more, expired, dead, nextDueMs, shared, waitMs, unresponsive,
            {id, event, data, attempts}, ...}
@@ -54,6 +69,74 @@ local window = tonumber(ARGV[5])
 local maxDeliveries = tonumber(ARGV[6])
 local maxAttempts = tonumber(ARGV[7])
 local node = ARGV[9]
+local rkeys, firstWrites, missedIds, missedCount = {KEYS[8], KEYS[9], KEYS[10]}, KEYS[11], KEYS[12], KEYS[13]
+-- Receipts and webhook events: the same block in ack.lua, pop.lua and expire.lua (keep the
+-- copies alike; src/queue/receipts.ts documents the formats and decodes them).
+local function receiptSpec(text)
+  local keep, cap, events = string.match(text or '', '^(%d+) (%d+) (%S+)$')
+  keep = tonumber(keep) or 0
+  events = events or '-'
+  return {keep = keep, cap = tonumber(cap) or 0, events = events, on = keep > 0 or events ~= '-'}
+end
+
+-- Redis's own clock, ms: a pending entry's idle time is measured on it, so a first write read
+-- back as (this - idle) is the same whenever it is read, whatever the node's clock says.
+local function serverMs()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Calls `cmd key list[i..]` in steps of 500 elements: unpack() has a stack limit.
+local function each(cmd, key, list)
+  for i = 1, #list, 500 do
+    redis.call(cmd, key, unpack(list, i, math.min(i + 499, #list)))
+  end
+end
+
+-- items: {id, deliveries, attempts, first write (epoch ms, 0 = never written), reason or ''}.
+-- Receipt: '<state>:<at - enqueued>:<deliveries>:<attempts>:<first write - enqueued or empty>:<reason>'.
+local function settle(spec, rkeys, state, items, now)
+  if #items == 0 then
+    return
+  end
+  local rc, rt, outbox = rkeys[1], rkeys[2], rkeys[3]
+  if spec.keep > 0 and state ~= 'f' then
+    local fields, scores = {}, {}
+    for _, it in ipairs(items) do
+      local enqueued = tonumber(string.match(it[1], '^(%d+)'))
+      local first = ''
+      if it[4] > 0 then
+        first = it[4] - enqueued
+      end
+      fields[#fields + 1] = it[1]
+      fields[#fields + 1] = state .. ':' .. (now - enqueued) .. ':' .. it[2] .. ':' .. it[3] .. ':' .. first .. ':' .. it[5]
+      scores[#scores + 1] = now
+      scores[#scores + 1] = it[1]
+    end
+    each('HSET', rc, fields)
+    each('ZADD', rt, scores)
+    -- Bounded by age (at most 100 a call; the status read checks the age too) and by count.
+    local old = redis.call('ZRANGE', rt, '-inf', now - spec.keep, 'BYSCORE', 'LIMIT', 0, 100)
+    if #old > 0 then
+      each('ZREM', rt, old)
+      each('HDEL', rc, old)
+    end
+    local excess = redis.call('ZCARD', rt) - spec.cap
+    if excess > 0 then
+      each('HDEL', rc, redis.call('ZRANGE', rt, 0, excess - 1))
+      redis.call('ZREMRANGEBYRANK', rt, 0, excess - 1)
+    end
+    redis.call('PEXPIRE', rc, spec.keep)
+    redis.call('PEXPIRE', rt, spec.keep)
+  end
+  if string.find(spec.events, state, 1, true) then
+    -- One entry per call and state; a node moves it into a webhook job (src/queue/webhook-outbox.ts).
+    redis.call('XADD', outbox, 'MAXLEN', '~', 10000, '*', 't', state, 'at', now, 'n', #items, 'm', cjson.encode(items))
+    redis.call('PEXPIRE', outbox, 86400000)
+  end
+end
+
+local spec = receiptSpec(ARGV[11])
 
 if redis.call('EXISTS', mailbox) == 0 then
   return {0, 0, 0, 0, 0, -1, 0, 0, 0}
@@ -75,6 +158,18 @@ local frames = {}
 local expired, dead, unresponsive = 0, 0, 0
 local nextDue = -1
 local lastAck = tonumber(redis.call('GET', ackat) or '0')
+local expiredItems, deadItems, firstItems, missed = {}, {}, {}, {}
+
+-- When a message leaving the in-flight list was first written, epoch ms: the idle time of its
+-- pending entry after one write, else what its redelivery kept (and is forgotten now).
+local function takeFirstWrite(id, idle, attempts)
+  if attempts <= 1 then
+    return serverMs() - idle
+  end
+  local at = tonumber(redis.call('HGET', firstWrites, id) or '0') or 0
+  redis.call('HDEL', firstWrites, id)
+  return at
+end
 
 local function fieldsOf(flat)
   local f = {}
@@ -127,6 +222,9 @@ for _, p in ipairs(redis.call('XPENDING', mailbox, group, '-', '+', window)) do
         redis.call('HSET', counted, id, deliveries)
       end
       if isExpired(f) then
+        if spec.on then
+          expiredItems[#expiredItems + 1] = {id, deliveries, attempts, takeFirstWrite(id, idle, attempts), ''}
+        end
         drop(id)
         expired = expired + 1
         inflight = inflight - 1
@@ -140,9 +238,16 @@ for _, p in ipairs(redis.call('XPENDING', mailbox, group, '-', '+', window)) do
         drop(id)
         dead = dead + 1
         inflight = inflight - 1
+        if spec.on then
+          deadItems[#deadItems + 1] = {id, deliveries, attempts, takeFirstWrite(id, idle, attempts), reason}
+        end
       elseif not acting and shared == 0 then
         unresponsive = unresponsive + 1
       else
+        if spec.on and attempts == 1 then
+          -- The first write's time is the idle time until now; the claim resets it.
+          redis.call('HSET', firstWrites, id, serverMs() - idle)
+        end
         redis.call('XCLAIM', mailbox, group, consumer, 0, id, 'RETRYCOUNT', attempts + 1, 'JUSTID')
         write(id, f, attempts + 1)
         due(ackTimeout)
@@ -164,13 +269,36 @@ if free > 0 then
       if isExpired(f) then
         drop(entry[1])
         expired = expired + 1
+        missed[#missed + 1] = entry[1]
+        expiredItems[#expiredItems + 1] = {entry[1], 0, 0, 0, ''}
       else
         inflight = inflight + 1
         write(entry[1], f, 1)
         due(ackTimeout)
+        firstItems[#firstItems + 1] = {entry[1], 0, 1, 0, ''}
       end
     end
   end
+end
+
+if spec.on then
+  settle(spec, rkeys, 'x', expiredItems, now)
+  settle(spec, rkeys, 'd', deadItems, now)
+  if #firstItems > 0 and string.find(spec.events, 'f', 1, true) then
+    local written = serverMs()
+    for _, it in ipairs(firstItems) do
+      it[4] = written
+    end
+    settle(spec, rkeys, 'f', firstItems, now)
+  end
+end
+if #missed > 0 then
+  -- Newest first, at most 100; the count goes on. join.lua hands both to the next stream.
+  each('LPUSH', missedIds, missed)
+  redis.call('LTRIM', missedIds, 0, 99)
+  redis.call('INCRBY', missedCount, #missed)
+  redis.call('PEXPIRE', missedIds, 604800000)
+  redis.call('PEXPIRE', missedCount, 604800000)
 end
 
 if shared == 1 and #frames > 0 then
