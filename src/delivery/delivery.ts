@@ -33,8 +33,11 @@ export interface Delivery {
   /** This node's id, as other nodes and the admin see it. */
   readonly nodeId: string;
   readonly hub: StreamHub;
-  /** Turns a response into the user's event stream and starts delivering to it. */
-  openStream(userId: string, res: ServerResponse | Http2ServerResponse): SseSession;
+  /**
+   * Turns a response into the user's event stream and starts delivering to it; with `notices`,
+   * the stream first gets `postbox.counts` and, when messages expired unwritten, `postbox.expired`.
+   */
+  openStream(userId: string, res: ServerResponse | Http2ServerResponse, options?: { notices?: boolean }): SseSession;
   /** An enqueue found this node alone holding the user: nothing was published, wake the drain here. */
   enqueuedHere(userId: string, id: string): void;
   /**
@@ -132,11 +135,12 @@ export function createDelivery(deps: {
   return {
     nodeId,
     hub,
-    openStream(userId, res) {
+    openStream(userId, res, stream = {}) {
       const session = new SseSession(userId, res, clock, {
         retryMs: options.retryMs,
         writeStallMs: options.writeStallMs,
         repeatWindowMs: options.ackTimeoutMs / 2,
+        notices: stream.notices ?? false,
       });
       hub.add(session);
       return session;

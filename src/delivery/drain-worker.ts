@@ -153,7 +153,7 @@ export function createDrainWorker(deps: {
       try {
         // Subscribed before joining: whatever is published after the join reaches this node.
         if (first) await channels.subscribe(userId);
-        const joined = await mailbox.join(userId, { first });
+        const joined = await mailbox.join(userId, { first, notices: sessions.some((session) => session.notices) });
         joinFailures.succeeded();
         if (users.get(userId) !== s) {
           // The user left while the join ran: leave again, in order.
@@ -172,7 +172,14 @@ export function createDrainWorker(deps: {
         s.inflight = Math.max(s.inflight, joined.inflight.length);
         // Alone, a first join claimed them: written to streams now closed, they are written again.
         if (first && joined.others === 0 && frames.length > 0) metrics.redelivered.inc(frames.length);
-        for (const session of sessions) session.release(frames);
+        for (const session of sessions) {
+          // Before the catch-up: what the page may show first (a badge, "you missed N messages").
+          if (session.notices && joined.notices !== undefined) {
+            session.control('counts', joined.notices.counts);
+            if (joined.notices.expired.count > 0) session.control('expired', joined.notices.expired);
+          }
+          session.release(frames);
+        }
         markDirty(userId, s);
       } catch (err) {
         joinFailures.failed(err, { userId });

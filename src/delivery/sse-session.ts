@@ -15,6 +15,8 @@ export interface SseSessionOptions {
    * redelivery comes an ack timeout later, so half of it is safe. @defaultValue 0 (no check)
    */
   repeatWindowMs?: number;
+  /** The stream asked (`?notices=1`) for `postbox.counts` and `postbox.expired` when it opens. @defaultValue false */
+  notices?: boolean;
 }
 
 /** Ids remembered per stream for the repeat check; the oldest go first. */
@@ -61,6 +63,8 @@ export function isSafeFrame(value: unknown): value is SseFrame {
 export class SseSession {
   readonly userId: string;
   readonly openedAt: number;
+  /** Wants the notices of stream open (`postbox.counts`, `postbox.expired`). */
+  readonly notices: boolean;
   private readonly res: ServerResponse | Http2ServerResponse;
   private readonly clock: Clock;
   private readonly writeStallMs: number;
@@ -80,6 +84,7 @@ export class SseSession {
     this.res = res;
     this.clock = clock;
     this.openedAt = clock.now();
+    this.notices = options.notices ?? false;
     this.writeStallMs = options.writeStallMs;
     this.repeatWindowMs = options.repeatWindowMs ?? 0;
     const headers = {
