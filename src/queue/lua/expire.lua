@@ -146,7 +146,16 @@ if spec.on then
   settle(spec, rkeys, 'x', items, now)
 end
 if #missed > 0 then
-  -- As pop.lua: newest first, at most 100; join.lua hands them to the next stream.
+  -- As pop.lua: newest first, at most 100; join.lua hands them to the next stream. The expiries
+  -- set orders equal expiry times by member text ('1-10' before '1-2'): sort as stream ids.
+  table.sort(missed, function(a, b)
+    local am, as = string.match(a, '^(%d+)-(%d+)$')
+    local bm, bs = string.match(b, '^(%d+)-(%d+)$')
+    if am ~= bm then
+      return tonumber(am) < tonumber(bm)
+    end
+    return tonumber(as) < tonumber(bs)
+  end)
   each('LPUSH', missedIds, missed)
   redis.call('LTRIM', missedIds, 0, 99)
   redis.call('INCRBY', missedCount, #missed)
