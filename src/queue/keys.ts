@@ -38,9 +38,12 @@ export interface Keys {
   lastAck(userId: string): string;
   /** Receipts of acked, expired and dead messages: a hash, field = event id, value = compact receipt (src/queue/receipts.ts). */
   receipts(userId: string): string;
-  /** When each receipt was written: a sorted set, score = epoch ms, member = event id; trims by age and count. */
+  /** When each receipt was written: a list of `<epoch ms> <event id>` in write order, which trims them by age and count. */
   receiptTimes(userId: string): string;
-  /** First write (epoch ms) of in-flight messages written more than once: a hash, field = event id. */
+  /**
+   * First write and attempts of messages in flight, for their receipts: a hash, field = event id,
+   * value = `<epoch ms>` after one write, `<epoch ms>:<attempts>` after more.
+   */
   firstWrites(userId: string): string;
   /** Ids of messages that expired before they were written, newest first (a list, at most 100), for the next stream. */
   missed(userId: string): string;

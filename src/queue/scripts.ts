@@ -37,7 +37,7 @@ export type StatusReply = Array<
   | [kind: 'u']
 >;
 /** See outbox-take.lua. */
-export type OutboxTakeReply = [status: number, ...entries: Array<[entryId: string, state: string, at: string, items: string]>];
+export type OutboxTakeReply = [status: number, ...entries: Array<[entryId: string, state: string, items: string]>];
 
 /** `{status, id or length, created, local}`: see enqueue.lua. */
 export type EnqueueReply = [status: number, value: string | number, created?: number, local?: number];

@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import { createThrottledLog } from '../throttled-log.js';
 import type { WebhookEvent, WebhookJobData } from './job-queues.js';
-import { enqueuedAtOf, type Keys } from './keys.js';
+import { EVENT_ID_PATTERN, enqueuedAtOf, type Keys } from './keys.js';
 import { eventTypeOf } from './receipts.js';
 import type { RedisClient } from './redis.js';
 import { withScripts, type OutboxTakeReply } from './scripts.js';
@@ -59,34 +59,31 @@ const BACKLOG_TTL_MS = 1000;
 const STATE_OF: Record<string, string> = { a: 'acked', d: 'dead', x: 'expired', f: 'inflight' };
 const TIME_OF: Record<string, string> = { a: 'ackedAt', d: 'deadAt', x: 'expiredAt', f: 'firstDeliveredAt' };
 
-type Item = [id: string, deliveries: number, attempts: number, firstWrite: number, reason: string];
-
-/** The events of one outbox entry (see settle() in the scripts). */
-export function eventsOf(userId: string, letter: string, at: number, itemsJson: string): WebhookEvent[] {
+/**
+ * The events of one outbox entry: `items` is `<event id>=<receipt>` per message, space-separated,
+ * each receipt as the scripts write them (src/queue/receipts.ts).
+ */
+export function eventsOf(userId: string, letter: string, items: string): WebhookEvent[] {
   const type = eventTypeOf(letter);
   if (type === undefined) return [];
-  let items: unknown;
-  try {
-    items = JSON.parse(itemsJson);
-  } catch {
-    return [];
-  }
-  if (!Array.isArray(items)) return [];
-  const when = new Date(at).toISOString();
-  return (items as Item[]).flatMap(([id, deliveries, attempts, firstWrite, reason]) => {
-    if (typeof id !== 'string') return [];
+  return items.split(' ').flatMap((item) => {
+    const [id = '', receipt = ''] = item.split('=');
+    const [state = '', at, deliveries, attempts, first, reason] = receipt.split(':');
+    if (!EVENT_ID_PATTERN.test(id) || state !== letter) return [];
+    const enqueued = enqueuedAtOf(id);
+    const when = new Date(enqueued + Number(at)).toISOString();
     const data: WebhookEvent['data'] = {
       userId,
       id,
       state: STATE_OF[letter] ?? letter,
       deliveries: Number(deliveries) || 0,
       attempts: Number(attempts) || 0,
-      enqueuedAt: new Date(enqueuedAtOf(id)).toISOString(),
-      ...(Number(firstWrite) > 0 ? { firstDeliveredAt: new Date(Number(firstWrite)).toISOString() } : {}),
-      [TIME_OF[letter] as string]: when,
+      enqueuedAt: new Date(enqueued).toISOString(),
+      ...(first ? { firstDeliveredAt: new Date(enqueued + Number(first)).toISOString() } : {}),
+      ...(letter === 'f' ? {} : { [TIME_OF[letter] as string]: when }),
       ...(reason ? { reason } : {}),
     };
-    return [{ id: `${userId}/${id}/${type}`, type, timestamp: when, data }];
+    return [{ id: `${userId}/${id}/${type}`, type, timestamp: letter === 'f' ? (data.firstDeliveredAt ?? when) : when, data }];
   });
 }
 
@@ -178,7 +175,7 @@ export function createWebhookOutbox(deps: {
       const [status, ...entries] = reply;
       if (status !== 1) return; // empty, or another node is taking them (and looks again when done)
       taken.push({ userId, entryIds: entries.map(([entryId]) => entryId) });
-      for (const [, letter, at, items] of entries) events.push(...eventsOf(userId, letter, Number(at), items));
+      for (const [, letter, items] of entries) events.push(...eventsOf(userId, letter, items));
     });
     if (failed.length > 0) {
       putBack(failed);

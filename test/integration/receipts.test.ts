@@ -1,11 +1,15 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pino } from 'pino';
+import { systemClock } from '../../src/clock.js';
+import { testConfig } from '../../src/config.js';
+import { createPostbox } from '../../src/postbox.js';
 import { createKeys } from '../../src/queue/keys.js';
 import { failUntilDead } from '../helpers/dead-letters.js';
 import { openSse, type SseReader } from '../helpers/read-sse.js';
 import { statusOf, waitForState, waitUntil, type StatusBody } from '../helpers/receipt-checks.js';
-import { startApp, type TestApp } from '../helpers/start-app.js';
+import { buildClient, startApp, type TestApp } from '../helpers/start-app.js';
 import { startRedis, type TestRedis } from '../helpers/start-redis.js';
 
 // The status API through every state a message goes through, on a real Redis and real streams.
@@ -13,6 +17,7 @@ let redis: TestRedis;
 let app: TestApp;
 const readers: SseReader[] = [];
 const keys = createKeys('pb');
+const startKeys = { API_KEY: 'test-api-key-0123456789', ADMIN_KEY: 'test-admin-key-0123456789', TOKEN_SECRET: 'test-token-secret-0123456789-0123456789' };
 
 beforeAll(async () => {
   redis = await startRedis();
@@ -215,13 +220,42 @@ describe('receipt retention', () => {
       expect(states.slice(0, 2)).toEqual([404, 404]);
       for (const s of states.slice(2)) expect(s).toMatchObject({ state: 'acked' });
       expect(await client.hlen(k.receipts('brief'))).toBe(3);
-      expect(await client.zcard(k.receiptTimes('brief'))).toBe(3);
+      expect(await client.llen(k.receiptTimes('brief'))).toBe(3);
 
       // Past the retention: unknown, and the keys are gone from Redis by themselves.
       await waitUntil(async () => (await statusOf(short, 'brief', ids[4] as string)) === 404, 'the receipt is past its retention', 10_000);
       await waitUntil(async () => (await client.exists(k.receipts('brief'), k.receiptTimes('brief'))) === 0, 'the keys expired', 10_000);
     } finally {
       await short.close();
+    }
+  });
+
+  it('trims receipts past the retention from the user\'s keys on the next write', async () => {
+    // The node's clock runs ahead on demand: receipts are timed by it, the keys' expiry by Redis.
+    let ahead = 0;
+    const clock = { ...systemClock, now: () => Date.now() + ahead };
+    const config = testConfig({ ...startKeys, KEY_PREFIX: 'trim', RECEIPT_RETENTION_MS: 60_000, DRAIN_INTERVAL_MS: 50 });
+    const node = await createPostbox(config, { redisUrl: redis.url, logger: pino({ level: 'silent' }), clock });
+    const trim = buildClient(node, config, await node.listen(0, '127.0.0.1'));
+    try {
+      const client = redis.client();
+      const k = createKeys('trim');
+      const old = [await trim.enqueue('trimmed', 1), await trim.enqueue('trimmed', 2)];
+      const tab = await stream(trim, 'trimmed');
+      await waitUntil(() => messages(tab).length === 2, 'written');
+      expect(await ackAll(trim, 'trimmed', old)).toBe(2);
+      expect(await client.hlen(k.receipts('trimmed'))).toBe(2);
+      ahead = 61_000; // a minute later, as the node sees it
+      for (const id of old) expect(await statusOf(trim, 'trimmed', id)).toBe(404);
+      const fresh = await trim.enqueue('trimmed', 3);
+      await waitUntil(() => messages(tab).length === 3, 'the third is written');
+      expect(await ackAll(trim, 'trimmed', [fresh])).toBe(1);
+      expect(await client.hkeys(k.receipts('trimmed'))).toEqual([fresh]);
+      expect(await client.llen(k.receiptTimes('trimmed'))).toBe(1);
+      expect(await statusOf(trim, 'trimmed', fresh)).toMatchObject({ state: 'acked' });
+      tab.close();
+    } finally {
+      await trim.close();
     }
   });
 

@@ -7,11 +7,12 @@
   streams what was acked, so their tabs can drop it.
 
   Receipts and webhooks (when ARGV[6] asks for them): every acked message leaves a receipt
-  (KEYS[6..7]) and the call one webhook outbox entry (KEYS[8]). Attempts and the first write
-  come from the pending list read before the XACK: with one attempt the first write is now
-  minus the idle time; with more, pop.lua or join.lua kept it in KEYS[9]. Costs, per call:
-  one XPENDING over the acked range and one HMGET, plus six commands for the receipts and
-  two for the outbox entry (the same whatever the number of ids).
+  (KEYS[6..7]) and the call one webhook outbox entry (KEYS[8]). The first write and the
+  attempts come from KEYS[9], where pop.lua and join.lua keep them for messages in flight
+  (the pending list is read only for one written before receipts were on). Costs, per call
+  whatever the number of ids: HMGET and HDEL of the first writes, HMGET of the counts, six
+  commands for the receipts (HSET, RPUSH, LINDEX, LLEN, 2 PEXPIRE; trims add LRANGE, LTRIM,
+  HDEL) and two for the outbox entry (XADD, PEXPIRE).
 
   KEYS[1] mailbox stream
   KEYS[2] counted deliveries (hash: event id -> deliveries that counted)
@@ -19,9 +20,9 @@
   KEYS[4] registry of the nodes holding the user's streams
   KEYS[5] the user's sharded pub/sub channel
   KEYS[6] receipts (hash: event id -> receipt)
-  KEYS[7] receipt times (sorted set)
+  KEYS[7] receipt times (list of '<epoch ms> <event id>', oldest first)
   KEYS[8] webhook outbox (stream)
-  KEYS[9] first writes of messages written more than once (hash: event id -> epoch ms)
+  KEYS[9] first writes of messages in flight (hash: event id -> '<epoch ms>[:<attempts>]')
 
   ARGV[1] consumer group name
   ARGV[2] '' to ack the ids ARGV[7..]; otherwise an id: ack everything in flight up to and including it
@@ -49,11 +50,23 @@ local function receiptSpec(text)
   return {keep = keep, cap = tonumber(cap) or 0, events = events, on = keep > 0 or events ~= '-'}
 end
 
--- Redis's own clock, ms: a pending entry's idle time is measured on it, so a first write read
--- back as (this - idle) is the same whenever it is read, whatever the node's clock says.
+-- Redis's own clock, ms, read once per call: pending entries' idle times are measured on it.
+local serverNow
 local function serverMs()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  if serverNow == nil then
+    local t = redis.call('TIME')
+    serverNow = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return serverNow
+end
+
+-- A first-writes value: '<first write, epoch ms>' after one write, '<first>:<attempts>' after more.
+local function parseFirst(value)
+  if not value then
+    return nil, nil
+  end
+  local first, attempts = string.match(value, '^(%d+):?(%d*)$')
+  return tonumber(first), tonumber(attempts) or 1
 end
 
 -- Calls `cmd key list[i..]` in steps of 500 elements: unpack() has a stack limit.
@@ -64,44 +77,63 @@ local function each(cmd, key, list)
 end
 
 -- items: {id, deliveries, attempts, first write (epoch ms, 0 = never written), reason or ''}.
--- Receipt: '<state>:<at - enqueued>:<deliveries>:<attempts>:<first write - enqueued or empty>:<reason>'.
+-- Receipt: '<state>:<at - enqueued>:<deliveries>:<attempts>:<first write - enqueued or empty>:<reason>',
+-- times in ms from the id's own; the outbox entry carries the same text, '<id>=<receipt>' each.
 local function settle(spec, rkeys, state, items, now)
   if #items == 0 then
     return
   end
   local rc, rt, outbox = rkeys[1], rkeys[2], rkeys[3]
+  local receipts = {}
+  for i, it in ipairs(items) do
+    local enqueued = tonumber(string.sub(it[1], 1, string.find(it[1], '-', 1, true) - 1))
+    local first = ''
+    if it[4] > 0 then
+      first = it[4] - enqueued
+    end
+    receipts[i] = state .. ':' .. (now - enqueued) .. ':' .. it[2] .. ':' .. it[3] .. ':' .. first .. ':' .. it[5]
+  end
   if spec.keep > 0 and state ~= 'f' then
-    local fields, scores = {}, {}
-    for _, it in ipairs(items) do
-      local enqueued = tonumber(string.match(it[1], '^(%d+)'))
-      local first = ''
-      if it[4] > 0 then
-        first = it[4] - enqueued
-      end
+    local fields, times = {}, {}
+    local stamp = now .. ' '
+    for i, it in ipairs(items) do
       fields[#fields + 1] = it[1]
-      fields[#fields + 1] = state .. ':' .. (now - enqueued) .. ':' .. it[2] .. ':' .. it[3] .. ':' .. first .. ':' .. it[5]
-      scores[#scores + 1] = now
-      scores[#scores + 1] = it[1]
+      fields[#fields + 1] = receipts[i]
+      times[i] = stamp .. it[1]
     end
     each('HSET', rc, fields)
-    each('ZADD', rt, scores)
-    -- Bounded by age (at most 100 a call; the status read checks the age too) and by count.
-    local old = redis.call('ZRANGE', rt, '-inf', now - spec.keep, 'BYSCORE', 'LIMIT', 0, 100)
-    if #old > 0 then
-      each('ZREM', rt, old)
-      each('HDEL', rc, old)
+    each('RPUSH', rt, times)
+    -- Bounded by age (at most 100 a call) and by count, oldest first. The list is in write order,
+    -- which is time order but for clock skew between nodes: the status read checks the age too.
+    local drop = 0
+    local head = redis.call('LINDEX', rt, 0)
+    if head and tonumber(string.match(head, '^(%d+)')) <= now - spec.keep then
+      for _, e in ipairs(redis.call('LRANGE', rt, 0, 99)) do
+        if tonumber(string.match(e, '^(%d+)')) > now - spec.keep then
+          break
+        end
+        drop = drop + 1
+      end
     end
-    local excess = redis.call('ZCARD', rt) - spec.cap
-    if excess > 0 then
-      each('HDEL', rc, redis.call('ZRANGE', rt, 0, excess - 1))
-      redis.call('ZREMRANGEBYRANK', rt, 0, excess - 1)
+    drop = math.max(drop, redis.call('LLEN', rt) - spec.cap)
+    if drop > 0 then
+      local gone = {}
+      for _, e in ipairs(redis.call('LRANGE', rt, 0, drop - 1)) do
+        gone[#gone + 1] = string.match(e, ' (%S+)$')
+      end
+      redis.call('LTRIM', rt, drop, -1)
+      each('HDEL', rc, gone)
     end
     redis.call('PEXPIRE', rc, spec.keep)
     redis.call('PEXPIRE', rt, spec.keep)
   end
   if string.find(spec.events, state, 1, true) then
     -- One entry per call and state; a node moves it into a webhook job (src/queue/webhook-outbox.ts).
-    redis.call('XADD', outbox, 'MAXLEN', '~', 10000, '*', 't', state, 'at', now, 'n', #items, 'm', cjson.encode(items))
+    local m = {}
+    for i, it in ipairs(items) do
+      m[i] = it[1] .. '=' .. receipts[i]
+    end
+    redis.call('XADD', outbox, 'MAXLEN', '~', 10000, '*', 't', state, 'n', #items, 'm', table.concat(m, ' '))
     redis.call('PEXPIRE', outbox, 86400000)
   end
 end
@@ -111,40 +143,31 @@ if redis.call('EXISTS', mailbox) == 0 then
   return {0, 0}
 end
 
--- Stream ids `<ms>-<seq>` compared as numbers.
-local function older(a, b)
-  local am, as = string.match(a, '^(%d+)-(%d+)$')
-  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
-  if am ~= bm then
-    return tonumber(am) < tonumber(bm)
-  end
-  return tonumber(as) < tonumber(bs)
-end
-
 local ids = {}
-local pending = {} -- id -> XPENDING entry {id, consumer, idle, attempts}, with receipts on
+local pending = {} -- id -> XPENDING entry {id, consumer, idle, attempts}
 if ARGV[2] ~= '' then
   for _, p in ipairs(redis.call('XPENDING', mailbox, group, '-', ARGV[2], 100000)) do
     ids[#ids + 1] = p[1]
     pending[p[1]] = p
   end
 else
-  local low, high
   for i = 7, #ARGV do
-    local id = ARGV[i]
-    ids[#ids + 1] = id
-    if spec.on then
-      if low == nil or older(id, low) then
-        low = id
-      end
-      if high == nil or older(high, id) then
-        high = id
-      end
-    end
+    ids[#ids + 1] = ARGV[i]
   end
-  if low ~= nil then
-    for _, p in ipairs(redis.call('XPENDING', mailbox, group, low, high, 100000)) do
-      pending[p[1]] = p
+end
+
+-- First writes and attempts, kept by pop.lua and join.lua for every message they write; the
+-- pending list (one lookup per id) only for a message written before receipts were on.
+local written = {}
+if spec.on then
+  for i = 1, #ids, 500 do
+    local chunk = {unpack(ids, i, math.min(i + 499, #ids))}
+    local values = redis.call('HMGET', firstWrites, unpack(chunk))
+    for j, id in ipairs(chunk) do
+      written[id] = values[j]
+      if not values[j] and pending[id] == nil then
+        pending[id] = redis.call('XPENDING', mailbox, group, id, id, 1)[1]
+      end
     end
   end
 end
@@ -163,35 +186,20 @@ end
 
 if spec.on then
   local counts = redis.call('HMGET', counted, unpack(done))
-  local items, again = {}, {}
+  local items = {}
   for i, id in ipairs(done) do
+    local first, attempts = parseFirst(written[id])
     local p = pending[id]
-    local attempts = 1
-    local first = 0
     if p ~= nil then
       attempts = tonumber(p[4])
-      if attempts <= 1 then
+      if first == nil and attempts == 1 then
         first = serverMs() - tonumber(p[3])
-      else
-        again[#again + 1] = id
       end
     end
     -- The ack is a delivery too: the page had the message.
-    items[i] = {id, (tonumber(counts[i]) or 0) + 1, attempts, first, ''}
+    items[i] = {id, (tonumber(counts[i]) or 0) + 1, attempts or 1, first or 0, ''}
   end
-  if #again > 0 then
-    local firsts = redis.call('HMGET', firstWrites, unpack(again))
-    local at = {}
-    for j, id in ipairs(again) do
-      at[id] = tonumber(firsts[j]) or 0
-    end
-    for _, it in ipairs(items) do
-      if at[it[1]] ~= nil then
-        it[4] = at[it[1]]
-      end
-    end
-    redis.call('HDEL', firstWrites, unpack(again))
-  end
+  each('HDEL', firstWrites, done)
   settle(spec, rkeys, 'a', items, now)
 end
 

@@ -17,9 +17,9 @@
   KEYS[3] counted deliveries (hash: event id -> deliveries)
   KEYS[4] when the user last acked
   KEYS[5] receipts (hash)
-  KEYS[6] receipt times (sorted set)
+  KEYS[6] receipt times (list of '<epoch ms> <event id>', oldest first)
   KEYS[7] webhook outbox (stream)
-  KEYS[8] first writes of messages written more than once (hash)
+  KEYS[8] first writes of messages in flight (hash: event id -> '<epoch ms>[:<attempts>]')
   KEYS[9] ids of messages that expired before their first write (list, newest first, at most 100)
   KEYS[10] how many did (string)
 
@@ -48,11 +48,23 @@ local function receiptSpec(text)
   return {keep = keep, cap = tonumber(cap) or 0, events = events, on = keep > 0 or events ~= '-'}
 end
 
--- Redis's own clock, ms: a pending entry's idle time is measured on it, so a first write read
--- back as (this - idle) is the same whenever it is read, whatever the node's clock says.
+-- Redis's own clock, ms, read once per call: pending entries' idle times are measured on it.
+local serverNow
 local function serverMs()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  if serverNow == nil then
+    local t = redis.call('TIME')
+    serverNow = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return serverNow
+end
+
+-- A first-writes value: '<first write, epoch ms>' after one write, '<first>:<attempts>' after more.
+local function parseFirst(value)
+  if not value then
+    return nil, nil
+  end
+  local first, attempts = string.match(value, '^(%d+):?(%d*)$')
+  return tonumber(first), tonumber(attempts) or 1
 end
 
 -- Calls `cmd key list[i..]` in steps of 500 elements: unpack() has a stack limit.
@@ -63,44 +75,63 @@ local function each(cmd, key, list)
 end
 
 -- items: {id, deliveries, attempts, first write (epoch ms, 0 = never written), reason or ''}.
--- Receipt: '<state>:<at - enqueued>:<deliveries>:<attempts>:<first write - enqueued or empty>:<reason>'.
+-- Receipt: '<state>:<at - enqueued>:<deliveries>:<attempts>:<first write - enqueued or empty>:<reason>',
+-- times in ms from the id's own; the outbox entry carries the same text, '<id>=<receipt>' each.
 local function settle(spec, rkeys, state, items, now)
   if #items == 0 then
     return
   end
   local rc, rt, outbox = rkeys[1], rkeys[2], rkeys[3]
+  local receipts = {}
+  for i, it in ipairs(items) do
+    local enqueued = tonumber(string.sub(it[1], 1, string.find(it[1], '-', 1, true) - 1))
+    local first = ''
+    if it[4] > 0 then
+      first = it[4] - enqueued
+    end
+    receipts[i] = state .. ':' .. (now - enqueued) .. ':' .. it[2] .. ':' .. it[3] .. ':' .. first .. ':' .. it[5]
+  end
   if spec.keep > 0 and state ~= 'f' then
-    local fields, scores = {}, {}
-    for _, it in ipairs(items) do
-      local enqueued = tonumber(string.match(it[1], '^(%d+)'))
-      local first = ''
-      if it[4] > 0 then
-        first = it[4] - enqueued
-      end
+    local fields, times = {}, {}
+    local stamp = now .. ' '
+    for i, it in ipairs(items) do
       fields[#fields + 1] = it[1]
-      fields[#fields + 1] = state .. ':' .. (now - enqueued) .. ':' .. it[2] .. ':' .. it[3] .. ':' .. first .. ':' .. it[5]
-      scores[#scores + 1] = now
-      scores[#scores + 1] = it[1]
+      fields[#fields + 1] = receipts[i]
+      times[i] = stamp .. it[1]
     end
     each('HSET', rc, fields)
-    each('ZADD', rt, scores)
-    -- Bounded by age (at most 100 a call; the status read checks the age too) and by count.
-    local old = redis.call('ZRANGE', rt, '-inf', now - spec.keep, 'BYSCORE', 'LIMIT', 0, 100)
-    if #old > 0 then
-      each('ZREM', rt, old)
-      each('HDEL', rc, old)
+    each('RPUSH', rt, times)
+    -- Bounded by age (at most 100 a call) and by count, oldest first. The list is in write order,
+    -- which is time order but for clock skew between nodes: the status read checks the age too.
+    local drop = 0
+    local head = redis.call('LINDEX', rt, 0)
+    if head and tonumber(string.match(head, '^(%d+)')) <= now - spec.keep then
+      for _, e in ipairs(redis.call('LRANGE', rt, 0, 99)) do
+        if tonumber(string.match(e, '^(%d+)')) > now - spec.keep then
+          break
+        end
+        drop = drop + 1
+      end
     end
-    local excess = redis.call('ZCARD', rt) - spec.cap
-    if excess > 0 then
-      each('HDEL', rc, redis.call('ZRANGE', rt, 0, excess - 1))
-      redis.call('ZREMRANGEBYRANK', rt, 0, excess - 1)
+    drop = math.max(drop, redis.call('LLEN', rt) - spec.cap)
+    if drop > 0 then
+      local gone = {}
+      for _, e in ipairs(redis.call('LRANGE', rt, 0, drop - 1)) do
+        gone[#gone + 1] = string.match(e, ' (%S+)$')
+      end
+      redis.call('LTRIM', rt, drop, -1)
+      each('HDEL', rc, gone)
     end
     redis.call('PEXPIRE', rc, spec.keep)
     redis.call('PEXPIRE', rt, spec.keep)
   end
   if string.find(spec.events, state, 1, true) then
     -- One entry per call and state; a node moves it into a webhook job (src/queue/webhook-outbox.ts).
-    redis.call('XADD', outbox, 'MAXLEN', '~', 10000, '*', 't', state, 'at', now, 'n', #items, 'm', cjson.encode(items))
+    local m = {}
+    for i, it in ipairs(items) do
+      m[i] = it[1] .. '=' .. receipts[i]
+    end
+    redis.call('XADD', outbox, 'MAXLEN', '~', 10000, '*', 't', state, 'n', #items, 'm', table.concat(m, ' '))
     redis.call('PEXPIRE', outbox, 86400000)
   end
 end
@@ -127,10 +158,12 @@ for _, id in ipairs(due) do
       missed[#missed + 1] = id
       items[#items + 1] = {id, 0, 0, 0, ''}
     elseif p ~= nil then
-      local attempts, first = tonumber(p[4]), serverMs() - tonumber(p[3])
-      if attempts > 1 then
-        first = tonumber(redis.call('HGET', firstWrites, id) or '0') or 0
+      local attempts = tonumber(p[4])
+      local first = parseFirst(redis.call('HGET', firstWrites, id))
+      if first == nil and attempts == 1 then
+        first = serverMs() - tonumber(p[3])
       end
+      first = first or 0
       items[#items + 1] = {id, tonumber(redis.call('HGET', counted, id) or '0') or 0, attempts, first, ''}
     end
   end

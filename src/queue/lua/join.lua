@@ -9,12 +9,12 @@
 
   Notices (ARGV[9] '1', the stream asked for them): the counts of the user's queue, and the
   messages that expired before they were ever written (pop.lua, expire.lua), which are taken:
-  the next stream that asks does not get them again. A claim of a message written once keeps
-  its first write time (ARGV[8] '1'), as pop.lua's redeliveries do.
+  the next stream that asks does not get them again. A claim keeps the message's first write
+  time and attempts (ARGV[8] '1'), as pop.lua's redeliveries do.
 
   KEYS[1] mailbox stream
   KEYS[2] registry of the nodes holding the user's streams (hash: node id -> since, Redis time ms)
-  KEYS[3] first writes of messages written more than once (hash: event id -> epoch ms)
+  KEYS[3] first writes of messages in flight (hash: event id -> '<epoch ms>[:<attempts>]')
   KEYS[4] ids of messages that expired before their first write (list, newest first)
   KEYS[5] how many did (string)
 
@@ -76,10 +76,15 @@ for _, p in ipairs(redis.call('XPENDING', mailbox, group, '-', '+', tonumber(ARG
     end
     if f.x == nil or tonumber(f.x) > now then
       if claim then
-        if ARGV[8] == '1' and attempts == 1 then
-          -- Redis's clock, as the idle time (see serverMs in pop.lua).
-          local t = redis.call('TIME')
-          redis.call('HSET', KEYS[3], id, tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - idle)
+        if ARGV[8] == '1' then
+          -- As pop.lua's redeliveries: the first write stays, with the attempts (the claim resets
+          -- the idle time; Redis's clock measures it, see serverMs in pop.lua).
+          local first = string.match(redis.call('HGET', KEYS[3], id) or '', '^(%d+)')
+          if first == nil and attempts == 1 then
+            local t = redis.call('TIME')
+            first = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - idle
+          end
+          redis.call('HSET', KEYS[3], id, (first or 0) .. ':' .. (attempts + 1))
         end
         redis.call('XCLAIM', mailbox, group, consumer, 0, id, 'RETRYCOUNT', attempts + 1, 'JUSTID')
         attempts = attempts + 1

@@ -6,7 +6,7 @@
   meanwhile leaves them in place: once the lock runs out, whichever node
   looks next (the housekeeping sweep finds them) takes them again.
 
-  KEYS[1] outbox stream (entries: t = state letter, at = epoch ms, n = events, m = JSON items)
+  KEYS[1] outbox stream (entries: t = state letter, n = events, m = '<id>=<receipt>' items, space-separated)
   KEYS[2] lock (string: node id, with an expiry)
 
   ARGV[1] node id
@@ -14,7 +14,7 @@
   ARGV[3] most entries to read
   ARGV[4] most events to read (the first entry is read whatever its size)
 
-  Output: {status, {entryId, state, at, items}, ...}
+  Output: {status, {entryId, state, items}, ...}
     status  0 the outbox is empty; 1 entries follow; 2 another node holds the lock
 ]]
 local outbox, lock, node = KEYS[1], KEYS[2], ARGV[1]
@@ -39,6 +39,6 @@ for _, entry in ipairs(redis.call('XRANGE', outbox, '-', '+', 'COUNT', tonumber(
     break
   end
   events = events + n
-  out[#out + 1] = {entry[1], f.t or '', f.at or '0', f.m or '[]'}
+  out[#out + 1] = {entry[1], f.t or '', f.m or ''}
 end
 return out

@@ -19,12 +19,11 @@
   registry's other entries are gone (a crashed node): they are removed.
 
   Receipts, webhooks, notices: with ARGV[11] asking for them, expired and dead messages leave
-  receipts (KEYS[8..9]) and webhook outbox entries (KEYS[10]; one per state and call), first
-  writes a message.delivered entry when wanted, and a redelivery of a message written once
-  keeps its first write time in KEYS[11] (the idle time is lost with the new write). A
-  message that expired before it was ever written is noted for the user's next stream
-  (KEYS[12..13], always: it is rare and small). Nothing is added to a pop that finds
-  nothing expired or dead, but one XADD for message.delivered.
+  receipts (KEYS[8..9]) and webhook outbox entries (KEYS[10]; one per state and call); every
+  write keeps the message's first write time and attempts in KEYS[11] until it leaves the
+  in-flight list (one HSET per pop for the new ones; ack.lua reads them), and first writes
+  make a message.delivered entry when wanted. A message that expired before it was ever
+  written is noted for the user's next stream (KEYS[12..13], always: rare and small).
 
   KEYS[1] mailbox stream
   KEYS[2] dead-letter stream
@@ -34,9 +33,9 @@
   KEYS[6] drain lease of the user
   KEYS[7] the user's sharded pub/sub channel
   KEYS[8] receipts (hash)
-  KEYS[9] receipt times (sorted set)
+  KEYS[9] receipt times (list of '<epoch ms> <event id>', oldest first)
   KEYS[10] webhook outbox (stream)
-  KEYS[11] first writes of messages written more than once (hash: event id -> epoch ms)
+  KEYS[11] first writes of messages in flight (hash: event id -> '<epoch ms>[:<attempts>]')
   KEYS[12] ids of messages that expired before their first write (list, newest first, at most 100)
   KEYS[13] how many did (string)
 
@@ -79,11 +78,23 @@ local function receiptSpec(text)
   return {keep = keep, cap = tonumber(cap) or 0, events = events, on = keep > 0 or events ~= '-'}
 end
 
--- Redis's own clock, ms: a pending entry's idle time is measured on it, so a first write read
--- back as (this - idle) is the same whenever it is read, whatever the node's clock says.
+-- Redis's own clock, ms, read once per call: pending entries' idle times are measured on it.
+local serverNow
 local function serverMs()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  if serverNow == nil then
+    local t = redis.call('TIME')
+    serverNow = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return serverNow
+end
+
+-- A first-writes value: '<first write, epoch ms>' after one write, '<first>:<attempts>' after more.
+local function parseFirst(value)
+  if not value then
+    return nil, nil
+  end
+  local first, attempts = string.match(value, '^(%d+):?(%d*)$')
+  return tonumber(first), tonumber(attempts) or 1
 end
 
 -- Calls `cmd key list[i..]` in steps of 500 elements: unpack() has a stack limit.
@@ -94,44 +105,63 @@ local function each(cmd, key, list)
 end
 
 -- items: {id, deliveries, attempts, first write (epoch ms, 0 = never written), reason or ''}.
--- Receipt: '<state>:<at - enqueued>:<deliveries>:<attempts>:<first write - enqueued or empty>:<reason>'.
+-- Receipt: '<state>:<at - enqueued>:<deliveries>:<attempts>:<first write - enqueued or empty>:<reason>',
+-- times in ms from the id's own; the outbox entry carries the same text, '<id>=<receipt>' each.
 local function settle(spec, rkeys, state, items, now)
   if #items == 0 then
     return
   end
   local rc, rt, outbox = rkeys[1], rkeys[2], rkeys[3]
+  local receipts = {}
+  for i, it in ipairs(items) do
+    local enqueued = tonumber(string.sub(it[1], 1, string.find(it[1], '-', 1, true) - 1))
+    local first = ''
+    if it[4] > 0 then
+      first = it[4] - enqueued
+    end
+    receipts[i] = state .. ':' .. (now - enqueued) .. ':' .. it[2] .. ':' .. it[3] .. ':' .. first .. ':' .. it[5]
+  end
   if spec.keep > 0 and state ~= 'f' then
-    local fields, scores = {}, {}
-    for _, it in ipairs(items) do
-      local enqueued = tonumber(string.match(it[1], '^(%d+)'))
-      local first = ''
-      if it[4] > 0 then
-        first = it[4] - enqueued
-      end
+    local fields, times = {}, {}
+    local stamp = now .. ' '
+    for i, it in ipairs(items) do
       fields[#fields + 1] = it[1]
-      fields[#fields + 1] = state .. ':' .. (now - enqueued) .. ':' .. it[2] .. ':' .. it[3] .. ':' .. first .. ':' .. it[5]
-      scores[#scores + 1] = now
-      scores[#scores + 1] = it[1]
+      fields[#fields + 1] = receipts[i]
+      times[i] = stamp .. it[1]
     end
     each('HSET', rc, fields)
-    each('ZADD', rt, scores)
-    -- Bounded by age (at most 100 a call; the status read checks the age too) and by count.
-    local old = redis.call('ZRANGE', rt, '-inf', now - spec.keep, 'BYSCORE', 'LIMIT', 0, 100)
-    if #old > 0 then
-      each('ZREM', rt, old)
-      each('HDEL', rc, old)
+    each('RPUSH', rt, times)
+    -- Bounded by age (at most 100 a call) and by count, oldest first. The list is in write order,
+    -- which is time order but for clock skew between nodes: the status read checks the age too.
+    local drop = 0
+    local head = redis.call('LINDEX', rt, 0)
+    if head and tonumber(string.match(head, '^(%d+)')) <= now - spec.keep then
+      for _, e in ipairs(redis.call('LRANGE', rt, 0, 99)) do
+        if tonumber(string.match(e, '^(%d+)')) > now - spec.keep then
+          break
+        end
+        drop = drop + 1
+      end
     end
-    local excess = redis.call('ZCARD', rt) - spec.cap
-    if excess > 0 then
-      each('HDEL', rc, redis.call('ZRANGE', rt, 0, excess - 1))
-      redis.call('ZREMRANGEBYRANK', rt, 0, excess - 1)
+    drop = math.max(drop, redis.call('LLEN', rt) - spec.cap)
+    if drop > 0 then
+      local gone = {}
+      for _, e in ipairs(redis.call('LRANGE', rt, 0, drop - 1)) do
+        gone[#gone + 1] = string.match(e, ' (%S+)$')
+      end
+      redis.call('LTRIM', rt, drop, -1)
+      each('HDEL', rc, gone)
     end
     redis.call('PEXPIRE', rc, spec.keep)
     redis.call('PEXPIRE', rt, spec.keep)
   end
   if string.find(spec.events, state, 1, true) then
     -- One entry per call and state; a node moves it into a webhook job (src/queue/webhook-outbox.ts).
-    redis.call('XADD', outbox, 'MAXLEN', '~', 10000, '*', 't', state, 'at', now, 'n', #items, 'm', cjson.encode(items))
+    local m = {}
+    for i, it in ipairs(items) do
+      m[i] = it[1] .. '=' .. receipts[i]
+    end
+    redis.call('XADD', outbox, 'MAXLEN', '~', 10000, '*', 't', state, 'n', #items, 'm', table.concat(m, ' '))
     redis.call('PEXPIRE', outbox, 86400000)
   end
 end
@@ -160,15 +190,14 @@ local nextDue = -1
 local lastAck = tonumber(redis.call('GET', ackat) or '0')
 local expiredItems, deadItems, firstItems, missed = {}, {}, {}, {}
 
--- When a message leaving the in-flight list was first written, epoch ms: the idle time of its
--- pending entry after one write, else what its redelivery kept (and is forgotten now).
-local function takeFirstWrite(id, idle, attempts)
-  if attempts <= 1 then
-    return serverMs() - idle
+-- When a message in flight was first written, epoch ms (0 when unknown): kept in firstWrites,
+-- or, for one written once before receipts were on, its pending entry's idle time.
+local function firstWrite(id, idle, attempts)
+  local first = parseFirst(redis.call('HGET', firstWrites, id))
+  if first == nil and attempts <= 1 then
+    first = serverMs() - idle
   end
-  local at = tonumber(redis.call('HGET', firstWrites, id) or '0') or 0
-  redis.call('HDEL', firstWrites, id)
-  return at
+  return first or 0
 end
 
 local function fieldsOf(flat)
@@ -223,7 +252,8 @@ for _, p in ipairs(redis.call('XPENDING', mailbox, group, '-', '+', window)) do
       end
       if isExpired(f) then
         if spec.on then
-          expiredItems[#expiredItems + 1] = {id, deliveries, attempts, takeFirstWrite(id, idle, attempts), ''}
+          expiredItems[#expiredItems + 1] = {id, deliveries, attempts, firstWrite(id, idle, attempts), ''}
+          redis.call('HDEL', firstWrites, id)
         end
         drop(id)
         expired = expired + 1
@@ -239,14 +269,15 @@ for _, p in ipairs(redis.call('XPENDING', mailbox, group, '-', '+', window)) do
         dead = dead + 1
         inflight = inflight - 1
         if spec.on then
-          deadItems[#deadItems + 1] = {id, deliveries, attempts, takeFirstWrite(id, idle, attempts), reason}
+          deadItems[#deadItems + 1] = {id, deliveries, attempts, firstWrite(id, idle, attempts), reason}
+          redis.call('HDEL', firstWrites, id)
         end
       elseif not acting and shared == 0 then
         unresponsive = unresponsive + 1
       else
-        if spec.on and attempts == 1 then
-          -- The first write's time is the idle time until now; the claim resets it.
-          redis.call('HSET', firstWrites, id, serverMs() - idle)
+        if spec.on then
+          -- The claim resets the idle time: the first write's time stays here, with the attempts.
+          redis.call('HSET', firstWrites, id, firstWrite(id, idle, attempts) .. ':' .. (attempts + 1))
         end
         redis.call('XCLAIM', mailbox, group, consumer, 0, id, 'RETRYCOUNT', attempts + 1, 'JUSTID')
         write(id, f, attempts + 1)
@@ -275,7 +306,9 @@ if free > 0 then
         inflight = inflight + 1
         write(entry[1], f, 1)
         due(ackTimeout)
-        firstItems[#firstItems + 1] = {entry[1], 0, 1, 0, ''}
+        if spec.on then
+          firstItems[#firstItems + 1] = {entry[1], 0, 1, 0, ''}
+        end
       end
     end
   end
@@ -284,12 +317,19 @@ end
 if spec.on then
   settle(spec, rkeys, 'x', expiredItems, now)
   settle(spec, rkeys, 'd', deadItems, now)
-  if #firstItems > 0 and string.find(spec.events, 'f', 1, true) then
-    local written = serverMs()
+  if #firstItems > 0 then
+    -- First writes, for the receipts and webhooks of these messages: one HSET for the pop.
+    local written, fields = serverMs(), {}
+    local text = tostring(written)
     for _, it in ipairs(firstItems) do
       it[4] = written
+      fields[#fields + 1] = it[1]
+      fields[#fields + 1] = text
     end
-    settle(spec, rkeys, 'f', firstItems, now)
+    each('HSET', firstWrites, fields)
+    if string.find(spec.events, 'f', 1, true) then
+      settle(spec, rkeys, 'f', firstItems, now)
+    end
   end
 end
 if #missed > 0 then

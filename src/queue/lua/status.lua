@@ -6,7 +6,7 @@
   KEYS[1] mailbox stream
   KEYS[2] receipts (hash: event id -> receipt)
   KEYS[3] counted deliveries (hash: event id -> deliveries that counted)
-  KEYS[4] first writes of messages written more than once (hash: event id -> epoch ms)
+  KEYS[4] first writes of messages in flight (hash: event id -> '<epoch ms>[:<attempts>]')
 
   ARGV[1] consumer group name
   ARGV[2..] event ids
@@ -44,10 +44,11 @@ for i = 2, #ARGV do
     local p = redis.call('XPENDING', mailbox, group, id, id, 1)[1]
     if p then
       local attempts = tonumber(p[4])
-      local first = serverNow - tonumber(p[3])
-      if attempts > 1 then
-        first = tonumber(redis.call('HGET', firstWrites, id) or '0') or 0
+      local first = tonumber(string.match(redis.call('HGET', firstWrites, id) or '', '^(%d+)'))
+      if first == nil and attempts == 1 then
+        first = serverNow - tonumber(p[3])
       end
+      first = first or 0
       out[#out + 1] = {'i', attempts, first, tonumber(redis.call('HGET', counted, id) or '0') or 0, expiresAt}
     else
       out[#out + 1] = {'w', expiresAt}
