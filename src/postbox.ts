@@ -25,11 +25,9 @@ import { connectRedis, createConnection, parseClusterNodes, type RedisConnection
 import { checkRedis } from './queue/redis-checks.js';
 import { createRooms } from './queue/rooms.js';
 import { createSchedules } from './queue/schedules.js';
-import { createWebhookOutbox, type WebhookOutbox } from './queue/webhook-outbox.js';
-import { createWebhookStats } from './queue/webhook-stats.js';
 import { createThrottledLog } from './throttled-log.js';
 import { startJobWorkers } from './workers/job-services.js';
-import { createWebhookMetrics } from './workers/webhook-metrics.js';
+import { createWebhooks } from './workers/webhooks.js';
 
 export interface Postbox {
   /** HTTP/1.1, or with TLS_CERT_FILE HTTPS serving HTTP/2 and HTTP/1.1. */
@@ -167,26 +165,17 @@ export async function createPostbox(
     clock,
     webhooks: { attempts: config.WEBHOOK_MAX_ATTEMPTS, backoffMs: config.WEBHOOK_BACKOFF_MS },
   });
-  const webhookMetrics = createWebhookMetrics(metrics.registry, async () => {
-    const counts = await queues.webhooks.getJobCounts('waiting', 'prioritized', 'delayed', 'active');
-    return Object.values(counts).reduce((a, b) => a + b, 0);
-  });
-  const outbox: WebhookOutbox = createWebhookOutbox({
+  const webhooks = createWebhooks({
     redis,
     keys,
     queue: queues.webhooks,
+    registry: metrics.registry,
     clock,
     logger,
-    options: { nodeId, enabled: webhookUrl !== undefined, maxBacklog: config.WEBHOOK_MAX_BACKLOG },
-    onQueued: (n) => webhookMetrics.queued.inc(n),
-    onDropped: (n, reason) => webhookMetrics.dropped.inc({ reason }, n),
+    nodeId,
+    options: { url: webhookUrl, events: config.WEBHOOK_EVENTS, maxBacklog: config.WEBHOOK_MAX_BACKLOG },
   });
-  const webhooks = createWebhookStats({
-    redis,
-    keys,
-    queue: queues.webhooks,
-    options: { url: webhookUrl, events: config.WEBHOOK_EVENTS },
-  });
+  const { outbox } = webhooks;
   if (webhookUrl !== undefined && config.WEBHOOK_SECRET === undefined) {
     logger.warn({ WEBHOOK_SECRET: webhookSecret(config) }, 'webhook secret derived from TOKEN_SECRET (development)');
   }
@@ -228,7 +217,7 @@ export async function createPostbox(
         webhooks:
           webhookUrl === undefined
             ? undefined
-            : { url: webhookUrl, secret: webhookSecret(config), timeoutMs: config.WEBHOOK_TIMEOUT_MS, metrics: webhookMetrics },
+            : { url: webhookUrl, secret: webhookSecret(config), timeoutMs: config.WEBHOOK_TIMEOUT_MS, metrics: webhooks.metrics },
       },
       onOutbox: (userId) => outbox.touched(userId),
     });
@@ -255,7 +244,7 @@ export async function createPostbox(
       schedules,
       rooms,
       status,
-      webhooks,
+      webhooks: webhooks.stats,
       admin,
       jobQueues: queues.all,
       rates,

@@ -3,7 +3,7 @@ import type { Clock } from '../clock.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { CONSUMER, GROUP, createKeys, enqueuedAtOf, type Keys } from './keys.js';
 import type { RedisClient } from './redis.js';
-import { noticeKeys, receiptKeys, receiptSpec, specOn, specWants } from './receipts.js';
+import { noticeKeys, outboxCounter, receiptKeys, receiptSpec, specOn } from './receipts.js';
 import { withScripts, type EnqueueReply, type JoinReply, type PopReply, type ScriptedRedis } from './scripts.js';
 import { settle } from './settle.js';
 
@@ -145,12 +145,7 @@ export function createMailbox(deps: {
   const keys = createKeys(options.keyPrefix);
   const spec = options.receiptSpec ?? receiptSpec(undefined);
   const keepsFirstWrites = specOn(spec);
-  const wants = {
-    acked: specWants(spec, 'message.acked'),
-    dead: specWants(spec, 'message.dead'),
-    expired: specWants(spec, 'message.expired'),
-    delivered: specWants(spec, 'message.delivered'),
-  };
+  const outboxEvents = outboxCounter(spec);
 
   function enqueueOne(m: NewMessage, now: number): Promise<EnqueueReply> {
     const expiresAt = m.ttlMs === undefined ? 0 : now + m.ttlMs;
@@ -222,12 +217,6 @@ export function createMailbox(deps: {
     );
   }
 
-  /** Webhook events the pop's script wrote to the user's outbox. */
-  function outboxEvents(result: PopResult): number {
-    if (result.status !== 'popped') return 0;
-    const first = wants.delivered ? result.deliveries.filter((d) => d.attempts === 1).length : 0;
-    return (wants.expired ? result.expired : 0) + (wants.dead ? result.dead : 0) + first;
-  }
 
   function toPopResult(reply: PopReply): PopResult {
     const [status, inflight, more, expired, dead, nextDueMs, shared, waitMs, unresponsive, ...entries] = reply;
@@ -272,7 +261,7 @@ export function createMailbox(deps: {
         const reply = replies[i] as PopReply | Error;
         if (reply instanceof Error) return [u, reply];
         const result = toPopResult(reply);
-        const events = outboxEvents(result);
+        const events = result.status === 'popped' ? outboxEvents.popped(result) : 0;
         if (events > 0) options.onOutbox?.(u, events);
         return [u, result];
       }));
@@ -324,7 +313,7 @@ export function createMailbox(deps: {
         ...ids,
       );
       if (count > 0) metrics.acked.inc(count);
-      if (count > 0 && wants.acked) options.onOutbox?.(userId, count);
+      if (outboxEvents.acked(count) > 0) options.onOutbox?.(userId, count);
       return { acked, wake: wake === 1 };
     },
 

@@ -63,6 +63,20 @@ export function specWants(spec: string, type: WebhookEventType): boolean {
   return (spec.split(' ')[2] ?? '').includes(LETTERS[type]);
 }
 
+/** How many webhook events a spec's scripts append to the outbox for an ack, and for a pop's outcome. */
+export function outboxCounter(spec: string): {
+  acked(count: number): number;
+  popped(result: { expired: number; dead: number; deliveries: ReadonlyArray<{ attempts: number }> }): number;
+} {
+  const on = (type: WebhookEventType) => specWants(spec, type);
+  const [acked, dead, expired, delivered] = [on('message.acked'), on('message.dead'), on('message.expired'), on('message.delivered')];
+  return {
+    acked: (count) => (acked ? count : 0),
+    popped: (r) =>
+      (expired ? r.expired : 0) + (dead ? r.dead : 0) + (delivered ? r.deliveries.filter((d) => d.attempts === 1).length : 0),
+  };
+}
+
 /** The keys a receipt-writing script takes after its own: receipts, their times, outbox, first writes. */
 export function receiptKeys(keys: Keys, userId: string): string[] {
   return [keys.receipts(userId), keys.receiptTimes(userId), keys.outbox(userId), keys.firstWrites(userId)];
