@@ -49,8 +49,9 @@ export function createWebhookWorker(deps: {
   // Shutdown cuts the POSTs under way (their batches are retried), so a hanging receiver cannot hold it up.
   const closing = new AbortController();
   const record = (fields: Record<string, string | number>, counts: Record<string, number> = {}) =>
+    // Counters for the admin, best effort: a failed write loses a figure, never a webhook.
     Promise.all([
-      redis.hset(keys.webhooks(), fields),
+      ...(Object.keys(fields).length > 0 ? [redis.hset(keys.webhooks(), fields)] : []),
       ...Object.entries(counts).map(([field, n]) => redis.hincrby(keys.webhooks(), field, n)),
     ]).catch(() => undefined);
 

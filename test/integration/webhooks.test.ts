@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import type { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { systemClock } from '../../src/clock.js';
 import { userChannel } from '../../src/delivery/wake.js';
@@ -273,6 +274,35 @@ describe('webhooks, other settings', () => {
       const firstAcked = Date.parse(events.find((e) => e.type === 'message.acked')?.data.firstDeliveredAt as string);
       expect(Math.abs(firstAcked - Date.parse(delivered?.data.firstDeliveredAt as string))).toBeLessThanOrEqual(2);
       second.close();
+    } finally {
+      await node.close();
+    }
+  });
+
+  it('gives a batch up after WEBHOOK_MAX_ATTEMPTS tries, keeps it among the failed jobs and counts its events', async () => {
+    const closedPort = await freePort();
+    const node = await startApp(redis.url, {
+      ...settings,
+      KEY_PREFIX: 'whf',
+      WEBHOOK_URL: `http://127.0.0.1:${closedPort}/gone`,
+      WEBHOOK_MAX_ATTEMPTS: 3,
+      WEBHOOK_BACKOFF_MS: 50,
+    });
+    try {
+      const id = await node.enqueue('wh-given-up', 'nobody listens');
+      const tab = await stream(node, 'wh-given-up');
+      await waitUntil(() => messageIds(tab).length === 1, 'written');
+      expect(await ack(node, 'wh-given-up', [id])).toBe(1);
+      await waitUntil(async () => (await stats(node)).totals.failed === 1, 'the batch is given up');
+      const s = await stats(node);
+      expect(s.batches).toMatchObject({ failed: 1, waiting: 0, retrying: 0 });
+      expect(s.lastFailure?.error).toMatch(/request failed/);
+      expect(await metric(node, 'postbox_webhooks_events_failed_total')).toBe(1);
+      expect(await metric(node, 'postbox_webhooks_requests_total{result="error"}')).toBe(3);
+      const [job] = await (node.node.queues.find((q) => q.name === 'webhooks') as Queue).getFailed();
+      expect(job?.attemptsMade).toBe(3);
+      expect((job?.data as { events: Event[] }).events).toEqual([expect.objectContaining({ id: `wh-given-up/${id}/message.acked` })]);
+      tab.close();
     } finally {
       await node.close();
     }
