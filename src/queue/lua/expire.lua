@@ -4,13 +4,13 @@
   ARGV[3] per call so Redis is never blocked for long; then, once none are
   left, deletes the mailbox if it is empty and has had no new entry for
   ARGV[4] ms (the next enqueue recreates it with its consumer group).
-  A mailbox whose messages carry no TTL costs one EXISTS and one XLEN.
+  A mailbox whose messages carry no TTL costs one EXISTS and two XLEN (its own and its outbox's).
 
   Receipts, webhooks, notices (as pop.lua): with ARGV[5] asking for them, every dropped message
   leaves a receipt and the call one webhook outbox entry; one that was never written is noted
-  for the user's next stream. Then one XPENDING per expired message, before its XACK, gives
-  its attempts. The output's fourth value lets the sweep find outbox entries a stopped node
-  left behind.
+  for the user's next stream. With them on, one XPENDING per expired message, before its XACK,
+  gives its attempts (housekeeping is not the hot path). The output's fourth value lets the
+  sweep find outbox entries that a node which stopped left behind.
 
   KEYS[1] mailbox stream
   KEYS[2] expiries: sorted set, score = expiry epoch ms, member = event id
