@@ -28,7 +28,8 @@ beforeAll(async () => {
   receiver = await startWebhookReceiver({ secret });
   const overrides = {
     REDIS_CLUSTER_NODES: cluster.seeds,
-    ACK_TIMEOUT_MS: 600,
+    // Long: nothing here waits for a redelivery, and a loaded machine must not cause one.
+    ACK_TIMEOUT_MS: 30_000,
     DRAIN_INTERVAL_MS: 50,
     HOUSEKEEPING_INTERVAL_MS: 300,
     JOB_LOCK_MS: 1000,
