@@ -146,16 +146,17 @@ function fromReply(id: string, entry: StatusReply[number], now: number, retentio
     case 'i': {
       const expiresAt = Number(entry[0] === 'w' ? entry[1] : entry[4]) || undefined;
       const written = entry[0] === 'i' ? { attempts: entry[1], first: entry[2], deliveries: entry[3] } : undefined;
-      const base = {
+      // Past its TTL and not dropped yet: it will never be written again, so it is expired now.
+      const expired = expiresAt !== undefined && expiresAt <= now;
+      return {
         id,
+        state: expired ? 'expired' : written ? 'inflight' : 'waiting',
         deliveries: written?.deliveries ?? 0,
         attempts: written?.attempts ?? 0,
         enqueuedAt,
         ...(written && written.first > 0 ? { firstDeliveredAt: iso(written.first) } : {}),
+        ...(expired ? { expiredAt: iso(expiresAt) } : {}),
       };
-      // Past its TTL and not dropped yet: it will never be written again, so it is expired now.
-      if (expiresAt !== undefined && expiresAt <= now) return { ...base, state: 'expired', expiredAt: iso(expiresAt) };
-      return { ...base, state: written ? 'inflight' : 'waiting' };
     }
   }
 }
@@ -226,10 +227,10 @@ export function createStatusQueries(deps: {
         const s = scheduled[i];
         const eventId = eventIdOf[i];
         if (s?.state === 'scheduled' || s?.state === 'failed') {
-          const base = { id: p.id, scheduledId: p.id, deliveries: 0, attempts: 0, enqueuedAt: iso(s.scheduledAt) };
+          const base = { deliveries: 0, attempts: 0, enqueuedAt: iso(s.scheduledAt), scheduledId: p.id };
           return s.state === 'scheduled'
-            ? { ...base, state: 'scheduled', deliverAt: iso(s.deliverAt) }
-            : { ...base, state: 'dead', deadAt: iso(s.failedAt), reason: 'not-enqueued' };
+            ? { id: p.id, state: 'scheduled', ...base, deliverAt: iso(s.deliverAt) }
+            : { id: p.id, state: 'dead', ...base, deadAt: iso(s.failedAt), reason: 'not-enqueued' };
         }
         if (eventId === undefined) return undefined;
         const status = found.get(`${p.userId}\n${eventId}`);
