@@ -1,5 +1,9 @@
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import { z } from 'zod';
+
+/** Webhook event types (WEBHOOK_EVENTS). */
+export const WEBHOOK_EVENT_TYPES = ['message.acked', 'message.dead', 'message.expired', 'message.delivered'] as const;
+export type WebhookEventType = (typeof WEBHOOK_EVENT_TYPES)[number];
 
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
 
@@ -150,6 +154,50 @@ const schema = z.object({
   TLS_CERT_FILE: z.string().min(1).optional(),
   /** PEM private key of TLS_CERT_FILE. @defaultValue none */
   TLS_KEY_FILE: z.string().min(1).optional(),
+  /**
+   * How long an acked, expired or dead message keeps its receipt for the status API
+   * (`GET /v1/users/:userId/messages/:id`), ms; 0 keeps none (status then knows only
+   * scheduled, waiting and in-flight messages). @defaultValue 86400000 (24 h)
+   */
+  RECEIPT_RETENTION_MS: int(0, 30 * 86_400_000).default(86_400_000),
+  /** Receipts kept per user; beyond it the oldest go first. @defaultValue 10000 */
+  RECEIPTS_MAX_PER_USER: int(1, 1_000_000).default(10_000),
+  /**
+   * Where postbox POSTs webhook batches (message.acked, message.dead, …), signed as Standard
+   * Webhooks say. @defaultValue none: no webhooks
+   */
+  WEBHOOK_URL: z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' }).optional(),
+  /**
+   * Signing secret of the webhooks, `whsec_<base64>` (Standard Webhooks). Required with
+   * WEBHOOK_URL in production; in development it is derived from TOKEN_SECRET, so it stays the
+   * same across restarts (src/config.ts `webhookSecret`).
+   */
+  WEBHOOK_SECRET: z
+    .string()
+    .regex(/^whsec_[A-Za-z0-9+/]{22,}={0,2}$/, 'must be whsec_ followed by a base64 key of at least 16 bytes')
+    .optional(),
+  /**
+   * Events sent to WEBHOOK_URL, comma-separated: message.acked, message.dead, message.expired,
+   * message.delivered (the first write of a message to a stream).
+   * @defaultValue 'message.acked,message.dead,message.expired'
+   */
+  WEBHOOK_EVENTS: z
+    .string()
+    .default('message.acked,message.dead,message.expired')
+    .transform((text) => text.split(',').map((e) => e.trim()).filter((e) => e !== ''))
+    .pipe(z.array(z.enum(WEBHOOK_EVENT_TYPES)).min(1, 'name at least one event')),
+  /** A webhook request with no answer after this long fails (and is retried), ms. @defaultValue 10000 */
+  WEBHOOK_TIMEOUT_MS: int(100, 120_000).default(10_000),
+  /** Tries of one webhook batch before it is given up (kept in the failed jobs, counted). @defaultValue 10 */
+  WEBHOOK_MAX_ATTEMPTS: int(1, 100).default(10),
+  /** First retry delay of a webhook batch, doubled on each retry, ms. @defaultValue 1000 */
+  WEBHOOK_BACKOFF_MS: int(10, 3_600_000).default(1000),
+  /**
+   * Webhook batches waiting to be sent (queued, retrying or under way) beyond which new events
+   * are dropped and counted (`postbox_webhooks_events_dropped_total`), so a receiver that is down
+   * for long cannot grow Redis without bound. @defaultValue 1000 (up to 100,000 events)
+   */
+  WEBHOOK_MAX_BACKLOG: int(1, 1_000_000).default(1000),
   /** @defaultValue 'info' */
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
@@ -197,6 +245,9 @@ export function loadConfig(env: Record<string, string | undefined>): LoadedConfi
   if ((raw.TLS_CERT_FILE === undefined) !== (raw.TLS_KEY_FILE === undefined)) {
     throw new ConfigError('TLS_CERT_FILE and TLS_KEY_FILE go together: set both (HTTPS) or neither (HTTP)');
   }
+  if (raw.NODE_ENV === 'production' && raw.WEBHOOK_URL !== undefined && raw.WEBHOOK_SECRET === undefined) {
+    throw new ConfigError('WEBHOOK_URL requires WEBHOOK_SECRET (whsec_<base64>) in production');
+  }
   const generate = () => randomBytes(24).toString('base64url');
   const config: Config = {
     ...raw,
@@ -213,4 +264,15 @@ export function loadConfig(env: Record<string, string | undefined>): LoadedConfi
 export function testConfig(overrides: Partial<Record<keyof RawConfig, string | number>> = {}): Config {
   const env = Object.fromEntries(Object.entries(overrides).map(([k, v]) => [k, String(v)]));
   return loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'silent', ...env }).config;
+}
+
+/**
+ * The webhooks' signing secret: WEBHOOK_SECRET, or in development one derived from TOKEN_SECRET
+ * (HMAC-SHA256), which development keeps in DATA_DIR/dev-keys.json, so the secret a receiver was
+ * given stays valid across restarts without another file. Production requires WEBHOOK_SECRET.
+ */
+export function webhookSecret(config: Pick<Config, 'WEBHOOK_SECRET' | 'TOKEN_SECRET'>): string {
+  if (config.WEBHOOK_SECRET !== undefined) return config.WEBHOOK_SECRET;
+  const key = createHmac('sha256', config.TOKEN_SECRET).update('postbox webhook secret').digest().subarray(0, 24);
+  return `whsec_${key.toString('base64')}`;
 }

@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import type { Queue } from 'bullmq';
 import type { Logger } from 'pino';
 import { systemClock, type Clock } from './clock.js';
-import type { Config } from './config.js';
+import { webhookSecret, type Config } from './config.js';
 import { createDelivery, type Delivery } from './delivery/delivery.js';
 import type { StreamHub } from './delivery/stream-hub.js';
 import { userChannel } from './delivery/wake.js';
@@ -20,12 +20,14 @@ import { createNodeId } from './node-id.js';
 import { createAdminQueries } from './queue/admin/admin-queries.js';
 import { createJobQueues } from './queue/job-queues.js';
 import { createMailbox } from './queue/mailbox.js';
+import { createStatusQueries, receiptSpec } from './queue/receipts.js';
 import { connectRedis, createConnection, parseClusterNodes, type RedisConnectionSettings } from './queue/redis.js';
 import { checkRedis } from './queue/redis-checks.js';
 import { createRooms } from './queue/rooms.js';
 import { createSchedules } from './queue/schedules.js';
 import { createThrottledLog } from './throttled-log.js';
 import { startJobWorkers } from './workers/job-services.js';
+import { createWebhooks } from './workers/webhooks.js';
 
 export interface Postbox {
   /** HTTP/1.1, or with TLS_CERT_FILE HTTPS serving HTTP/2 and HTTP/1.1. */
@@ -97,6 +99,13 @@ export async function createPostbox(
   const channel = userChannel(config.KEY_PREFIX);
   // Called only once an enqueue's reply arrives, after `delivery` below exists.
   const wakeHere = (userId: string, id: string) => delivery.enqueuedHere(userId, id);
+  // Receipts and webhook events are written by the scripts that ack, expire and dead-letter.
+  const webhookUrl = config.WEBHOOK_URL;
+  const spec = receiptSpec({
+    retentionMs: config.RECEIPT_RETENTION_MS,
+    maxPerUser: config.RECEIPTS_MAX_PER_USER,
+    webhookEvents: webhookUrl === undefined ? [] : config.WEBHOOK_EVENTS,
+  });
   const mailbox = createMailbox({
     redis,
     clock,
@@ -115,6 +124,9 @@ export async function createPostbox(
       nodeId,
       userChannel: channel,
       onLocalEnqueue: wakeHere,
+      receiptSpec: spec,
+      // Called only once a script's reply arrives, after `outbox` below exists.
+      onOutbox: (userId, events) => outbox.touched(userId, events),
     },
   });
   const delivery: Delivery = createDelivery({
@@ -146,9 +158,30 @@ export async function createPostbox(
     load: () => ({ streams: hub.size, users: [...hub.users()].length }),
   });
   const keys = mailbox.keys;
-  const queues = await createJobQueues({ redis: settings, keyPrefix: config.KEY_PREFIX, logger, clock });
+  const queues = await createJobQueues({
+    redis: settings,
+    keyPrefix: config.KEY_PREFIX,
+    logger,
+    clock,
+    webhooks: { attempts: config.WEBHOOK_MAX_ATTEMPTS, backoffMs: config.WEBHOOK_BACKOFF_MS },
+  });
+  const webhooks = createWebhooks({
+    redis,
+    keys,
+    queue: queues.webhooks,
+    registry: metrics.registry,
+    clock,
+    logger,
+    nodeId,
+    options: { url: webhookUrl, events: config.WEBHOOK_EVENTS, maxBacklog: config.WEBHOOK_MAX_BACKLOG },
+  });
+  const { outbox } = webhooks;
+  if (webhookUrl !== undefined && config.WEBHOOK_SECRET === undefined) {
+    logger.warn({ WEBHOOK_SECRET: webhookSecret(config) }, 'webhook secret derived from TOKEN_SECRET (development)');
+  }
   const rooms = createRooms({ redis, keys, fanout: queues.fanout, clock });
   const schedules = createSchedules({ queues, redis, keys, clock });
+  const status = createStatusQueries({ redis, keys, clock, schedules, options: { retentionMs: config.RECEIPT_RETENTION_MS } });
   const admin = createAdminQueries({
     redis,
     clock,
@@ -180,9 +213,16 @@ export async function createPostbox(
         fanoutChunkSize: config.FANOUT_CHUNK_SIZE,
         fanoutDedupWindowMs: config.FANOUT_DEDUP_WINDOW_MS,
         housekeepingIntervalMs: config.HOUSEKEEPING_INTERVAL_MS,
+        receiptSpec: spec,
+        webhooks:
+          webhookUrl === undefined
+            ? undefined
+            : { url: webhookUrl, secret: webhookSecret(config), timeoutMs: config.WEBHOOK_TIMEOUT_MS, metrics: webhooks.metrics },
       },
+      onOutbox: (userId) => outbox.touched(userId),
     });
   } catch (err) {
+    await outbox.close();
     await queues.close();
     throw err;
   }
@@ -203,6 +243,8 @@ export async function createPostbox(
       metrics,
       schedules,
       rooms,
+      status,
+      webhooks: webhooks.stats,
       admin,
       jobQueues: queues.all,
       rates,
@@ -245,6 +287,8 @@ export async function createPostbox(
       delivery.closeStreams('shutdown');
       web.closeIdle();
       await delivery.close();
+      // What the last acks and pops wrote goes into jobs now; anything left waits in Redis.
+      await outbox.close();
       await rates.close();
       await jobs.close();
       await queues.close();

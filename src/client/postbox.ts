@@ -20,6 +20,18 @@ export interface PostboxMessage<T = unknown> {
 
 export type PostboxHandler<T = unknown> = (msg: PostboxMessage<T>) => void | Promise<void>;
 
+/** `postbox.expired`: messages that expired before they reached any of the user's streams (the newest ids, at most 100). */
+export interface PostboxExpired {
+  count: number;
+  ids: string[];
+}
+
+/** `postbox.counts`: the user's messages not yet written to a stream, and those written and not acked. */
+export interface PostboxCounts {
+  waiting: number;
+  inflight: number;
+}
+
 /** What went wrong, for {@link PostboxLifecycleEvent} `error`. */
 export type PostboxErrorSource = 'handler' | 'data' | 'ack' | 'token';
 
@@ -283,6 +295,12 @@ export interface PostboxOptions {
   EventSource?: EventSourceConstructorLike;
   /** fetch, used for acks. @defaultValue globalThis.fetch */
   fetch?: FetchLike;
+  /**
+   * Ask the server for the notices of stream open (`?notices=1`): `postbox.counts` on every
+   * open, and `postbox.expired` when messages expired before they were delivered.
+   * @defaultValue true
+   */
+  notices?: boolean;
 }
 
 export interface PostboxClient {
@@ -300,6 +318,16 @@ export interface PostboxClient {
   onState(handler: (state: PostboxState) => void): () => void;
   /** Called on `open`, `reconnecting` (with the delay) and `error` (handler, data, ack, token). Returns the unsubscribe function. */
   onLifecycle(handler: (event: PostboxLifecycleEvent) => void): () => void;
+  /**
+   * Called with the ids another tab (or anything else) acked (`postbox.acked`): the page can
+   * dismiss them. They leave the unacked set and are never handed to a handler afterwards.
+   * Returns the unsubscribe function.
+   */
+  onAcked(handler: (ids: string[]) => void): () => void;
+  /** Called when the stream opens with messages that expired before they were delivered (`postbox.expired`). */
+  onExpired(handler: (expired: PostboxExpired) => void): () => void;
+  /** Called with the user's counts each time the stream opens (`postbox.counts`), e.g. for a badge. */
+  onCounts(handler: (counts: PostboxCounts) => void): () => void;
   /** Acks by event id, batched like auto-acks (at most every 100 ms, or at once when 100 wait). */
   ack(id: string | readonly string[]): void;
   /** Sends the waiting acks now. Never rejects: a failed send is reported as an `error` and retried. */
@@ -330,10 +358,14 @@ export function connect(options: PostboxOptions): PostboxClient {
   const handlers = new Map<string, Set<PostboxHandler>>();
   const stateListeners = new Set<(state: PostboxState) => void>();
   const lifecycleListeners = new Set<(event: PostboxLifecycleEvent) => void>();
+  const ackedListeners = new Set<(ids: string[]) => void>();
+  const expiredListeners = new Set<(expired: PostboxExpired) => void>();
+  const countsListeners = new Set<(counts: PostboxCounts) => void>();
   const listening = new Set(['message', ...(options.events ?? [])]);
   const handled = createIdMemory(dedupeSize); // handled without error: never handed to handlers again
   const unsettled = createIdMemory(dedupeSize); // received but not acked: failed, running, or awaiting ack()
   const running = new Set<string>();
+  const dismissed = createIdMemory(dedupeSize); // acked elsewhere: never handed to a handler, never acked again
   const batcher = createAckBatcher({ send: postAcks, onError: (error) => report('ack', error) });
   // What was not handled goes back to the server too, so it knows why an ack is missing.
   const failedBatcher = createAckBatcher({ send: (ids) => postNacks(ids, 'failed'), onError: (error) => report('ack', error) });
@@ -413,6 +445,7 @@ export function connect(options: PostboxOptions): PostboxClient {
     // The server acks everything up to it, so send it only when nothing received is unacked;
     // without it the server redelivers what is in flight and the dedupe memory acks it again.
     if (lastEventId && unsettled.size === 0) url += `&lastEventId=${encodeURIComponent(lastEventId)}`;
+    if (options.notices ?? true) url += '&notices=1';
     return url;
   }
 
@@ -458,14 +491,19 @@ export function connect(options: PostboxOptions): PostboxClient {
     // The server names an event before its first message: listen for it from now on. EventSource
     // dispatches each event in its own task, so a listener added here gets the message after it.
     es.addEventListener('postbox.event', (event) => {
-      if (typeof event.data !== 'string') return;
-      let name: unknown;
-      try {
-        name = JSON.parse(event.data);
-      } catch {
-        return;
-      }
+      const name = controlData(event);
       if (typeof name === 'string' && /^[A-Za-z0-9._:-]{1,64}$/.test(name)) listen(name);
+    });
+    es.addEventListener('postbox.acked', onAckedElsewhere);
+    es.addEventListener('postbox.expired', (event) => {
+      const value = controlData(event) as Partial<PostboxExpired> | undefined;
+      if (typeof value?.count !== 'number' || !Array.isArray(value.ids)) return;
+      notify(expiredListeners, { count: value.count, ids: value.ids.filter((id): id is string => typeof id === 'string') });
+    });
+    es.addEventListener('postbox.counts', (event) => {
+      const value = controlData(event) as Partial<PostboxCounts> | undefined;
+      if (typeof value?.waiting !== 'number' || typeof value.inflight !== 'number') return;
+      notify(countsListeners, { waiting: value.waiting, inflight: value.inflight });
     });
   }
 
@@ -473,6 +511,30 @@ export function connect(options: PostboxOptions): PostboxClient {
     if (listening.has(name)) return;
     listening.add(name);
     source?.addEventListener(name, onFrame);
+  }
+
+  /** The JSON of a control event (`postbox.*`, no id); undefined when it does not parse. */
+  function controlData(event: EventSourceEventLike): unknown {
+    if (typeof event.data !== 'string') return undefined;
+    try {
+      return JSON.parse(event.data);
+    } catch {
+      return undefined;
+    }
+  }
+
+  function onAckedElsewhere(event: EventSourceEventLike): void {
+    const value = controlData(event) as { ids?: unknown } | undefined;
+    if (!Array.isArray(value?.ids)) return;
+    const ids = value.ids.filter((id): id is string => typeof id === 'string' && id !== '');
+    if (ids.length === 0) return;
+    for (const id of ids) {
+      // Done: not ours to ack, nor to hand over if it comes (a frame already on its way).
+      dismissed.add(id);
+      unsettled.delete(id);
+      unhandled.delete(id);
+    }
+    notify(ackedListeners, ids);
   }
 
   /** `refresh`: ask getToken for a new token first, because the last attempt may have been refused for its token. */
@@ -491,6 +553,7 @@ export function connect(options: PostboxOptions): PostboxClient {
     if (typeof event.data !== 'string') return; // the EventSource's own open/error events
     const id = event.lastEventId ?? '';
     if (id) lastEventId = id;
+    if (id && dismissed.has(id)) return; // acked elsewhere: already done
     let data: unknown;
     try {
       data = JSON.parse(event.data);
@@ -621,6 +684,18 @@ export function connect(options: PostboxOptions): PostboxClient {
     onLifecycle(handler) {
       lifecycleListeners.add(handler);
       return () => void lifecycleListeners.delete(handler);
+    },
+    onAcked(handler) {
+      ackedListeners.add(handler);
+      return () => void ackedListeners.delete(handler);
+    },
+    onExpired(handler) {
+      expiredListeners.add(handler);
+      return () => void expiredListeners.delete(handler);
+    },
+    onCounts(handler) {
+      countsListeners.add(handler);
+      return () => void countsListeners.delete(handler);
     },
     ack,
     flushAcks: () => batcher.flush(),

@@ -35,9 +35,14 @@ export interface Delivery {
   readonly hub: StreamHub;
   /**
    * Turns a response into the user's event stream and starts delivering to it. `announceEvents`:
-   * the stream names each event before its first message (see SseSessionOptions).
+   * the stream names each event before its first message (see SseSessionOptions); with `notices`,
+   * it first gets `postbox.counts` and, when messages expired unwritten, `postbox.expired`.
    */
-  openStream(userId: string, res: ServerResponse | Http2ServerResponse, options?: { announceEvents?: boolean }): SseSession;
+  openStream(
+    userId: string,
+    res: ServerResponse | Http2ServerResponse,
+    options?: { announceEvents?: boolean; notices?: boolean },
+  ): SseSession;
   /** An enqueue found this node alone holding the user: nothing was published, wake the drain here. */
   enqueuedHere(userId: string, id: string): void;
   /**
@@ -141,6 +146,7 @@ export function createDelivery(deps: {
         writeStallMs: options.writeStallMs,
         repeatWindowMs: options.ackTimeoutMs / 2,
         announceEvents: stream.announceEvents ?? false,
+        notices: stream.notices ?? false,
       });
       hub.add(session);
       return session;

@@ -28,7 +28,7 @@ export type DrainMailbox = Pick<Mailbox, 'pop' | 'join' | 'release'>;
 /** What the drain writes to (src/delivery/stream-hub.ts). */
 export type DrainHub = Pick<StreamHub, 'send' | 'closeUser'>;
 /** The part of a stream the drain drives: its catch-up. */
-export type DrainSession = Pick<SseSession, 'userId' | 'hold' | 'release'>;
+export type DrainSession = Pick<SseSession, 'userId' | 'hold' | 'release' | 'notices' | 'control'>;
 
 export interface DrainWorker {
   /** A stream opened: it catches up on what is in flight, then gets what is popped. */
@@ -157,7 +157,7 @@ export function createDrainWorker(deps: {
       try {
         // Subscribed before joining: whatever is published after the join reaches this node.
         if (first) await channels.subscribe(userId);
-        const joined = await mailbox.join(userId, { first });
+        const joined = await mailbox.join(userId, { first, notices: sessions.some((session) => session.notices) });
         joinFailures.succeeded();
         if (users.get(userId) !== s) {
           // The user left while the join ran: leave again, in order.
@@ -176,7 +176,14 @@ export function createDrainWorker(deps: {
         s.inflight = Math.max(s.inflight, joined.inflight.length);
         // Alone, a first join claimed them: written to streams now closed, they are written again.
         if (first && joined.others === 0 && frames.length > 0) metrics.redelivered.inc(frames.length);
-        for (const session of sessions) session.release(frames);
+        for (const session of sessions) {
+          // Before the catch-up: what the page may show first (a badge, "you missed N messages").
+          if (session.notices && joined.notices !== undefined) {
+            session.control('counts', joined.notices.counts);
+            if (joined.notices.expired.count > 0) session.control('expired', joined.notices.expired);
+          }
+          session.release(frames);
+        }
         markDirty(userId, s);
       } catch (err) {
         joinFailures.failed(err, { userId });

@@ -22,6 +22,8 @@ export interface SseSessionOptions {
    * (`?announce=1`). @defaultValue false
    */
   announceEvents?: boolean;
+  /** The stream asked (`?notices=1`) for `postbox.counts` and `postbox.expired` when it opens. @defaultValue false */
+  notices?: boolean;
 }
 
 /** Ids remembered per stream for the repeat check; the oldest go first. */
@@ -68,6 +70,8 @@ export function isSafeFrame(value: unknown): value is SseFrame {
 export class SseSession {
   readonly userId: string;
   readonly openedAt: number;
+  /** Wants the notices of stream open (`postbox.counts`, `postbox.expired`). */
+  readonly notices: boolean;
   private readonly res: ServerResponse | Http2ServerResponse;
   private readonly clock: Clock;
   private readonly writeStallMs: number;
@@ -93,6 +97,7 @@ export class SseSession {
     this.clock = clock;
     this.openedAt = clock.now();
     this.lastWriteAt = this.openedAt;
+    this.notices = options.notices ?? false;
     this.writeStallMs = options.writeStallMs;
     this.repeatWindowMs = options.repeatWindowMs ?? 0;
     this.announceEvents = options.announceEvents ?? false;

@@ -110,7 +110,7 @@ export function adminRoutes(deps: AppDeps, guards: Guards): Router {
   });
 
   router.get('/admin/stats', auth, async (ctx) => {
-    const [totals, nodes] = await Promise.all([queries.totals(), rates.nodes()]);
+    const [totals, nodes, webhooks] = await Promise.all([queries.totals(), rates.nodes(), deps.webhooks.read()]);
     ctx.body = {
       at: new Date(clock.now()).toISOString(),
       totals,
@@ -119,6 +119,7 @@ export function adminRoutes(deps: AppDeps, guards: Guards): Router {
       // This node's counters; every node samples its own.
       rates: { windowSeconds: 60, perSecond: rates.rates(60_000) },
       series: rates.series(),
+      webhooks,
     };
   });
 

@@ -10,6 +10,7 @@ import { healthRoutes } from './health-routes.js';
 import { producerRoutes } from './producer-routes.js';
 import { roomRoutes } from './room-routes.js';
 import { scheduleRoutes } from './schedule-routes.js';
+import { statusRoutes } from './status-routes.js';
 import { subscriberRoutes } from './subscriber-routes.js';
 
 /** A router of a feature mounted beside the built-in ones (the client, the demo), given the shared guards. */
@@ -33,6 +34,7 @@ export function createApp(deps: AppDeps, extraRoutes: ExtraRoutes[] = []): Koa {
     adminRoutes(deps, guards),
     scheduleRoutes(deps, guards),
     roomRoutes(deps, guards),
+    statusRoutes(deps, guards) as unknown as Router,
     adminUiRoutes(deps, guards),
     ...extraRoutes.map((routes) => routes(guards)),
   ];

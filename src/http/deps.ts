@@ -7,9 +7,11 @@ import type { Metrics } from '../metrics/metrics.js';
 import type { RateSampler } from '../metrics/rate-sampler.js';
 import type { AdminQueries } from '../queue/admin/admin-queries.js';
 import type { Mailbox } from '../queue/mailbox.js';
+import type { StatusQueries } from '../queue/receipts.js';
 import type { RedisClient } from '../queue/redis.js';
 import type { Rooms } from '../queue/rooms.js';
 import type { Schedules } from '../queue/schedules.js';
+import type { WebhookStats } from '../queue/webhook-stats.js';
 import type { Tokens } from './tokens.js';
 
 /** Everything the HTTP layer needs, injected; it never reads process.env. */
@@ -26,6 +28,10 @@ export interface AppDeps {
   schedules: Schedules;
   /** Room membership and room messages (fanned out by a BullMQ job). */
   rooms: Rooms;
+  /** What became of messages (receipts), and a user's counts. */
+  status: StatusQueries;
+  /** The webhooks block of /admin/stats. */
+  webhooks: { read(): Promise<WebhookStats> };
   /** The admin's reads and repairs. */
   admin: AdminQueries;
   /** Every BullMQ queue, for bull-board under /admin/jobs. */

@@ -4,7 +4,15 @@ import { EVENT_ID_PATTERN, EVENT_NAME_PATTERN, USER_ID_PATTERN } from '../queue/
 export const userId = z.string().regex(USER_ID_PATTERN, 'must match ^[A-Za-z0-9._:@-]{1,128}$');
 /** Room names: the user id pattern, so they are safe in a key's hash tag. */
 export const roomName = z.string().regex(USER_ID_PATTERN, 'room must match ^[A-Za-z0-9._:@-]{1,128}$');
-export const eventName = z.string().regex(EVENT_NAME_PATTERN, 'must match ^[A-Za-z0-9._:-]{1,64}$');
+/** The server's control events (`postbox.acked`, `postbox.expired`, `postbox.counts`) own this prefix. */
+export const RESERVED_EVENT_PREFIX = 'postbox.';
+export const eventName = z
+  .string()
+  .regex(EVENT_NAME_PATTERN, 'must match ^[A-Za-z0-9._:-]{1,64}$')
+  .refine(
+    (name) => !name.toLowerCase().startsWith(RESERVED_EVENT_PREFIX),
+    `event names starting with "${RESERVED_EVENT_PREFIX}" are reserved for the server's control events (postbox.acked, postbox.expired, postbox.counts); use another name`,
+  );
 export const eventId = z.string().regex(EVENT_ID_PATTERN, 'must be an event id like 1732150000000-0');
 
 /** `data` may be any JSON value, null included, but must be present. */
@@ -65,4 +73,12 @@ export const nackBody = z.strictObject({
   ids: z.array(eventId).min(1).max(1000, 'at most 1000 ids per call'),
   /** `failed`: a handler threw; `unhandled`: no handler for the event. @defaultValue 'failed' */
   reason: z.enum(['failed', 'unhandled']).default('failed'),
+});
+
+/** `POST /v1/messages/status`: up to 1000 messages, of any users. */
+export const statusBody = z.strictObject({
+  messages: z
+    .array(z.strictObject({ userId, id: z.string().min(1).max(64) }))
+    .min(1)
+    .max(1000, 'at most 1000 messages per call'),
 });

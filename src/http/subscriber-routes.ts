@@ -51,7 +51,10 @@ export function subscriberRoutes(deps: AppDeps, guards: Guards): Router<StreamSt
     // first (a browser sends the last id it received, not the last one its handler finished).
     // The session lifts the idle timeout of the socket (HTTP/1.1) or the stream (HTTP/2).
     ctx.respond = false;
-    delivery.openStream(userId, ctx.res, { announceEvents: ctx.query.announce === '1' });
+    // Opt-ins, so a stream read as raw text carries only what it asked for; the client library asks
+    // for both. `?announce=1`: each event named before its first message. `?notices=1`:
+    // postbox.counts (and postbox.expired when messages expired unwritten) first.
+    delivery.openStream(userId, ctx.res, { announceEvents: ctx.query.announce === '1', notices: ctx.query.notices === '1' });
   });
 
   router.post('/v1/acks', cors, guards.stream, guards.body, async (ctx) => {

@@ -1,6 +1,7 @@
 import type { Clock } from '../clock.js';
 import { GROUP, type Keys } from './keys.js';
 import type { RedisClient } from './redis.js';
+import { noticeKeys, receiptKeys, receiptSpec } from './receipts.js';
 import { withScripts, type ScriptCommands } from './scripts.js';
 import { createUsersIndex } from './users-index.js';
 
@@ -11,6 +12,13 @@ export interface HousekeepingOptions {
   entriesPerCall?: number;
   /** An empty mailbox with no new entry for this long is deleted, ms; 0 keeps them. @defaultValue 3600000 */
   emptyIdleMs?: number;
+  /** What the scripts record of expired messages (src/queue/receipts.ts `receiptSpec`). @defaultValue none */
+  receiptSpec?: string;
+  /**
+   * Users whose webhook outbox holds entries after their sweep: what this sweep expired, or what
+   * a node that stopped left behind; this node's outbox takes them (src/queue/webhook-outbox.ts).
+   */
+  onOutbox?: (userId: string) => void;
 }
 
 export interface SweepResult {
@@ -51,6 +59,8 @@ export function createHousekeeper(deps: {
   const usersPerChunk = deps.options?.usersPerChunk ?? 500;
   const entriesPerCall = deps.options?.entriesPerCall ?? 1000;
   const emptyIdleMs = deps.options?.emptyIdleMs ?? 3_600_000;
+  const spec = deps.options?.receiptSpec ?? receiptSpec(undefined);
+  const onOutbox = deps.options?.onOutbox;
   const redis = withScripts(deps.redis);
   const index = createUsersIndex({ redis, keys });
 
@@ -62,13 +72,26 @@ export function createHousekeeper(deps: {
     while (todo.length > 0) {
       const replies = await Promise.all(
         todo.map((u) =>
-          redis.pbExpire(keys.mailbox(u), keys.expiries(u), keys.counted(u), keys.lastAck(u), GROUP, now, entriesPerCall, emptyIdleMs),
+          redis.pbExpire(
+            keys.mailbox(u),
+            keys.expiries(u),
+            keys.counted(u),
+            keys.lastAck(u),
+            ...receiptKeys(keys, u),
+            ...noticeKeys(keys, u),
+            GROUP,
+            now,
+            entriesPerCall,
+            emptyIdleMs,
+            spec,
+          ),
         ),
       );
       const next: string[] = [];
       todo.forEach((userId, i) => {
-        const [n, more, gone] = replies[i] as ExpireReply;
+        const [n, more, gone, outbox] = replies[i] as ExpireReply;
         expired += n;
+        if (outbox > 0) onOutbox?.(userId);
         if (more === 1) next.push(userId);
         if (gone === 1) emptied.push(userId);
       });

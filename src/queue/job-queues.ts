@@ -16,6 +16,8 @@ export const QUEUE_NAMES = {
   fanout: 'fanout',
   /** The periodic sweep of expired messages. */
   housekeeping: 'housekeeping',
+  /** Batches of webhook events, each POSTed to WEBHOOK_URL (src/workers/webhook-worker.ts). */
+  webhooks: 'webhooks',
 } as const;
 
 /** A message to append to one user's mailbox when its job runs. */
@@ -47,6 +49,34 @@ export interface FanoutJobData {
   skipped?: number | undefined;
 }
 
+/** One webhook event, as the receiver gets it (inside `{"events": [...]}`). */
+export interface WebhookEvent {
+  /** `<userId>/<eventId>/<type>`: the same on every delivery of the event, so a receiver can dedupe. */
+  id: string;
+  type: string;
+  /** When it happened, ISO 8601. */
+  timestamp: string;
+  data: {
+    userId: string;
+    /** The message's event id. */
+    id: string;
+    state: string;
+    deliveries: number;
+    attempts: number;
+    enqueuedAt: string;
+    firstDeliveredAt?: string;
+    ackedAt?: string;
+    deadAt?: string;
+    expiredAt?: string;
+    reason?: string;
+  };
+}
+
+/** A batch of at most 100 events: one POST, whose `webhook-id` is `msg_<job id>` on every try. */
+export interface WebhookJobData {
+  events: WebhookEvent[];
+}
+
 /** Completed jobs kept per queue: enough for the admin to show recent work, bounded in memory. */
 export const KEEP_COMPLETED = { count: 1000, age: 24 * 3600 };
 /** Failed jobs kept per queue, for the admin to inspect and retry. */
@@ -66,12 +96,27 @@ const retriedJob: DefaultJobOptions = {
   removeOnFail: KEEP_FAILED,
 };
 
-const defaultJobOptions: Record<keyof typeof QUEUE_NAMES, DefaultJobOptions> = {
-  scheduled: retriedJob,
-  fanout: retriedJob,
-  // The next run comes on its own; a failed sweep is not worth retrying.
-  housekeeping: { attempts: 1, removeOnComplete: { count: 20 }, removeOnFail: { count: 100 } },
-};
+/** Tries of a webhook batch, and the first retry's delay (doubled each time): WEBHOOK_MAX_ATTEMPTS, WEBHOOK_BACKOFF_MS. */
+export interface WebhookRetry {
+  attempts: number;
+  backoffMs: number;
+}
+
+function defaultJobOptions(webhooks: WebhookRetry): Record<keyof typeof QUEUE_NAMES, DefaultJobOptions> {
+  return {
+    scheduled: retriedJob,
+    fanout: retriedJob,
+    // The next run comes on its own; a failed sweep is not worth retrying.
+    housekeeping: { attempts: 1, removeOnComplete: { count: 20 }, removeOnFail: { count: 100 } },
+    webhooks: {
+      attempts: webhooks.attempts,
+      backoff: { type: 'exponential', delay: webhooks.backoffMs },
+      // A batch holds up to 100 events: keep fewer delivered ones than the other queues.
+      removeOnComplete: { count: 100, age: 3600 },
+      removeOnFail: KEEP_FAILED,
+    },
+  };
+}
 
 /**
  * BullMQ's key prefix for a postbox `KEY_PREFIX`: hash-tagged, because a
@@ -86,6 +131,7 @@ export interface JobQueues {
   scheduled: Queue<DeliverJobData>;
   fanout: Queue<FanoutJobData>;
   housekeeping: Queue;
+  webhooks: Queue<WebhookJobData>;
   /** Every queue, for the admin (bull-board). */
   all: Queue[];
   close(): Promise<void>;
@@ -97,8 +143,11 @@ export async function createJobQueues(options: {
   keyPrefix: string;
   logger: Logger;
   clock: Clock;
+  /** @defaultValue 10 tries from 1 s */
+  webhooks?: WebhookRetry;
 }): Promise<JobQueues> {
   const { logger, clock } = options;
+  const jobOptions = defaultJobOptions(options.webhooks ?? { attempts: 10, backoffMs: 1000 });
   const prefix = bullPrefix(options.keyPrefix);
   const connections: Array<{ disconnect(): void }> = [];
   const make = <T>(name: keyof typeof QUEUE_NAMES) => {
@@ -108,7 +157,7 @@ export async function createJobQueues(options: {
     const queue = new Queue<T>(QUEUE_NAMES[name], {
       prefix,
       connection,
-      defaultJobOptions: defaultJobOptions[name],
+      defaultJobOptions: jobOptions[name],
       streams: { events: { maxLen: EVENTS_MAX_LEN } },
     });
     logBullErrors(queue, logger, clock, `queue ${name}`);
@@ -117,12 +166,14 @@ export async function createJobQueues(options: {
   const scheduled = make<DeliverJobData>('scheduled');
   const fanout = make<FanoutJobData>('fanout');
   const housekeeping = make<unknown>('housekeeping');
-  const all = [scheduled, fanout, housekeeping] as Queue[];
+  const webhooks = make<WebhookJobData>('webhooks');
+  const all = [scheduled, fanout, housekeeping, webhooks] as Queue[];
   await Promise.all(all.map((q) => q.waitUntilReady()));
   return {
     scheduled,
     fanout,
     housekeeping,
+    webhooks,
     all,
     async close() {
       // close() sends commands; with Redis away they fail fast, and the connection is dropped anyway.

@@ -36,6 +36,25 @@ export interface Keys {
   counted(userId: string): string;
   /** When the user's page last acked, or reported a failed handler: a string, epoch ms. */
   lastAck(userId: string): string;
+  /** Receipts of acked, expired and dead messages: a hash, field = event id, value = compact receipt (src/queue/receipts.ts). */
+  receipts(userId: string): string;
+  /** When each receipt was written: a list of `<epoch ms> <event id>` in write order, which trims them by age and count. */
+  receiptTimes(userId: string): string;
+  /**
+   * First write and attempts of messages in flight, for their receipts: a hash, field = event id,
+   * value = `<epoch ms>` after one write, `<epoch ms>:<attempts>` after more.
+   */
+  firstWrites(userId: string): string;
+  /** Ids of messages that expired before they were written, newest first (a list, at most 100), for the next stream. */
+  missed(userId: string): string;
+  /** How many messages expired before they were written since the last stream took the notice: a string. */
+  missedCount(userId: string): string;
+  /** Webhook events written by the scripts, waiting for a node to put them into webhook jobs: a stream. */
+  outbox(userId: string): string;
+  /** Which node is taking the outbox's entries now: a string with an expiry. */
+  outboxLock(userId: string): string;
+  /** Webhook counters of every node (queued, delivered, failed, dropped, last success and failure): a hash. */
+  webhooks(): string;
 }
 
 export function createKeys(prefix: string): Keys {
@@ -54,6 +73,14 @@ export function createKeys(prefix: string): Keys {
     registry: (userId) => `${prefix}:{${userId}}:nodes`,
     counted: (userId) => `${prefix}:{${userId}}:n`,
     lastAck: (userId) => `${prefix}:{${userId}}:ackat`,
+    receipts: (userId) => `${prefix}:{${userId}}:rc`,
+    receiptTimes: (userId) => `${prefix}:{${userId}}:rt`,
+    firstWrites: (userId) => `${prefix}:{${userId}}:fw`,
+    missed: (userId) => `${prefix}:{${userId}}:missed`,
+    missedCount: (userId) => `${prefix}:{${userId}}:missedn`,
+    outbox: (userId) => `${prefix}:{${userId}}:wh`,
+    outboxLock: (userId) => `${prefix}:{${userId}}:whlock`,
+    webhooks: () => `${prefix}:webhooks`,
   };
 }
 

@@ -3,6 +3,7 @@ import type { Clock } from '../clock.js';
 import type { Metrics } from '../metrics/metrics.js';
 import { CONSUMER, GROUP, createKeys, enqueuedAtOf, type Keys } from './keys.js';
 import type { RedisClient } from './redis.js';
+import { noticeKeys, outboxCounter, receiptKeys, receiptSpec, specOn } from './receipts.js';
 import { withScripts, type EnqueueReply, type JoinReply, type PopReply, type ScriptedRedis } from './scripts.js';
 import { settle } from './settle.js';
 
@@ -36,6 +37,10 @@ export interface MailboxOptions {
    * was published, and this wakes the drain here without a round trip through Redis.
    */
   onLocalEnqueue?: (userId: string, id: string) => void;
+  /** What the scripts record of messages that are done (src/queue/receipts.ts `receiptSpec`). @defaultValue none */
+  receiptSpec?: string;
+  /** A script may have added `events` webhook events to the user's outbox (src/queue/webhook-outbox.ts). */
+  onOutbox?: (userId: string, events: number) => void;
 }
 
 export interface NewMessage {
@@ -95,6 +100,8 @@ export interface Joined {
   others: number;
   /** What is in flight, to write to the new stream first. */
   inflight: Array<Delivery & { idleMs: number }>;
+  /** When asked for: the user's counts, and the messages that expired before they were written (taken). */
+  notices?: { counts: { waiting: number; inflight: number }; expired: { count: number; ids: string[] } };
 }
 
 export interface Mailbox {
@@ -110,8 +117,8 @@ export interface Mailbox {
    * gets its Error; the others' results stand.
    */
   pop(userIds: string[]): Promise<Map<string, PopResult | Error>>;
-  /** A stream of the user opened on this node: register (its first one) and read what is in flight. */
-  join(userId: string, options: { first: boolean }): Promise<Joined>;
+  /** A stream of the user opened on this node: register (its first one), read what is in flight, and the notices when asked. */
+  join(userId: string, options: { first: boolean; notices?: boolean }): Promise<Joined>;
   /** The last stream of the user on this node closed; returns how many other nodes still hold the user. */
   release(userId: string): Promise<number>;
   /** Acknowledges these in-flight ids (or all up to `upTo`); returns those that were; `wake` when the window was full. */
@@ -139,6 +146,9 @@ export function createMailbox(deps: {
   const redis: ScriptedRedis = withScripts(deps.redis);
   const { clock, metrics, options } = deps;
   const keys = createKeys(options.keyPrefix);
+  const spec = options.receiptSpec ?? receiptSpec(undefined);
+  const keepsFirstWrites = specOn(spec);
+  const outboxEvents = outboxCounter(spec);
 
   function enqueueOne(m: NewMessage, now: number): Promise<EnqueueReply> {
     const expiresAt = m.ttlMs === undefined ? 0 : now + m.ttlMs;
@@ -194,6 +204,8 @@ export function createMailbox(deps: {
       keys.registry(userId),
       keys.drainer(userId),
       options.userChannel(userId),
+      ...receiptKeys(keys, userId),
+      ...noticeKeys(keys, userId),
       GROUP,
       CONSUMER,
       now,
@@ -204,8 +216,10 @@ export function createMailbox(deps: {
       options.deadMaxLength,
       options.nodeId,
       options.leaseMs,
+      spec,
     );
   }
+
 
   function toPopResult(reply: PopReply): PopResult {
     const [status, inflight, more, expired, dead, nextDueMs, shared, waitMs, unresponsive, ...entries] = reply;
@@ -246,16 +260,22 @@ export function createMailbox(deps: {
     async pop(userIds) {
       const now = clock.now();
       const replies = await settle(userIds.map((u) => popOne(u, now)));
-      return new Map(userIds.map((u, i) => {
+      return new Map(userIds.map((u, i): [string, PopResult | Error] => {
         const reply = replies[i] as PopReply | Error;
-        return [u, reply instanceof Error ? reply : toPopResult(reply)];
+        if (reply instanceof Error) return [u, reply];
+        const result = toPopResult(reply);
+        const events = result.status === 'popped' ? outboxEvents.popped(result) : 0;
+        if (events > 0) options.onOutbox?.(u, events);
+        return [u, result];
       }));
     },
 
-    async join(userId, { first }) {
-      const [others, ...entries] = (await redis.pbJoin(
+    async join(userId, { first, notices }) {
+      const [others, found, ...entries] = (await redis.pbJoin(
         keys.mailbox(userId),
         keys.registry(userId),
+        keys.firstWrites(userId),
+        ...noticeKeys(keys, userId),
         keys.counted(userId),
         GROUP,
         CONSUMER,
@@ -264,10 +284,14 @@ export function createMailbox(deps: {
         first ? '1' : '0',
         options.maxInflight,
         clock.now(),
+        keepsFirstWrites ? '1' : '0',
+        notices === true ? '1' : '0',
       )) as JoinReply;
+      const [waiting = 0, inflight = 0, count = 0, ids = []] = found;
       return {
         others,
         inflight: entries.map(([id, event, data, attempts, idleMs]) => ({ id, event, data, attempts, idleMs })),
+        ...(found.length > 0 ? { notices: { counts: { waiting, inflight }, expired: { count, ids } } } : {}),
       };
     },
 
@@ -283,14 +307,17 @@ export function createMailbox(deps: {
         keys.lastAck(userId),
         keys.registry(userId),
         options.userChannel(userId),
+        ...receiptKeys(keys, userId),
         GROUP,
         upTo ?? '',
         options.nodeId,
         options.maxInflight,
         clock.now(),
+        spec,
         ...ids,
       );
       if (count > 0) metrics.acked.inc(count);
+      if (outboxEvents.acked(count) > 0) options.onOutbox?.(userId, count);
       return { acked, wake: wake === 1 };
     },
 

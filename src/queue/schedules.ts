@@ -3,7 +3,7 @@ import { CronExpressionParser } from 'cron-parser';
 import { AppError } from '../errors.js';
 import type { Clock } from '../clock.js';
 import type { RedisClient } from './redis.js';
-import type { DeliverJobData, JobQueues } from './job-queues.js';
+import { QUEUE_NAMES, jobIdempotencyKey, type DeliverJobData, type JobQueues } from './job-queues.js';
 import type { Keys } from './keys.js';
 
 /** `deliverAt` may be at most this far ahead: one year, ms. */
@@ -49,8 +49,20 @@ export interface RecurringView {
   next: string | null;
 }
 
+/** Where a scheduled message is (the status API): still held, in the mailbox under an event id, or given up. */
+export type ScheduledLookup =
+  | { state: 'scheduled'; scheduledAt: number; deliverAt: number }
+  | { state: 'enqueued'; eventId: string }
+  | { state: 'failed'; scheduledAt: number; failedAt: number };
+
 /** Scheduled (one-off, delayed) and recurring messages, held as BullMQ jobs until due. */
 export interface Schedules {
+  /**
+   * A scheduled message of this user by its id; undefined when unknown. Once due, its job's
+   * result names its event id; after the completed job is trimmed, the append's idempotency
+   * record still does (DEDUP_WINDOW_MS) unless the producer gave its own key.
+   */
+  find(userId: string, scheduledId: string): Promise<ScheduledLookup | undefined>;
   /** Holds each message as a delayed job until its `deliverAt`. */
   scheduleMany(items: Array<{ message: DeliverJobData; deliverAt: number }>): Promise<ScheduledMessage[]>;
   /** Cancels a pending scheduled message of this user; false when there is none with this id. */
@@ -131,6 +143,22 @@ export function createSchedules(deps: { queues: JobQueues; redis: RedisClient; k
           return { scheduledId: job.id, userId: item.message.userId, deliverAt };
         }),
       );
+    },
+
+    async find(userId, scheduledId) {
+      const job = await queue.getJob(scheduledId);
+      if (job !== undefined) {
+        if (job.name !== JOB_SCHEDULED || job.data.userId !== userId) return undefined;
+        const state = await job.getState();
+        if (state === 'completed') {
+          const eventId = (job.returnvalue as { id?: unknown } | null)?.id;
+          return typeof eventId === 'string' ? { state: 'enqueued', eventId } : undefined;
+        }
+        if (state === 'failed') return { state: 'failed', scheduledAt: job.timestamp, failedAt: job.finishedOn ?? job.timestamp };
+        return { state: 'scheduled', scheduledAt: job.timestamp, deliverAt: job.timestamp + (job.opts.delay ?? 0) };
+      }
+      const eventId = await redis.get(keys.idempotency(userId, jobIdempotencyKey(QUEUE_NAMES.scheduled, scheduledId)));
+      return eventId === null ? undefined : { state: 'enqueued', eventId };
     },
 
     async cancel(userId, scheduledId) {

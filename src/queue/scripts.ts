@@ -22,8 +22,22 @@ export interface ScriptCommands {
   pbAdminRetry(...args: Arg[]): Promise<[number, ...string[]]>;
   pbAdminIndexPage(index: string, score: string, member: string, count: number): Promise<string[]>;
   // Housekeeping (src/queue/housekeeping.ts).
-  pbExpire(...args: Arg[]): Promise<[expired: number, more: number, gone: number]>;
+  pbExpire(...args: Arg[]): Promise<[expired: number, more: number, gone: number, outbox: number]>;
+  // Receipts and webhooks (src/queue/receipts.ts, src/queue/webhook-outbox.ts).
+  pbStatus(...args: Arg[]): Promise<StatusReply>;
+  pbOutboxTake(...args: Arg[]): Promise<OutboxTakeReply>;
+  pbOutboxDone(...args: Arg[]): Promise<number>;
 }
+
+/** See status.lua: one entry per id asked. */
+export type StatusReply = Array<
+  | [kind: 'r', receipt: string]
+  | [kind: 'i', attempts: number, firstWriteMs: number, deliveries: number, expiresAt: string]
+  | [kind: 'w', expiresAt: string]
+  | [kind: 'u']
+>;
+/** See outbox-take.lua. */
+export type OutboxTakeReply = [status: number, ...entries: Array<[entryId: string, state: string, items: string]>];
 
 /** `{status, id or length, created, local}`: see enqueue.lua. */
 export type EnqueueReply = [status: number, value: string | number, created?: number, local?: number];
@@ -41,21 +55,28 @@ export type PopReply = [
   ...entries: Array<[id: string, event: string, data: string, attempts: number]>,
 ];
 /** See join.lua. */
-export type JoinReply = [others: number, ...entries: Array<[id: string, event: string, data: string, attempts: number, idleMs: number]>];
+export type JoinReply = [
+  others: number,
+  notices: [] | [waiting: number, inflight: number, expiredCount: number, expiredIds: string[]],
+  ...entries: Array<[id: string, event: string, data: string, attempts: number, idleMs: number]>,
+];
 
 const scripts: Record<keyof ScriptCommands, { file: string; numberOfKeys: number }> = {
   pbEnqueue: { file: 'enqueue.lua', numberOfKeys: 5 },
-  pbPop: { file: 'pop.lua', numberOfKeys: 7 },
-  pbJoin: { file: 'join.lua', numberOfKeys: 3 },
+  pbPop: { file: 'pop.lua', numberOfKeys: 13 },
+  pbJoin: { file: 'join.lua', numberOfKeys: 6 },
   pbRelease: { file: 'release.lua', numberOfKeys: 2 },
-  pbAck: { file: 'ack.lua', numberOfKeys: 5 },
+  pbAck: { file: 'ack.lua', numberOfKeys: 9 },
   pbNack: { file: 'nack.lua', numberOfKeys: 3 },
   pbAdminCounts: { file: 'admin-counts.lua', numberOfKeys: 2 },
   pbAdminPurge: { file: 'admin-purge.lua', numberOfKeys: 3 },
   pbAdminDelete: { file: 'admin-delete.lua', numberOfKeys: 2 },
   pbAdminRetry: { file: 'admin-retry.lua', numberOfKeys: 4 },
   pbAdminIndexPage: { file: 'admin-index-page.lua', numberOfKeys: 1 },
-  pbExpire: { file: 'expire.lua', numberOfKeys: 4 },
+  pbExpire: { file: 'expire.lua', numberOfKeys: 10 },
+  pbStatus: { file: 'status.lua', numberOfKeys: 4 },
+  pbOutboxTake: { file: 'outbox-take.lua', numberOfKeys: 2 },
+  pbOutboxDone: { file: 'outbox-done.lua', numberOfKeys: 2 },
 };
 
 const sources = new Map<string, string>();

@@ -10,6 +10,8 @@ import { createFanoutWorker } from './fanout-worker.js';
 import { createHousekeepingWorker } from './housekeeping-worker.js';
 import type { JobWorker, JobWorkerSettings } from './job-worker.js';
 import { createScheduledWorker } from './scheduled-worker.js';
+import type { WebhookMetrics } from './webhook-metrics.js';
+import { createWebhookWorker } from './webhook-worker.js';
 
 export interface JobWorkersOptions extends JobWorkerSettings {
   /** FANOUT_CHUNK_SIZE. */
@@ -18,6 +20,10 @@ export interface JobWorkersOptions extends JobWorkerSettings {
   fanoutDedupWindowMs: number;
   /** HOUSEKEEPING_INTERVAL_MS. */
   housekeepingIntervalMs: number;
+  /** What expire.lua records of expired messages (src/queue/receipts.ts `receiptSpec`). @defaultValue none */
+  receiptSpec?: string;
+  /** Webhooks: where and how to POST the batches; none when WEBHOOK_URL is not set. */
+  webhooks?: { url: string; secret: string; timeoutMs: number; metrics: WebhookMetrics } | undefined;
 }
 
 export interface JobWorkers {
@@ -40,6 +46,8 @@ export async function startJobWorkers(deps: {
   logger: Logger;
   clock: Clock;
   options: JobWorkersOptions;
+  /** The housekeeping sweep found webhook outbox entries of this user (src/queue/webhook-outbox.ts). */
+  onOutbox?: (userId: string) => void;
 }): Promise<JobWorkers> {
   const { queues, redis, mailbox, rooms, metrics, logger, clock, options } = deps;
   const settings: JobWorkerSettings = { redis: options.redis, keyPrefix: options.keyPrefix, lockMs: options.lockMs };
@@ -60,13 +68,27 @@ export async function startJobWorkers(deps: {
     workers.push(
       await createHousekeepingWorker({
         queues,
-        housekeeper: createHousekeeper({ redis, keys: mailbox.keys, clock }),
+        housekeeper: createHousekeeper({
+          redis,
+          keys: mailbox.keys,
+          clock,
+          options: {
+            ...(options.receiptSpec === undefined ? {} : { receiptSpec: options.receiptSpec }),
+            ...(deps.onOutbox === undefined ? {} : { onOutbox: deps.onOutbox }),
+          },
+        }),
         metrics,
         logger,
         clock,
         options: { ...settings, intervalMs: options.housekeepingIntervalMs },
       }),
     );
+    if (options.webhooks !== undefined) {
+      const { metrics: webhookMetrics, ...post } = options.webhooks;
+      workers.push(
+        createWebhookWorker({ redis, keys: mailbox.keys, metrics: webhookMetrics, logger, clock, options: { ...settings, ...post } }),
+      );
+    }
     // Ready before the node answers requests: its first stalled-job check runs as it starts.
     await Promise.all(workers.map((w) => w.worker.waitUntilReady()));
   } catch (err) {

@@ -78,6 +78,8 @@ function session(userId: string) {
   const s: DrainSession & { written: string[] } = {
     userId,
     written,
+    notices: false,
+    control: () => true,
     hold: () => void (held ??= []),
     release: (first) => {
       const queued = held ?? [];

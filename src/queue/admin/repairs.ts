@@ -63,6 +63,8 @@ export function createRepairs(deps: {
     async purge(userId) {
       const [isKnown, waiting, inflight, dead] = await redis.pbAdminPurge(keys.mailbox(userId), keys.dead(userId), keys.counted(userId), GROUP);
       if (isKnown === 0) return undefined;
+      // What pop.lua kept for the receipts of the messages in flight goes with them.
+      await redis.del(keys.firstWrites(userId));
       return { waiting, inflight, dead };
     },
 
@@ -100,7 +102,10 @@ export function createRepairs(deps: {
     },
 
     async deleteMessage(userId, id) {
-      if ((await redis.pbAdminDelete(keys.mailbox(userId), keys.counted(userId), GROUP, id)) === 1) return 'removed';
+      if ((await redis.pbAdminDelete(keys.mailbox(userId), keys.counted(userId), GROUP, id)) === 1) {
+        await redis.hdel(keys.firstWrites(userId), id);
+        return 'removed';
+      }
       return (await known(userId)) ? 'no-message' : 'no-user';
     },
   };

@@ -6,18 +6,31 @@
   page was acking meanwhile), and tells the other nodes holding the user's
   streams what was acked, so their tabs can drop it.
 
+  Receipts and webhooks (when ARGV[6] asks for them): every acked message leaves a receipt
+  (KEYS[6..7]) and the call one webhook outbox entry (KEYS[8]). The first write and the
+  attempts come from KEYS[9], where pop.lua and join.lua keep them for messages in flight
+  (the pending list is read only for one written before receipts were on). Costs, per call
+  whatever the number of ids: HMGET and HDEL of the first writes, HMGET of the counts, six
+  commands for the receipts (HSET, RPUSH, LINDEX, LLEN, 2 PEXPIRE; trims add LRANGE, LTRIM,
+  HDEL) and two for the outbox entry (XADD, PEXPIRE).
+
   KEYS[1] mailbox stream
   KEYS[2] counted deliveries (hash: event id -> deliveries that counted; 'u:' .. id while unhandled)
   KEYS[3] when the user last acked (epoch ms)
   KEYS[4] registry of the nodes holding the user's streams
   KEYS[5] the user's sharded pub/sub channel
+  KEYS[6] receipts (hash: event id -> receipt)
+  KEYS[7] receipt times (list of '<epoch ms> <event id>', oldest first)
+  KEYS[8] webhook outbox (stream)
+  KEYS[9] first writes of messages in flight (hash: event id -> '<epoch ms>[:<attempts>]')
 
   ARGV[1] consumer group name
-  ARGV[2] '' to ack the ids ARGV[6..]; otherwise an id: ack everything in flight up to and including it
+  ARGV[2] '' to ack the ids ARGV[7..]; otherwise an id: ack everything in flight up to and including it
   ARGV[3] id of the node running this ack
   ARGV[4] MAX_INFLIGHT: an ack of a full window wakes the drain
   ARGV[5] now, epoch ms
-  ARGV[6..] ids
+  ARGV[6] receipt spec '<retention ms> <receipts per user> <webhook event letters or ->' (src/queue/receipts.ts)
+  ARGV[7..] ids
 
   Output: {acked, wake, id1, id2, ...}
     acked  number of messages acknowledged, whose ids follow
@@ -25,19 +38,137 @@
            user, should run now (other nodes are told through the channel)
 ]]
 local mailbox, counted, ackat, registry, channel = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local rkeys, firstWrites = {KEYS[6], KEYS[7], KEYS[8]}, KEYS[9]
 local group = ARGV[1]
+local now = tonumber(ARGV[5])
+-- Receipts and webhook events: the same block in ack.lua, pop.lua and expire.lua (keep the
+-- copies alike; src/queue/receipts.ts documents the formats and decodes them).
+local function receiptSpec(text)
+  local keep, cap, events = string.match(text or '', '^(%d+) (%d+) (%S+)$')
+  keep = tonumber(keep) or 0
+  events = events or '-'
+  return {keep = keep, cap = tonumber(cap) or 0, events = events, on = keep > 0 or events ~= '-'}
+end
+
+-- Redis's own clock, ms, read once per call: pending entries' idle times are measured on it.
+local serverNow
+local function serverMs()
+  if serverNow == nil then
+    local t = redis.call('TIME')
+    serverNow = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return serverNow
+end
+
+-- A first-writes value: '<first write, epoch ms>' after one write, '<first>:<attempts>' after more.
+local function parseFirst(value)
+  if not value then
+    return nil, nil
+  end
+  local first, attempts = string.match(value, '^(%d+):?(%d*)$')
+  return tonumber(first), tonumber(attempts) or 1
+end
+
+-- Calls `cmd key list[i..]` in steps of 500 elements: unpack() has a stack limit.
+local function each(cmd, key, list)
+  for i = 1, #list, 500 do
+    redis.call(cmd, key, unpack(list, i, math.min(i + 499, #list)))
+  end
+end
+
+-- items: {id, deliveries, attempts, first write (epoch ms, 0 = never written), reason or ''}.
+-- Receipt: '<state>:<at - enqueued>:<deliveries>:<attempts>:<first write - enqueued or empty>:<reason>',
+-- times in ms from the id's own; the outbox entry carries the same text, '<id>=<receipt>' each.
+local function settle(spec, rkeys, state, items, now)
+  if #items == 0 then
+    return
+  end
+  local rc, rt, outbox = rkeys[1], rkeys[2], rkeys[3]
+  local receipts = {}
+  for i, it in ipairs(items) do
+    local enqueued = tonumber(string.sub(it[1], 1, string.find(it[1], '-', 1, true) - 1))
+    local first = ''
+    if it[4] > 0 then
+      first = it[4] - enqueued
+    end
+    receipts[i] = state .. ':' .. (now - enqueued) .. ':' .. it[2] .. ':' .. it[3] .. ':' .. first .. ':' .. it[5]
+  end
+  if spec.keep > 0 and state ~= 'f' then
+    local fields, times = {}, {}
+    local stamp = now .. ' '
+    for i, it in ipairs(items) do
+      fields[#fields + 1] = it[1]
+      fields[#fields + 1] = receipts[i]
+      times[i] = stamp .. it[1]
+    end
+    each('HSET', rc, fields)
+    each('RPUSH', rt, times)
+    -- Bounded by age (at most 100 a call) and by count, oldest first. The list is in write order,
+    -- which is time order but for clock skew between nodes: the status read checks the age too.
+    local drop = 0
+    local head = redis.call('LINDEX', rt, 0)
+    if head and tonumber(string.match(head, '^(%d+)')) <= now - spec.keep then
+      for _, e in ipairs(redis.call('LRANGE', rt, 0, 99)) do
+        if tonumber(string.match(e, '^(%d+)')) > now - spec.keep then
+          break
+        end
+        drop = drop + 1
+      end
+    end
+    drop = math.max(drop, redis.call('LLEN', rt) - spec.cap)
+    if drop > 0 then
+      local gone = {}
+      for _, e in ipairs(redis.call('LRANGE', rt, 0, drop - 1)) do
+        gone[#gone + 1] = string.match(e, ' (%S+)$')
+      end
+      redis.call('LTRIM', rt, drop, -1)
+      each('HDEL', rc, gone)
+    end
+    redis.call('PEXPIRE', rc, spec.keep)
+    redis.call('PEXPIRE', rt, spec.keep)
+  end
+  if string.find(spec.events, state, 1, true) then
+    -- One entry per call and state; a node moves it into a webhook job (src/queue/webhook-outbox.ts).
+    local m = {}
+    for i, it in ipairs(items) do
+      m[i] = it[1] .. '=' .. receipts[i]
+    end
+    redis.call('XADD', outbox, 'MAXLEN', '~', 10000, '*', 't', state, 'n', #items, 'm', table.concat(m, ' '))
+    redis.call('PEXPIRE', outbox, 86400000)
+  end
+end
+
+local spec = receiptSpec(ARGV[6])
 if redis.call('EXISTS', mailbox) == 0 then
   return {0, 0}
 end
 
 local ids = {}
+local pending = {} -- id -> XPENDING entry {id, consumer, idle, attempts}
 if ARGV[2] ~= '' then
   for _, p in ipairs(redis.call('XPENDING', mailbox, group, '-', ARGV[2], 100000)) do
     ids[#ids + 1] = p[1]
+    pending[p[1]] = p
   end
 else
-  for i = 6, #ARGV do
+  for i = 7, #ARGV do
     ids[#ids + 1] = ARGV[i]
+  end
+end
+
+-- First writes and attempts, kept by pop.lua and join.lua for every message they write; the
+-- pending list (one lookup per id) only for a message written before receipts were on.
+local written = {}
+if spec.on then
+  for i = 1, #ids, 500 do
+    local chunk = {unpack(ids, i, math.min(i + 499, #ids))}
+    local values = redis.call('HMGET', firstWrites, unpack(chunk))
+    for j, id in ipairs(chunk) do
+      written[id] = values[j]
+      if not values[j] and pending[id] == nil then
+        pending[id] = redis.call('XPENDING', mailbox, group, id, id, 1)[1]
+      end
+    end
   end
 end
 
@@ -51,6 +182,25 @@ for _, id in ipairs(ids) do
 end
 if #done == 0 then
   return {0, 0}
+end
+
+if spec.on then
+  local counts = redis.call('HMGET', counted, unpack(done))
+  local items = {}
+  for i, id in ipairs(done) do
+    local first, attempts = parseFirst(written[id])
+    local p = pending[id]
+    if p ~= nil then
+      attempts = tonumber(p[4])
+      if first == nil and attempts == 1 then
+        first = serverMs() - tonumber(p[3])
+      end
+    end
+    -- The ack is a delivery too: the page had the message.
+    items[i] = {id, (tonumber(counts[i]) or 0) + 1, attempts or 1, first or 0, ''}
+  end
+  each('HDEL', firstWrites, done)
+  settle(spec, rkeys, 'a', items, now)
 end
 
 local fields = {}

@@ -4,37 +4,169 @@
   ARGV[3] per call so Redis is never blocked for long; then, once none are
   left, deletes the mailbox if it is empty and has had no new entry for
   ARGV[4] ms (the next enqueue recreates it with its consumer group).
-  A mailbox whose messages carry no TTL costs one EXISTS and one XLEN.
+  A mailbox whose messages carry no TTL costs one EXISTS and two XLEN (its own and its outbox's).
+
+  Receipts, webhooks, notices (as pop.lua): with ARGV[5] asking for them, every dropped message
+  leaves a receipt and the call one webhook outbox entry; one that was never written is noted
+  for the user's next stream. With them on, one XPENDING per expired message, before its XACK,
+  gives its attempts (housekeeping is not the hot path). The output's fourth value lets the
+  sweep find outbox entries that a node which stopped left behind.
 
   KEYS[1] mailbox stream
   KEYS[2] expiries: sorted set, score = expiry epoch ms, member = event id
   KEYS[3] counted deliveries (hash: event id -> deliveries)
   KEYS[4] when the user last acked
+  KEYS[5] receipts (hash)
+  KEYS[6] receipt times (list of '<epoch ms> <event id>', oldest first)
+  KEYS[7] webhook outbox (stream)
+  KEYS[8] first writes of messages in flight (hash: event id -> '<epoch ms>[:<attempts>]')
+  KEYS[9] ids of messages that expired before their first write (list, newest first, at most 100)
+  KEYS[10] how many did (string)
 
   ARGV[1] consumer group name
   ARGV[2] now, epoch ms
   ARGV[3] most expired entries to handle in this call
   ARGV[4] idle time after which an empty mailbox is deleted, ms ('0': never)
+  ARGV[5] receipt spec '<retention ms> <receipts per user> <webhook event letters or ->' (src/queue/receipts.ts)
 
-  Output: {expired, more, gone}
+  Output: {expired, more, gone, outbox}
     expired  messages dropped (entries already acked or gone are not counted)
     more     1 when more expired entries may remain: call again
     gone     1 when the mailbox was deleted now, or did not exist: the user may leave the users index
+    outbox   webhook outbox entries waiting (0 when none)
 ]]
 local mailbox, expiries, counted, group = KEYS[1], KEYS[2], KEYS[3], ARGV[1]
 local now = tonumber(ARGV[2])
 local limit = tonumber(ARGV[3])
+local rkeys, firstWrites, missedIds, missedCount = {KEYS[5], KEYS[6], KEYS[7]}, KEYS[8], KEYS[9], KEYS[10]
+-- Receipts and webhook events: the same block in ack.lua, pop.lua and expire.lua (keep the
+-- copies alike; src/queue/receipts.ts documents the formats and decodes them).
+local function receiptSpec(text)
+  local keep, cap, events = string.match(text or '', '^(%d+) (%d+) (%S+)$')
+  keep = tonumber(keep) or 0
+  events = events or '-'
+  return {keep = keep, cap = tonumber(cap) or 0, events = events, on = keep > 0 or events ~= '-'}
+end
+
+-- Redis's own clock, ms, read once per call: pending entries' idle times are measured on it.
+local serverNow
+local function serverMs()
+  if serverNow == nil then
+    local t = redis.call('TIME')
+    serverNow = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return serverNow
+end
+
+-- A first-writes value: '<first write, epoch ms>' after one write, '<first>:<attempts>' after more.
+local function parseFirst(value)
+  if not value then
+    return nil, nil
+  end
+  local first, attempts = string.match(value, '^(%d+):?(%d*)$')
+  return tonumber(first), tonumber(attempts) or 1
+end
+
+-- Calls `cmd key list[i..]` in steps of 500 elements: unpack() has a stack limit.
+local function each(cmd, key, list)
+  for i = 1, #list, 500 do
+    redis.call(cmd, key, unpack(list, i, math.min(i + 499, #list)))
+  end
+end
+
+-- items: {id, deliveries, attempts, first write (epoch ms, 0 = never written), reason or ''}.
+-- Receipt: '<state>:<at - enqueued>:<deliveries>:<attempts>:<first write - enqueued or empty>:<reason>',
+-- times in ms from the id's own; the outbox entry carries the same text, '<id>=<receipt>' each.
+local function settle(spec, rkeys, state, items, now)
+  if #items == 0 then
+    return
+  end
+  local rc, rt, outbox = rkeys[1], rkeys[2], rkeys[3]
+  local receipts = {}
+  for i, it in ipairs(items) do
+    local enqueued = tonumber(string.sub(it[1], 1, string.find(it[1], '-', 1, true) - 1))
+    local first = ''
+    if it[4] > 0 then
+      first = it[4] - enqueued
+    end
+    receipts[i] = state .. ':' .. (now - enqueued) .. ':' .. it[2] .. ':' .. it[3] .. ':' .. first .. ':' .. it[5]
+  end
+  if spec.keep > 0 and state ~= 'f' then
+    local fields, times = {}, {}
+    local stamp = now .. ' '
+    for i, it in ipairs(items) do
+      fields[#fields + 1] = it[1]
+      fields[#fields + 1] = receipts[i]
+      times[i] = stamp .. it[1]
+    end
+    each('HSET', rc, fields)
+    each('RPUSH', rt, times)
+    -- Bounded by age (at most 100 a call) and by count, oldest first. The list is in write order,
+    -- which is time order but for clock skew between nodes: the status read checks the age too.
+    local drop = 0
+    local head = redis.call('LINDEX', rt, 0)
+    if head and tonumber(string.match(head, '^(%d+)')) <= now - spec.keep then
+      for _, e in ipairs(redis.call('LRANGE', rt, 0, 99)) do
+        if tonumber(string.match(e, '^(%d+)')) > now - spec.keep then
+          break
+        end
+        drop = drop + 1
+      end
+    end
+    drop = math.max(drop, redis.call('LLEN', rt) - spec.cap)
+    if drop > 0 then
+      local gone = {}
+      for _, e in ipairs(redis.call('LRANGE', rt, 0, drop - 1)) do
+        gone[#gone + 1] = string.match(e, ' (%S+)$')
+      end
+      redis.call('LTRIM', rt, drop, -1)
+      each('HDEL', rc, gone)
+    end
+    redis.call('PEXPIRE', rc, spec.keep)
+    redis.call('PEXPIRE', rt, spec.keep)
+  end
+  if string.find(spec.events, state, 1, true) then
+    -- One entry per call and state; a node moves it into a webhook job (src/queue/webhook-outbox.ts).
+    local m = {}
+    for i, it in ipairs(items) do
+      m[i] = it[1] .. '=' .. receipts[i]
+    end
+    redis.call('XADD', outbox, 'MAXLEN', '~', 10000, '*', 't', state, 'n', #items, 'm', table.concat(m, ' '))
+    redis.call('PEXPIRE', outbox, 86400000)
+  end
+end
+
+local spec = receiptSpec(ARGV[5])
 
 if redis.call('EXISTS', mailbox) == 0 then
-  redis.call('DEL', expiries, counted, KEYS[4])
-  return {0, 0, 1}
+  redis.call('DEL', expiries, counted, KEYS[4], firstWrites)
+  return {0, 0, 1, redis.call('XLEN', rkeys[3])}
 end
 
 local expired = 0
+local items, missed = {}, {}
 local due = redis.call('ZRANGE', expiries, '-inf', now, 'BYSCORE', 'LIMIT', 0, limit)
 for _, id in ipairs(due) do
-  redis.call('XACK', mailbox, group, id)
-  expired = expired + redis.call('XDEL', mailbox, id)
+  local p = nil
+  if spec.on then
+    p = redis.call('XPENDING', mailbox, group, id, id, 1)[1]
+  end
+  local written = redis.call('XACK', mailbox, group, id) == 1
+  if redis.call('XDEL', mailbox, id) == 1 then
+    expired = expired + 1
+    if not written then
+      missed[#missed + 1] = id
+      items[#items + 1] = {id, 0, 0, 0, ''}
+    elseif p ~= nil then
+      local attempts = tonumber(p[4])
+      local first = parseFirst(redis.call('HGET', firstWrites, id))
+      if first == nil and attempts == 1 then
+        first = serverMs() - tonumber(p[3])
+      end
+      first = first or 0
+      items[#items + 1] = {id, tonumber(redis.call('HGET', counted, id) or '0') or 0, attempts, first, ''}
+    end
+  end
 end
 if #due > 0 then
   redis.call('ZREM', expiries, unpack(due))
@@ -42,9 +174,32 @@ if #due > 0 then
   for _, id in ipairs(due) do
     redis.call('HDEL', counted, 'u:' .. id)
   end
+  if spec.on then
+    redis.call('HDEL', firstWrites, unpack(due))
+  end
+end
+if spec.on then
+  settle(spec, rkeys, 'x', items, now)
+end
+if #missed > 0 then
+  -- As pop.lua: newest first, at most 100; join.lua hands them to the next stream. The expiries
+  -- set orders equal expiry times by member text ('1-10' before '1-2'): sort as stream ids.
+  table.sort(missed, function(a, b)
+    local am, as = string.match(a, '^(%d+)-(%d+)$')
+    local bm, bs = string.match(b, '^(%d+)-(%d+)$')
+    if am ~= bm then
+      return tonumber(am) < tonumber(bm)
+    end
+    return tonumber(as) < tonumber(bs)
+  end)
+  each('LPUSH', missedIds, missed)
+  redis.call('LTRIM', missedIds, 0, 99)
+  redis.call('INCRBY', missedCount, #missed)
+  redis.call('PEXPIRE', missedIds, 604800000)
+  redis.call('PEXPIRE', missedCount, 604800000)
 end
 if #due == limit then
-  return {expired, 1, 0}
+  return {expired, 1, 0, redis.call('XLEN', rkeys[3])}
 end
 
 local deleted = 0
@@ -61,8 +216,8 @@ if ARGV[4] ~= '0' and redis.call('XLEN', mailbox) == 0 then
   local lastMs = tonumber(string.match(last, '^(%d+)'))
   if pending == 0 and lastMs + tonumber(ARGV[4]) <= now then
     -- Expiries of messages acked before they expired are all that can be left.
-    redis.call('DEL', mailbox, expiries, counted, KEYS[4])
+    redis.call('DEL', mailbox, expiries, counted, KEYS[4], firstWrites)
     deleted = 1
   end
 end
-return {expired, 0, deleted}
+return {expired, 0, deleted, redis.call('XLEN', rkeys[3])}

@@ -7,9 +7,17 @@
   it sees this node in the registry and publishes what it writes, and the
   node is already subscribed to the user's channel when it joins.
 
+  Notices (ARGV[9] '1', the stream asked for them): the counts of the user's queue, and the
+  messages that expired before they were ever written (pop.lua, expire.lua), which are taken:
+  the next stream that asks does not get them again. A claim keeps the message's first write
+  time and attempts (ARGV[8] '1'), as pop.lua's redeliveries do.
+
   KEYS[1] mailbox stream
   KEYS[2] registry of the nodes holding the user's streams (hash: node id -> since, Redis time ms)
-  KEYS[3] counted deliveries (a claim is a new attempt: 'u:' .. id, unhandled, is cleared)
+  KEYS[3] first writes of messages in flight (hash: event id -> '<epoch ms>[:<attempts>]')
+  KEYS[4] ids of messages that expired before their first write (list, newest first)
+  KEYS[5] how many did (string)
+  KEYS[6] counted deliveries (a claim is a new attempt: 'u:' .. id, unhandled, is cleared)
 
   ARGV[1] consumer group name
   ARGV[2] consumer name
@@ -20,9 +28,12 @@
           ack timeout
   ARGV[6] MAX_INFLIGHT
   ARGV[7] now, epoch ms (expired messages are left for the pop to drop)
+  ARGV[8] '1' when receipts or webhooks are on: keep first write times
+  ARGV[9] '1' to return the notices
 
-  Output: {others, {id, event, data, attempts, idleMs}, ...}
-    others  nodes other than this one holding the user
+  Output: {others, notices, {id, event, data, attempts, idleMs}, ...}
+    others   nodes other than this one holding the user
+    notices  {} unless asked; else {waiting, inflight, expiredCount, {expiredId, ...}}, ids oldest first
 ]]
 local mailbox, registry = KEYS[1], KEYS[2]
 local group, consumer, node = ARGV[1], ARGV[2], ARGV[3]
@@ -33,7 +44,24 @@ if ARGV[4] == '1' then
   redis.call('HSET', registry, node, t[1] * 1000 + math.floor(t[2] / 1000))
 end
 local others = redis.call('HLEN', registry) - redis.call('HEXISTS', registry, node)
-local out = {others}
+local notices = {}
+local out = {others, notices}
+if ARGV[9] == '1' then
+  local count = tonumber(redis.call('GET', KEYS[5]) or '0') or 0
+  local ids = {}
+  if count > 0 then
+    local newest = redis.call('LRANGE', KEYS[4], 0, 99)
+    for i = #newest, 1, -1 do
+      ids[#ids + 1] = newest[i]
+    end
+    redis.call('DEL', KEYS[4], KEYS[5])
+  end
+  notices[1], notices[2], notices[3], notices[4] = 0, 0, count, ids
+  if redis.call('EXISTS', mailbox) == 1 then
+    local inflight = redis.call('XPENDING', mailbox, group)[1]
+    notices[1], notices[2] = redis.call('XLEN', mailbox) - inflight, inflight
+  end
+end
 if redis.call('EXISTS', mailbox) == 0 then
   return out
 end
@@ -49,8 +77,18 @@ for _, p in ipairs(redis.call('XPENDING', mailbox, group, '-', '+', tonumber(ARG
     end
     if f.x == nil or tonumber(f.x) > now then
       if claim then
+        if ARGV[8] == '1' then
+          -- As pop.lua's redeliveries: the first write stays, with the attempts (the claim resets
+          -- the idle time; Redis's clock measures it, see serverMs in pop.lua).
+          local first = string.match(redis.call('HGET', KEYS[3], id) or '', '^(%d+)')
+          if first == nil and attempts == 1 then
+            local t = redis.call('TIME')
+            first = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - idle
+          end
+          redis.call('HSET', KEYS[3], id, (first or 0) .. ':' .. (attempts + 1))
+        end
         redis.call('XCLAIM', mailbox, group, consumer, 0, id, 'RETRYCOUNT', attempts + 1, 'JUSTID')
-        redis.call('HDEL', KEYS[3], 'u:' .. id)
+        redis.call('HDEL', KEYS[6], 'u:' .. id)
         attempts = attempts + 1
         idle = 0
       end
