@@ -1,9 +1,18 @@
 import type { Context, Next } from 'koa';
 import type { Logger } from 'pino';
-import { AppError, isRedisUnavailable } from '../errors.js';
+import { AppError, errorCatalogue, isRedisUnavailable } from '../errors.js';
+import type { OutageLog } from './outage-log.js';
+import { outcomeUnknown, refused } from './storage.js';
 
-/** Maps every thrown error to `{"error": {"code", "message"}}`; 5xx details go to the log only. */
-export function errorMiddleware(logger: Logger) {
+/** Methods that change nothing: a Redis failure under them cannot have stored anything. */
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+/**
+ * Maps every thrown error to `{"error": {"code", "message", "details"?}}`. 5xx details go to
+ * the log only: a bug is logged each time with its stack; a Redis outage once, by `outage`
+ * (without it, each time too).
+ */
+export function errorMiddleware(logger: Logger, outage?: OutageLog) {
   return async (ctx: Context, next: Next): Promise<void> => {
     try {
       await next();
@@ -11,23 +20,30 @@ export function errorMiddleware(logger: Logger) {
         throw new AppError('PB_ERR_NOT_FOUND');
       }
     } catch (caught) {
-      const err = toAppError(caught);
-      if (err.status >= 500) {
-        logger.error({ err: caught, method: ctx.method, path: ctx.path }, err.message);
+      const err = toAppError(caught, ctx.method);
+      const where = { method: ctx.method, path: ctx.path };
+      if (outage !== undefined && (err.code === 'PB_ERR_REDIS_UNAVAILABLE' || err.code === 'PB_ERR_OUTCOME_UNKNOWN')) {
+        outage.failed(err.code === 'PB_ERR_REDIS_UNAVAILABLE' ? 'refused' : 'unknown', err.cause ?? caught, where);
+      } else if (err.code === 'PB_ERR_SHUTTING_DOWN') {
+        logger.debug(where, err.message);
+      } else if (err.status >= 500) {
+        logger.error({ err: caught, ...where }, err.message);
       }
       if (ctx.headerSent || ctx.respond === false) return;
       ctx.status = err.status;
       ctx.set(err.headers);
-      const body: Record<string, unknown> = { code: err.code, message: err.message };
-      if (err.expose && err.details !== undefined) body.details = err.details;
+      const message = err.expose ? err.message : errorCatalogue[err.code].message;
+      const body: Record<string, unknown> = { code: err.code, message };
+      if (err.details !== undefined) body.details = err.details;
       ctx.body = { error: body };
     }
   };
 }
 
-function toAppError(err: unknown): AppError {
+function toAppError(err: unknown, method: string): AppError {
   if (err instanceof AppError) return err;
-  if (isRedisUnavailable(err)) return new AppError('PB_ERR_REDIS_UNAVAILABLE', undefined, { cause: err });
+  // A route that did not say which it was: a failed read stored nothing; anything else may have.
+  if (isRedisUnavailable(err)) return SAFE_METHODS.has(method) ? refused(err) : outcomeUnknown(err);
   const status = (err as { status?: number }).status;
   if (status === 405 || status === 501) return new AppError('PB_ERR_METHOD_NOT_ALLOWED', undefined, { cause: err });
   if (status === 404) return new AppError('PB_ERR_NOT_FOUND', undefined, { cause: err });

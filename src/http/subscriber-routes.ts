@@ -16,7 +16,7 @@ export function subscriberRoutes(deps: AppDeps, guards: Guards): Router<StreamSt
   const cors = subscriberCors(config.CORS_ORIGINS);
   router.options(['/v1/stream', '/v1/acks', '/v1/nacks'], cors);
 
-  router.get('/v1/stream', cors, guards.stream, async (ctx) => {
+  router.get('/v1/stream', cors, guards.streams.opens, guards.stream, async (ctx) => {
     const { userId } = ctx.state;
     if (deps.isClosing()) throw new AppError('PB_ERR_SHUTTING_DOWN');
     const header = ctx.get('last-event-id');
@@ -50,14 +50,21 @@ export function subscriberRoutes(deps: AppDeps, guards: Guards): Router<StreamSt
     // Without the opt-in, Last-Event-ID acks nothing: what is still in flight is written again
     // first (a browser sends the last id it received, not the last one its handler finished).
     // The session lifts the idle timeout of the socket (HTTP/1.1) or the stream (HTTP/2).
+    // Counted from here to the stream's close, with nothing awaited in between.
+    const slot = guards.streams.admit();
     ctx.respond = false;
-    delivery.openStream(userId, ctx.res);
+    try {
+      delivery.openStream(userId, ctx.res).onClose(slot.closed);
+    } catch (err) {
+      slot.closed();
+      throw err;
+    }
   });
 
   router.post('/v1/acks', cors, guards.stream, guards.body, async (ctx) => {
     const { userId } = ctx.state;
     const { ids } = validate(ackBody, ctx.request.body);
-    const { acked, wake } = await mailbox.ack(userId, ids);
+    const { acked, wake } = await guards.storage.write(() => mailbox.ack(userId, ids));
     delivery.acked(userId, acked, wake);
     ctx.body = { acked: acked.length };
   });
@@ -66,7 +73,7 @@ export function subscriberRoutes(deps: AppDeps, guards: Guards): Router<StreamSt
   router.post('/v1/nacks', cors, guards.stream, guards.body, async (ctx) => {
     const { userId } = ctx.state;
     const { ids } = validate(ackBody, ctx.request.body);
-    ctx.body = { counted: await mailbox.nack(userId, ids) };
+    ctx.body = { counted: await guards.storage.write(() => mailbox.nack(userId, ids)) };
   });
 
   return router;
