@@ -4,7 +4,12 @@ import { EVENT_ID_PATTERN, EVENT_NAME_PATTERN, USER_ID_PATTERN } from '../queue/
 export const userId = z.string().regex(USER_ID_PATTERN, 'must match ^[A-Za-z0-9._:@-]{1,128}$');
 /** Room names: the user id pattern, so they are safe in a key's hash tag. */
 export const roomName = z.string().regex(USER_ID_PATTERN, 'room must match ^[A-Za-z0-9._:@-]{1,128}$');
-export const eventName = z.string().regex(EVENT_NAME_PATTERN, 'must match ^[A-Za-z0-9._:-]{1,64}$');
+export const eventName = z
+  .string()
+  .regex(EVENT_NAME_PATTERN, 'must match ^[A-Za-z0-9._:-]{1,64}$')
+  // The server's control events (`postbox.acked`, …) carry no id and tell the client library what
+  // happened elsewhere; a producer's event of that name would be taken for one.
+  .refine((name) => !name.toLowerCase().startsWith('postbox.'), 'names starting with "postbox." are reserved for the server');
 export const eventId = z.string().regex(EVENT_ID_PATTERN, 'must be an event id like 1732150000000-0');
 
 /** `data` may be any JSON value, null included, but must be present. */
