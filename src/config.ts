@@ -168,6 +168,13 @@ const schema = z.object({
    */
   HTTP_KEEP_ALIVE_TIMEOUT_MS: int(100, 600_000).default(5000),
   /**
+   * Connections the kernel holds for the node before it accepts them. Every page reconnects at
+   * once after a restart or a network blip: with Node's default (511) a storm of a few thousand
+   * overflowed it and some connections were reset. The kernel caps it at net.core.somaxconn.
+   * @defaultValue 4096
+   */
+  HTTP_LISTEN_BACKLOG: int(1, 65_535).default(4096),
+  /**
    * Connections the node accepts at once (HTTP/1.1: each stream is one; HTTP/2: one per browser);
    * past it a new connection is closed at once. @defaultValue MAX_STREAMS_PER_NODE + 1000
    */

@@ -226,7 +226,7 @@ export async function createPostbox(
     async listen(port, host) {
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
-        server.listen(port, host, () => {
+        server.listen({ port, host, backlog: config.HTTP_LISTEN_BACKLOG }, () => {
           server.off('error', reject);
           resolve();
         });

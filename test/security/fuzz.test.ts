@@ -191,7 +191,7 @@ describe('fuzzing every route', () => {
         } catch (err) {
           // fetch refuses some URLs itself (never sent): not the server's doing.
           if (err instanceof TypeError && /Invalid URL|Failed to parse URL/.test(String(err.message))) return;
-          throw new Error(`${method} ${path}: no answer within 10 s (${String(err)})`);
+          throw new Error(`${method} ${path}: no answer within 10 s (${String(err)})`, { cause: err });
         }
         seen.set(status, (seen.get(status) ?? 0) + 1);
         expect(`${method} ${path} ${status}`).not.toMatch(/ 5\d\d$/);

@@ -19,6 +19,7 @@ describe('limit settings', () => {
       HTTP_REQUEST_TIMEOUT_MS: 30_000,
       HTTP_KEEP_ALIVE_TIMEOUT_MS: 5000,
       HTTP_MAX_CONNECTIONS: 21_000,
+      HTTP_LISTEN_BACKLOG: 4096,
     });
     // A full batch for one user fits in one burst.
     expect(config.RATE_LIMIT_USER_BURST).toBeGreaterThanOrEqual(1000);
