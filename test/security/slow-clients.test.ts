@@ -4,7 +4,7 @@ import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, it } from 'vitest';
 import { h2Connect, h2Enqueue, h2Sse, h2Token, selfSignedCert, type TestCert } from '../helpers/h2-client.js';
 import { openSse, sleep, type SseReader } from '../helpers/read-sse.js';
 import { startApp, type TestApp } from '../helpers/start-app.js';
@@ -81,8 +81,9 @@ async function rawConnection(node: TestApp): Promise<Raw> {
 const cutWithin = (closed: Promise<void>, ms: number) =>
   Promise.race([closed.then(() => true), sleep(ms).then(() => false)]);
 
-describe('slow clients', () => {
-  it('cuts a slowloris client (headers one line at a time, never finished) with 408 after HTTP_HEADERS_TIMEOUT_MS', async () => {
+// Each test has its own connections and users, so they run side by side (their waits overlap).
+describe.concurrent('slow clients', () => {
+  it('cuts a slowloris client (headers one line at a time, never finished) with 408 after HTTP_HEADERS_TIMEOUT_MS', async ({ expect }) => {
     const raw = await rawConnection(app);
     raw.socket.write('GET /healthz HTTP/1.1\r\nHost: postbox\r\n');
     let lines = 0;
@@ -99,12 +100,12 @@ describe('slow clients', () => {
     expect(lines).toBeGreaterThan(0);
   });
 
-  it('cuts a connection that never sends a byte', async () => {
+  it('cuts a connection that never sends a byte', async ({ expect }) => {
     const raw = await rawConnection(app);
     expect(await cutWithin(raw.closed, CUT_DEADLINE_MS)).toBe(true);
   });
 
-  it('cuts a request whose body trickles in past HTTP_REQUEST_TIMEOUT_MS', async () => {
+  it('cuts a request whose body trickles in past HTTP_REQUEST_TIMEOUT_MS', async ({ expect }) => {
     const raw = await rawConnection(app);
     const token = await app.token('trickle');
     raw.socket.write(
@@ -123,14 +124,14 @@ describe('slow clients', () => {
     expect(raw.received()).toMatch(/^HTTP\/1\.1 408 /);
   });
 
-  it('closes an idle keep-alive connection after HTTP_KEEP_ALIVE_TIMEOUT_MS', async () => {
+  it('closes an idle keep-alive connection after HTTP_KEEP_ALIVE_TIMEOUT_MS', async ({ expect }) => {
     const raw = await rawConnection(app);
     raw.socket.write('GET /healthz HTTP/1.1\r\nHost: postbox\r\nConnection: keep-alive\r\n\r\n');
     expect(await cutWithin(raw.closed, CUT_DEADLINE_MS)).toBe(true);
     expect(raw.received()).toMatch(/^HTTP\/1\.1 200 /);
   });
 
-  it('keeps an event stream open far past both timeouts: they end when the request is received', async () => {
+  it('keeps an event stream open far past both timeouts: they end when the request is received', async ({ expect }) => {
     const token = await app.token('long-lived');
     const reader = await openSse(app.streamUrl(token));
     readers.push(reader);
@@ -145,7 +146,7 @@ describe('slow clients', () => {
     expect(events.map((e) => e.id)).toEqual([id]);
   });
 
-  it('accepts at most HTTP_MAX_CONNECTIONS connections; the next is closed at once, and one frees a place', async () => {
+  it('accepts at most HTTP_MAX_CONNECTIONS connections; the next is closed at once, and one frees a place', async ({ expect }) => {
     const held = await Promise.all([0, 1, 2].map(() => rawConnection(capped)));
     // Each holds a request under way, so none is an idle keep-alive connection.
     for (const raw of held) raw.socket.write('GET /healthz HTTP/1.1\r\nHost: postbox\r\n');
@@ -167,7 +168,7 @@ describe('slow clients', () => {
     expect(served).toBe(true);
   });
 
-  it('over TLS: cuts a client that never finishes the handshake, and a slowloris speaking HTTP/1.1', async () => {
+  it('over TLS: cuts a client that never finishes the handshake, and a slowloris speaking HTTP/1.1', async ({ expect }) => {
     const { port } = new URL(secure.url);
     const silent = connect(Number(port), '127.0.0.1');
     sockets.push(silent);
@@ -196,7 +197,7 @@ describe('slow clients', () => {
     expect(received).toMatch(/^HTTP\/1\.1 408 /);
   });
 
-  it('over HTTP/2: keeps an event stream open past both timeouts', async () => {
+  it('over HTTP/2: keeps an event stream open past both timeouts', async ({ expect }) => {
     const session = await h2Connect(secure.url, cert.ca);
     sessions.push(session);
     const token = await h2Token(session, secure.config.API_KEY, 'h2-long');
