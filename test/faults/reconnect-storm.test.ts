@@ -13,7 +13,8 @@ let redis: TestRedis;
 let app: TestApp;
 let swarm: SwarmStream[] = [];
 
-const STREAMS = 2000;
+/** STORM_STREAMS: the soak (npm run test:soak) takes more. */
+const STREAMS = Number(process.env.STORM_STREAMS ?? 2000);
 
 beforeAll(async () => {
   redis = await startRedis();

@@ -10,9 +10,10 @@ import { startRedis, type TestRedis } from '../helpers/start-redis.js';
 let redis: TestRedis;
 const servers: ServerProcess[] = [];
 
-const ROUNDS = 3;
+/** KILL_ROUNDS: the soak (npm run test:soak) kills more often. */
+const ROUNDS = Number(process.env.KILL_ROUNDS ?? 3);
 const MESSAGES = 20;
-const ENV = { KEY_PREFIX: 'kill', MAX_DELIVERIES: 1, MAX_ATTEMPTS: 10, ACK_TIMEOUT_MS: 60_000, DRAIN_INTERVAL_MS: 50, LOG_LEVEL: 'warn' };
+const ENV = { KEY_PREFIX: 'kill', MAX_DELIVERIES: 1, MAX_ATTEMPTS: ROUNDS + 5, ACK_TIMEOUT_MS: 60_000, DRAIN_INTERVAL_MS: 50, LOG_LEVEL: 'warn' };
 
 beforeAll(async () => {
   redis = await startRedis();
