@@ -1,3 +1,5 @@
+import type { ServerResponse } from 'node:http';
+import { Http2ServerResponse } from 'node:http2';
 import Router from '@koa/router';
 import { AppError } from '../errors.js';
 import { subscriberCors } from './cors.js';
@@ -8,6 +10,12 @@ import { ackBody, eventId } from './schemas.js';
 
 /** The stream's response headers, also the answer to a HEAD (WHATWG HTML §9.2: text/event-stream). */
 const STREAM_HEADERS = { 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-cache, no-transform' };
+
+/** Whether the client of this response has gone (its connection or HTTP/2 stream closed). */
+function isGone(res: ServerResponse | Http2ServerResponse): boolean {
+  if (res instanceof Http2ServerResponse) return res.stream.destroyed || res.stream.closed;
+  return res.destroyed || res.writableEnded || res.socket === null || res.socket.destroyed;
+}
 
 /** Subscriber routes: the user's event stream, acks and nacks. The user comes from the token. */
 export function subscriberRoutes(deps: AppDeps, guards: Guards): Router<StreamState> {
@@ -50,6 +58,13 @@ export function subscriberRoutes(deps: AppDeps, guards: Guards): Router<StreamSt
     // Without the opt-in, Last-Event-ID acks nothing: what is still in flight is written again
     // first (a browser sends the last id it received, not the last one its handler finished).
     // The session lifts the idle timeout of the socket (HTTP/1.1) or the stream (HTTP/2).
+    // The page may have left while this request awaited (the token's check, a Last-Event-ID ack
+    // on a slow Redis): a session on a closed response would never see its close and would hold
+    // one of the user's stream slots, and take writes, until a heartbeat stalled.
+    if (isGone(ctx.res)) {
+      ctx.respond = false;
+      return;
+    }
     // Counted from here to the stream's close, with nothing awaited in between.
     const slot = guards.streams.admit();
     ctx.respond = false;

@@ -19,6 +19,8 @@ export interface TcpProxy {
    * (0 when not given): nothing is closed, nothing is lost, they wait until `resume`.
    */
   stall(direction?: Direction, afterBytes?: number): void;
+  /** What is held going `direction` now, as latin1 text (to wait until a command is in the stall). */
+  held(direction: Direction): string;
   /** Passes on everything held, and whatever comes next. */
   resume(): void;
   /** Destroys every connection through it now; bytes it held are gone. */
@@ -93,6 +95,12 @@ export async function startTcpProxy(target: { host?: string; port: number }): Pr
     },
     stall(direction, afterBytes = 0) {
       for (const d of direction === undefined ? (['up', 'down'] as const) : [direction]) allowance[d] = afterBytes;
+    },
+    held(direction) {
+      return [...pipes]
+        .filter((p) => p.direction === direction)
+        .map((p) => Buffer.concat(p.held).toString('latin1'))
+        .join('');
     },
     resume() {
       allowance.up = undefined;
