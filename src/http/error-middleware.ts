@@ -23,11 +23,11 @@ export function errorMiddleware(logger: Logger, outage?: OutageLog) {
       const err = toAppError(caught, ctx.method);
       const where = { method: ctx.method, path: ctx.path };
       if (outage !== undefined && (err.code === 'PB_ERR_REDIS_UNAVAILABLE' || err.code === 'PB_ERR_OUTCOME_UNKNOWN')) {
-        outage.failed(err.code === 'PB_ERR_REDIS_UNAVAILABLE' ? 'refused' : 'unknown', err.cause ?? caught, where);
+        outage.failed(err.code === 'PB_ERR_REDIS_UNAVAILABLE' ? 'refused' : 'unknown', loggable(err.cause ?? caught), where);
       } else if (err.code === 'PB_ERR_SHUTTING_DOWN') {
         logger.debug(where, err.message);
       } else if (err.status >= 500) {
-        logger.error({ err: caught, ...where }, err.message);
+        logger.error({ err: loggable(caught), ...where }, err.message);
       }
       if (ctx.headerSent || ctx.respond === false) return;
       ctx.status = err.status;
@@ -38,6 +38,29 @@ export function errorMiddleware(logger: Logger, outage?: OutageLog) {
       ctx.body = { error: body };
     }
   };
+}
+
+/**
+ * An error as it may be logged: ioredis attaches the failed command with its arguments
+ * (`err.command.args`: a message's data, an idempotency key) to its errors; the log keeps the
+ * command's name and how many arguments it had, never their values. Causes are cleaned too.
+ */
+export function loggable(err: unknown, depth = 0): unknown {
+  if (!(err instanceof Error) || depth > 4) return err;
+  const command = (err as { command?: { name?: unknown; args?: unknown } }).command;
+  const cause = (err as { cause?: unknown }).cause;
+  if (command === undefined && (cause === undefined || cause === loggable(cause, depth + 1))) return err;
+  const copy = new Error(err.message, cause === undefined ? undefined : { cause: loggable(cause, depth + 1) });
+  copy.name = err.name;
+  copy.stack = err.stack;
+  for (const [key, value] of Object.entries(err)) {
+    if (key !== 'command' && key !== 'cause') (copy as unknown as Record<string, unknown>)[key] = value;
+  }
+  if (command !== undefined) {
+    const args = Array.isArray(command.args) ? command.args.length : 0;
+    (copy as unknown as Record<string, unknown>).command = { name: command.name, args };
+  }
+  return copy;
 }
 
 function toAppError(err: unknown, method: string): AppError {

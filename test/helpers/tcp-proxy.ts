@@ -16,7 +16,8 @@ export interface TcpProxy {
   readonly connections: number;
   /**
    * Holds bytes going `direction` (both when not given), after letting `afterBytes` more through
-   * (0 when not given): nothing is closed, nothing is lost, they wait until `resume`.
+   * on each connection (0 when not given): nothing is closed, nothing is lost, they wait until
+   * `resume`. New connections are held from their first byte.
    */
   stall(direction?: Direction, afterBytes?: number): void;
   /** What is held going `direction` now, as latin1 text (to wait until a command is in the stall). */
@@ -35,17 +36,19 @@ interface Pipe {
   to: Socket;
   direction: Direction;
   held: Buffer[];
+  /** Bytes it may still pass before it holds; undefined: not stalled. */
+  allowance: number | undefined;
 }
 
 export async function startTcpProxy(target: { host?: string; port: number }): Promise<TcpProxy> {
   const pipes = new Set<Pipe>();
   const sockets = new Set<Socket>();
-  /** Bytes each direction may still pass before it holds; undefined: not stalled. */
-  const allowance: Record<Direction, number | undefined> = { up: undefined, down: undefined };
+  /** Which directions are stalled: a new connection's pipes start held. */
+  const stalled: Record<Direction, boolean> = { up: false, down: false };
   let refusing = false;
 
   function pass(pipe: Pipe, chunk: Buffer): void {
-    const left = allowance[pipe.direction];
+    const left = pipe.allowance;
     if (left === undefined) {
       pipe.to.write(chunk);
       return;
@@ -55,13 +58,13 @@ export async function startTcpProxy(target: { host?: string; port: number }): Pr
       return;
     }
     const through = chunk.subarray(0, left);
-    allowance[pipe.direction] = left - through.length;
+    pipe.allowance = left - through.length;
     pipe.to.write(through);
     if (through.length < chunk.length) pipe.held.push(chunk.subarray(through.length));
   }
 
   function link(from: Socket, to: Socket, direction: Direction): void {
-    const pipe: Pipe = { from, to, direction, held: [] };
+    const pipe: Pipe = { from, to, direction, held: [], allowance: stalled[direction] ? 0 : undefined };
     pipes.add(pipe);
     from.on('data', (chunk: Buffer) => pass(pipe, chunk));
     from.on('close', () => {
@@ -94,7 +97,8 @@ export async function startTcpProxy(target: { host?: string; port: number }): Pr
       return sockets.size / 2;
     },
     stall(direction, afterBytes = 0) {
-      for (const d of direction === undefined ? (['up', 'down'] as const) : [direction]) allowance[d] = afterBytes;
+      for (const d of direction === undefined ? (['up', 'down'] as const) : [direction]) stalled[d] = true;
+      for (const pipe of pipes) if (direction === undefined || pipe.direction === direction) pipe.allowance = afterBytes;
     },
     held(direction) {
       return [...pipes]
@@ -103,9 +107,10 @@ export async function startTcpProxy(target: { host?: string; port: number }): Pr
         .join('');
     },
     resume() {
-      allowance.up = undefined;
-      allowance.down = undefined;
+      stalled.up = false;
+      stalled.down = false;
       for (const pipe of pipes) {
+        pipe.allowance = undefined;
         for (const chunk of pipe.held.splice(0)) pipe.to.write(chunk);
       }
     },
