@@ -58,6 +58,8 @@ export function jsonBody(limit: number) {
     jsonStrict: false,
     onError: (err: Error & { status?: number; type?: string }) => {
       if (err.status === 413) throw new AppError('PB_ERR_BODY_TOO_LARGE', undefined, { cause: err });
+      // RFC 9110 §15.5.16: a Content-Encoding the server cannot decode is a 415 too.
+      if (err.status === 415) throw new AppError('PB_ERR_UNSUPPORTED_MEDIA_TYPE', err.message, { cause: err });
       // @hapi/bourne (under co-body) refuses `__proto__` keys: prototype poisoning.
       if (/forbidden prototype property/.test(err.message)) {
         throw new AppError('PB_ERR_VALIDATION', 'objects in the body may not have a "__proto__" key', { cause: err });
