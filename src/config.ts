@@ -6,6 +6,8 @@ export const WEBHOOK_EVENT_TYPES = ['message.acked', 'message.dead', 'message.ex
 export type WebhookEventType = (typeof WEBHOOK_EVENT_TYPES)[number];
 
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
+/** A rate per second: fractions allowed (0.5 is one every 2 s), 0 means no limit. */
+const rate = (max: number) => z.coerce.number().finite().min(0).max(max);
 
 /**
  * Every setting postbox reads, with its default. `loadConfig` is the only
@@ -59,7 +61,10 @@ const schema = z.object({
     .enum(['0', '1', 'true', 'false'])
     .transform((v) => v === '1' || v === 'true')
     .default(false),
-  /** A Redis command with no reply after this long fails (the request answers 503), ms. @defaultValue 5000 */
+  /**
+   * A Redis command with no reply after this long fails, ms: the request answers 503
+   * PB_ERR_OUTCOME_UNKNOWN (it was sent, so it may have been carried out). @defaultValue 5000
+   */
   REDIS_COMMAND_TIMEOUT_MS: int(50, 600_000).default(5000),
   /** Bearer key of producer routes. Generated in development. */
   API_KEY: z.string().min(16).optional(),
@@ -107,6 +112,77 @@ const schema = z.object({
   QUEUE_MAX_LENGTH: int(1, 10_000_000).default(10_000),
   /** Open streams per user on one node; one more answers 429. @defaultValue 10 */
   MAX_STREAMS_PER_USER: int(1, 1000).default(10),
+  /**
+   * Open streams on one node, all users together; one more answers 429 PB_ERR_NODE_STREAMS_FULL.
+   * Counted per node because what it protects is the node's own memory and sockets.
+   * @defaultValue 20000
+   */
+  MAX_STREAMS_PER_NODE: int(1, 10_000_000).default(20_000),
+  /**
+   * Streams one client address may open on one node per STREAM_OPENS_WINDOW_MS, valid token or
+   * not; beyond it 429 PB_ERR_STREAM_OPENS_LIMITED. A reload loop or a flood is stopped; a whole
+   * office behind one NAT reconnecting after a restart is not. IPv6 addresses count by their /64.
+   * 0: no limit. @defaultValue 1000
+   */
+  STREAM_OPENS_PER_ADDRESS: int(0, 10_000_000).default(1000),
+  /** Window of STREAM_OPENS_PER_ADDRESS, ms. @defaultValue 10000 */
+  STREAM_OPENS_WINDOW_MS: int(1000, 3_600_000).default(10_000),
+  /**
+   * Proxies in front of postbox that append to X-Forwarded-For: the client address is taken that
+   * many entries from the right (and the scheme from X-Forwarded-Proto). 0: the socket's address,
+   * X-Forwarded-* ignored (anyone could send them). Behind a load balancer without it, every
+   * client has the balancer's address, and STREAM_OPENS_PER_ADDRESS limits them all together.
+   * @defaultValue 0
+   */
+  TRUST_PROXY_HOPS: int(0, 16).default(0),
+  /**
+   * Messages the API key may enqueue per second, all nodes together (a token bucket in Redis).
+   * A batch takes one token per message, any other producer call one. Fractions allowed; 0: no limit.
+   * @defaultValue 50000 (above what one node handles, so it only stops a runaway producer)
+   */
+  RATE_LIMIT_KEY_PER_SECOND: rate(100_000_000).default(50_000),
+  /** Tokens the API key's bucket holds: the largest burst. At least RATE_LIMIT_KEY_PER_SECOND. @defaultValue 100000 */
+  RATE_LIMIT_KEY_BURST: int(1, 1_000_000_000).default(100_000),
+  /**
+   * Messages per second for one user, all nodes together (a token bucket in Redis per user);
+   * beyond it 429 PB_ERR_USER_RATE_LIMITED. Fractions allowed; 0: no limit. @defaultValue 100
+   */
+  RATE_LIMIT_USER_PER_SECOND: rate(10_000_000).default(100),
+  /**
+   * Tokens a user's bucket holds: the largest burst for one user. At least
+   * RATE_LIMIT_USER_PER_SECOND; a batch holding more messages for one user than this is refused.
+   * @defaultValue 1000 (a full batch for one user)
+   */
+  RATE_LIMIT_USER_BURST: int(1, 100_000_000).default(1000),
+  /**
+   * How long a client may take to send a request's headers, ms; a slow-header client (slowloris)
+   * is cut then with 408. Checked about every tenth of the shorter of the two timeouts.
+   * @defaultValue 10000
+   */
+  HTTP_HEADERS_TIMEOUT_MS: int(100, 600_000).default(10_000),
+  /**
+   * How long a client may take to send a whole request (headers and body), ms. It ends when the
+   * request is received, so an event stream (a response) lasts as long as it likes.
+   * @defaultValue 30000
+   */
+  HTTP_REQUEST_TIMEOUT_MS: int(100, 3_600_000).default(30_000),
+  /**
+   * How long an idle keep-alive connection is kept open between requests, ms. Behind a load
+   * balancer, make it longer than the balancer's own idle timeout. @defaultValue 5000
+   */
+  HTTP_KEEP_ALIVE_TIMEOUT_MS: int(100, 600_000).default(5000),
+  /**
+   * Connections the kernel holds for the node before it accepts them. Every page reconnects at
+   * once after a restart or a network blip: with Node's default (511) a storm of a few thousand
+   * overflowed it and some connections were reset. The kernel caps it at net.core.somaxconn.
+   * @defaultValue 4096
+   */
+  HTTP_LISTEN_BACKLOG: int(1, 65_535).default(4096),
+  /**
+   * Connections the node accepts at once (HTTP/1.1: each stream is one; HTTP/2: one per browser);
+   * past it a new connection is closed at once. @defaultValue MAX_STREAMS_PER_NODE + 1000
+   */
+  HTTP_MAX_CONNECTIONS: int(1, 10_000_000).optional(),
   /** How long an idempotency `key` is remembered. @defaultValue 86400000 (24 h) */
   DEDUP_WINDOW_MS: int(1000, 30 * 86_400_000).default(86_400_000),
   /** Lifetime of a stream token when the request does not say. @defaultValue 3600 */
@@ -205,8 +281,10 @@ const schema = z.object({
 export type RawConfig = z.infer<typeof schema>;
 
 /** The validated configuration, with keys always present. */
-export interface Config extends Omit<RawConfig, 'API_KEY' | 'ADMIN_KEY' | 'TOKEN_SECRET' | 'DEMO' | 'MAX_ATTEMPTS'> {
+export interface Config
+  extends Omit<RawConfig, 'API_KEY' | 'ADMIN_KEY' | 'TOKEN_SECRET' | 'DEMO' | 'MAX_ATTEMPTS' | 'HTTP_MAX_CONNECTIONS'> {
   MAX_ATTEMPTS: number;
+  HTTP_MAX_CONNECTIONS: number;
   /** Whether `/demo` is served; resolved from DEMO and NODE_ENV. */
   DEMO: boolean;
   API_KEY: string;
@@ -248,6 +326,16 @@ export function loadConfig(env: Record<string, string | undefined>): LoadedConfi
   if (raw.NODE_ENV === 'production' && raw.WEBHOOK_URL !== undefined && raw.WEBHOOK_SECRET === undefined) {
     throw new ConfigError('WEBHOOK_URL requires WEBHOOK_SECRET (whsec_<base64>) in production');
   }
+  for (const who of ['KEY', 'USER'] as const) {
+    const rate = raw[`RATE_LIMIT_${who}_PER_SECOND`];
+    const burst = raw[`RATE_LIMIT_${who}_BURST`];
+    if (rate > 0 && burst < rate) {
+      throw new ConfigError(`RATE_LIMIT_${who}_BURST (${burst}) must be at least RATE_LIMIT_${who}_PER_SECOND (${rate})`);
+    }
+  }
+  if (raw.HTTP_HEADERS_TIMEOUT_MS > raw.HTTP_REQUEST_TIMEOUT_MS) {
+    throw new ConfigError('HTTP_HEADERS_TIMEOUT_MS must not be longer than HTTP_REQUEST_TIMEOUT_MS (headers are part of the request)');
+  }
   const generate = () => randomBytes(24).toString('base64url');
   const config: Config = {
     ...raw,
@@ -256,6 +344,7 @@ export function loadConfig(env: Record<string, string | undefined>): LoadedConfi
     TOKEN_SECRET: raw.TOKEN_SECRET ?? generate() + generate(),
     DEMO: raw.DEMO ?? raw.NODE_ENV === 'development',
     MAX_ATTEMPTS: Math.max(raw.MAX_ATTEMPTS ?? 4 * raw.MAX_DELIVERIES, raw.MAX_DELIVERIES),
+    HTTP_MAX_CONNECTIONS: raw.HTTP_MAX_CONNECTIONS ?? raw.MAX_STREAMS_PER_NODE + 1000,
   };
   return { config, generated: missing };
 }

@@ -15,13 +15,26 @@ export const errorCatalogue = {
   PB_ERR_MESSAGE_TOO_LARGE: { status: 413, message: 'message data is larger than MESSAGE_MAX_BYTES' },
   PB_ERR_QUEUE_FULL: { status: 429, message: "the user's queue holds QUEUE_MAX_LENGTH messages" },
   PB_ERR_TOO_MANY_STREAMS: { status: 429, message: 'this user has MAX_STREAMS_PER_USER open streams' },
+  PB_ERR_NODE_STREAMS_FULL: { status: 429, message: 'this node holds MAX_STREAMS_PER_NODE open streams' },
+  PB_ERR_STREAM_OPENS_LIMITED: {
+    status: 429,
+    message: 'this address opened STREAM_OPENS_PER_ADDRESS streams within STREAM_OPENS_WINDOW_MS',
+  },
+  PB_ERR_KEY_RATE_LIMITED: { status: 429, message: 'the API key is over RATE_LIMIT_KEY_PER_SECOND' },
+  PB_ERR_USER_RATE_LIMITED: { status: 429, message: 'messages for this user are over RATE_LIMIT_USER_PER_SECOND' },
   PB_ERR_USER_NOT_FOUND: { status: 404, message: 'no such user' },
   PB_ERR_MESSAGE_NOT_FOUND: { status: 404, message: "no such message in the user's mailbox" },
   PB_ERR_ROOM_NOT_FOUND: { status: 404, message: 'no such room (a room exists while it has members)' },
   PB_ERR_NOT_A_MEMBER: { status: 404, message: 'this user is not a member of the room' },
   PB_ERR_SCHEDULE_NOT_FOUND: { status: 404, message: 'no such recurring schedule for this user' },
   PB_ERR_SCHEDULED_NOT_FOUND: { status: 404, message: 'no pending scheduled message with this id for this user' },
-  PB_ERR_REDIS_UNAVAILABLE: { status: 503, message: 'storage is unavailable, try again' },
+  /** Nothing was sent to Redis (the connection was down): nothing of the request was carried out. */
+  PB_ERR_REDIS_UNAVAILABLE: { status: 503, message: 'storage is unavailable: nothing was stored; retry' },
+  /** Sent, and no reply came (a timeout, a connection lost after the send): it may have been carried out. */
+  PB_ERR_OUTCOME_UNKNOWN: {
+    status: 503,
+    message: 'storage did not answer: the request may or may not have been carried out; retry with the same key',
+  },
   PB_ERR_SHUTTING_DOWN: { status: 503, message: 'server is shutting down' },
   PB_ERR_CLIENT_NOT_BUILT: {
     status: 503,
@@ -40,7 +53,7 @@ export class AppError extends Error {
   readonly expose: boolean;
   /** Extra response headers, e.g. `Retry-After`. */
   readonly headers: Record<string, string>;
-  /** Machine-readable details sent with 4xx errors (e.g. which field failed). */
+  /** Machine-readable details sent with the error (which field failed, which messages of a batch were stored). */
   readonly details: unknown;
 
   constructor(
@@ -63,11 +76,18 @@ export function retryAfterSeconds(ackTimeoutMs: number): number {
   return Math.max(1, Math.ceil(ackTimeoutMs / 1000));
 }
 
-/** Errors that mean "Redis is not there right now", as opposed to a bug. */
+/** Retry-After of a 503 while Redis is away, seconds: about one reconnect attempt of the client (src/queue/redis.ts). */
+export const STORAGE_RETRY_AFTER_SECONDS = 1;
+
+/**
+ * Errors that mean "Redis is not there right now", as opposed to a bug: ioredis's own (no
+ * connection, a command timeout, a connection lost with commands under way), socket errors,
+ * and replies of a Redis or cluster that cannot serve yet (LOADING, CLUSTERDOWN, TRYAGAIN).
+ */
 export function isRedisUnavailable(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
   const text = `${err.name} ${err.message}`;
-  return /enableOfflineQueue|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|Command timed out|MaxRetriesPerRequest|LOADING|Stream isn't writeable|Connection|Reached the max retries/i.test(
+  return /enableOfflineQueue|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|Command timed out|MaxRetriesPerRequest|LOADING|CLUSTERDOWN|TRYAGAIN|MASTERDOWN|Stream isn't writeable|Connection|Reached the max retries|Command aborted|Too many Cluster redirections|None of startup nodes|Failed to refresh slots cache|Redis connection is not ready/i.test(
     text,
   );
 }

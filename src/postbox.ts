@@ -13,7 +13,7 @@ import { createApp } from './http/app.js';
 import { clientRoutes } from './http/client-routes.js';
 import { createDemo } from './http/demo-routes.js';
 import { createTokens } from './http/tokens.js';
-import { createWebServer, readTlsFiles } from './http/web-server.js';
+import { createWebServer, readTlsFiles, serverLimits } from './http/web-server.js';
 import { createMetrics } from './metrics/metrics.js';
 import { createRateSampler } from './metrics/rate-sampler.js';
 import { createNodeId } from './node-id.js';
@@ -254,7 +254,7 @@ export async function createPostbox(
     },
     [() => clientRoutes(), ...(demo ? [() => demo.router] : [])],
   );
-  const web = createWebServer(app.callback(), tls);
+  const web = createWebServer(app.callback(), tls, serverLimits(config));
   const { server } = web;
   let url = '';
 
@@ -268,7 +268,7 @@ export async function createPostbox(
     async listen(port, host) {
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
-        server.listen(port, host, () => {
+        server.listen({ port, host, backlog: config.HTTP_LISTEN_BACKLOG }, () => {
           server.off('error', reject);
           resolve();
         });

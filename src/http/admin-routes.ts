@@ -29,7 +29,7 @@ export function adminRoutes(deps: AppDeps, guards: Guards): Router {
   const { delivery, logger, clock, rates, admin: queries } = deps;
   const { hub } = delivery;
   const router = new Router();
-  const { admin: auth, body } = guards;
+  const { admin: auth, body, storage } = guards;
 
   /** The audit line of one admin change. There is one admin key, so "who" is that role plus the caller's address. */
   function audit(ctx: Context, action: string, target: Record<string, unknown>, result: Record<string, unknown>): void {
@@ -80,7 +80,7 @@ export function adminRoutes(deps: AppDeps, guards: Guards): Router {
 
   router.delete('/admin/queues/:userId', auth, async (ctx) => {
     const userId = validate(userIdSchema, ctx.params.userId);
-    const removed = await queries.purge(userId);
+    const removed = await storage.write(() => queries.purge(userId));
     if (removed === undefined) throw new AppError('PB_ERR_USER_NOT_FOUND', `user ${userId} has no queue`);
     audit(ctx, 'purge', { userId }, removed);
     ctx.body = { userId, removed };
@@ -89,7 +89,7 @@ export function adminRoutes(deps: AppDeps, guards: Guards): Router {
   router.post('/admin/queues/:userId/dead/retry', auth, optionalBody, async (ctx) => {
     const userId = validate(userIdSchema, ctx.params.userId);
     const { ids } = validate(retryBody, ctx.request.body ?? {});
-    const result = await queries.retryDead(userId, ids);
+    const result = await storage.write(() => queries.retryDead(userId, ids));
     if (result === undefined) throw new AppError('PB_ERR_USER_NOT_FOUND', `user ${userId} has no queue`);
     audit(ctx, 'retry-dead', { userId, ids: ids ?? 'all' }, { ...result });
     ctx.body = { userId, ...result };
@@ -98,7 +98,7 @@ export function adminRoutes(deps: AppDeps, guards: Guards): Router {
   router.delete('/admin/queues/:userId/messages/:id', auth, async (ctx) => {
     const userId = validate(userIdSchema, ctx.params.userId);
     const id = validate(eventId, ctx.params.id);
-    const outcome = await queries.deleteMessage(userId, id);
+    const outcome = await storage.write(() => queries.deleteMessage(userId, id));
     if (outcome === 'no-user') throw new AppError('PB_ERR_USER_NOT_FOUND', `user ${userId} has no queue`);
     if (outcome === 'no-message') {
       throw new AppError('PB_ERR_MESSAGE_NOT_FOUND', `user ${userId} has no waiting or in-flight message ${id}`);

@@ -7,6 +7,7 @@ import type { AppDeps } from './deps.js';
 import { errorMiddleware } from './error-middleware.js';
 import { createGuards, type Guards } from './guards.js';
 import { healthRoutes } from './health-routes.js';
+import { createOutageLog } from './outage-log.js';
 import { producerRoutes } from './producer-routes.js';
 import { roomRoutes } from './room-routes.js';
 import { scheduleRoutes } from './schedule-routes.js';
@@ -21,12 +22,16 @@ export type ExtraRoutes = (guards: Guards) => Router;
  * features mount their own routers without this file knowing them.
  */
 export function createApp(deps: AppDeps, extraRoutes: ExtraRoutes[] = []): Koa {
-  const app = new Koa({ proxy: false });
+  // Behind TRUST_PROXY_HOPS proxies, the client's address is that many X-Forwarded-For entries
+  // from the right (the ones the proxies appended); the leftmost ones are whatever the client sent.
+  const hops = deps.config.TRUST_PROXY_HOPS;
+  const app = new Koa({ proxy: hops > 0, maxIpsCount: hops });
   app.silent = true;
   // Only when it logs: the level is fixed at start-up, and this runs on every request.
   if (deps.logger.isLevelEnabled('debug')) app.use(accessLog(deps.logger));
-  app.use(errorMiddleware(deps.logger));
-  const guards = createGuards(deps.config, deps.tokens);
+  const outage = createOutageLog({ logger: deps.logger, redis: deps.redis, clock: deps.clock, registry: deps.metrics.registry });
+  app.use(errorMiddleware(deps.logger, outage));
+  const guards = createGuards(deps);
   const routers: Router[] = [
     healthRoutes(deps),
     producerRoutes(deps, guards),

@@ -33,7 +33,7 @@ const roomMessageBody = z.strictObject({
 export function roomRoutes(deps: AppDeps, guards: Guards): Router {
   const { config, rooms } = deps;
   const router = new Router();
-  const { producer: auth, body } = guards;
+  const { producer: auth, body, storage } = guards;
 
   const roomParam = (value: string | undefined) => validate(roomName, value);
   const notFound = (room: string) => new AppError('PB_ERR_ROOM_NOT_FOUND', `room ${room} has no members`);
@@ -41,7 +41,7 @@ export function roomRoutes(deps: AppDeps, guards: Guards): Router {
   router.put('/v1/rooms/:room/members/:userId', auth, async (ctx) => {
     const room = roomParam(ctx.params.room);
     const userId = validate(userIdSchema, ctx.params.userId);
-    await rooms.join(room, [userId]);
+    await storage.write(() => rooms.join(room, [userId]));
     ctx.status = 204;
   });
 
@@ -49,14 +49,14 @@ export function roomRoutes(deps: AppDeps, guards: Guards): Router {
   router.post('/v1/rooms/:room/members', auth, body, async (ctx) => {
     const room = roomParam(ctx.params.room);
     const { userIds } = validate(joinBody, ctx.request.body);
-    const added = await rooms.join(room, userIds);
+    const added = await storage.write(() => rooms.join(room, userIds));
     ctx.body = { added };
   });
 
   router.delete('/v1/rooms/:room/members/:userId', auth, async (ctx) => {
     const room = roomParam(ctx.params.room);
     const userId = validate(userIdSchema, ctx.params.userId);
-    if (!(await rooms.leave(room, userId))) {
+    if (!(await storage.write(() => rooms.leave(room, userId)))) {
       throw new AppError('PB_ERR_NOT_A_MEMBER', `user ${userId} is not a member of room ${room}`);
     }
     ctx.status = 204;
@@ -82,7 +82,7 @@ export function roomRoutes(deps: AppDeps, guards: Guards): Router {
     const room = roomParam(ctx.params.room);
     const input = validate(roomMessageBody, ctx.request.body);
     const data = serializeData(input.data, config.MESSAGE_MAX_BYTES);
-    const sent = await rooms.send(room, { ...input, data });
+    const sent = await storage.write(() => rooms.send(room, { ...input, data }));
     if (sent === undefined) throw notFound(room);
     ctx.status = 202;
     ctx.body = { jobId: sent.jobId, members: sent.recipients };

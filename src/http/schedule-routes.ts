@@ -41,13 +41,13 @@ const recurringBody = z
 export function scheduleRoutes(deps: AppDeps, guards: Guards): Router {
   const { config, schedules } = deps;
   const router = new Router();
-  const { producer: auth, body } = guards;
+  const { producer: auth, body, storage } = guards;
 
   router.delete('/v1/users/:userId/scheduled/:id', auth, async (ctx) => {
     const userId = validate(userIdSchema, ctx.params.userId);
     const id = ctx.params.id ?? '';
     // A malformed id cannot name a scheduled message: 404 like any unknown one.
-    if (!scheduledId.safeParse(id).success || !(await schedules.cancel(userId, id))) {
+    if (!scheduledId.safeParse(id).success || !(await storage.write(() => schedules.cancel(userId, id)))) {
       throw new AppError('PB_ERR_SCHEDULED_NOT_FOUND', `user ${userId} has no pending scheduled message ${id}`);
     }
     ctx.status = 204;
@@ -58,14 +58,14 @@ export function scheduleRoutes(deps: AppDeps, guards: Guards): Router {
     const name = validate(scheduleName, ctx.params.name);
     const input = validate(recurringBody, ctx.request.body);
     const data = serializeData(input.data, config.MESSAGE_MAX_BYTES);
-    const { created, view } = await schedules.upsertRecurring(userId, name, {
+    const { created, view } = await storage.write(() => schedules.upsertRecurring(userId, name, {
       every: input.every,
       cron: input.cron,
       tz: input.tz,
       event: input.event,
       data,
       ttlMs: input.ttlMs,
-    });
+    }));
     ctx.status = created ? 201 : 200;
     ctx.body = { userId, ...view };
   });
@@ -78,7 +78,7 @@ export function scheduleRoutes(deps: AppDeps, guards: Guards): Router {
   router.delete('/v1/users/:userId/schedules/:name', auth, async (ctx) => {
     const userId = validate(userIdSchema, ctx.params.userId);
     const name = validate(scheduleName, ctx.params.name);
-    if (!(await schedules.removeRecurring(userId, name))) {
+    if (!(await storage.write(() => schedules.removeRecurring(userId, name)))) {
       throw new AppError('PB_ERR_SCHEDULE_NOT_FOUND', `user ${userId} has no schedule ${name}`);
     }
     ctx.status = 204;

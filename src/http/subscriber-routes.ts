@@ -1,3 +1,5 @@
+import type { ServerResponse } from 'node:http';
+import { Http2ServerResponse } from 'node:http2';
 import Router from '@koa/router';
 import { AppError } from '../errors.js';
 import { subscriberCors } from './cors.js';
@@ -9,6 +11,12 @@ import { ackBody, eventId, nackBody } from './schemas.js';
 /** The stream's response headers, also the answer to a HEAD (WHATWG HTML §9.2: text/event-stream). */
 const STREAM_HEADERS = { 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-cache, no-transform' };
 
+/** Whether the client of this response has gone (its connection or HTTP/2 stream closed). */
+function isGone(res: ServerResponse | Http2ServerResponse): boolean {
+  if (res instanceof Http2ServerResponse) return res.stream.destroyed || res.stream.closed;
+  return res.destroyed || res.writableEnded || res.socket === null || res.socket.destroyed;
+}
+
 /** Subscriber routes: the user's event stream, acks and nacks. The user comes from the token. */
 export function subscriberRoutes(deps: AppDeps, guards: Guards): Router<StreamState> {
   const { config, mailbox, delivery, logger } = deps;
@@ -16,7 +24,7 @@ export function subscriberRoutes(deps: AppDeps, guards: Guards): Router<StreamSt
   const cors = subscriberCors(config.CORS_ORIGINS);
   router.options(['/v1/stream', '/v1/acks', '/v1/nacks'], cors);
 
-  router.get('/v1/stream', cors, guards.stream, async (ctx) => {
+  router.get('/v1/stream', cors, guards.streams.opens, guards.stream, async (ctx) => {
     const { userId } = ctx.state;
     if (deps.isClosing()) throw new AppError('PB_ERR_SHUTTING_DOWN');
     const header = ctx.get('last-event-id');
@@ -50,17 +58,33 @@ export function subscriberRoutes(deps: AppDeps, guards: Guards): Router<StreamSt
     // Without the opt-in, Last-Event-ID acks nothing: what is still in flight is written again
     // first (a browser sends the last id it received, not the last one its handler finished).
     // The session lifts the idle timeout of the socket (HTTP/1.1) or the stream (HTTP/2).
+    // The page may have left while this request awaited (the token's check, a Last-Event-ID ack
+    // on a slow Redis): a session on a closed response would never see its close and would hold
+    // one of the user's stream slots, and take writes, until a heartbeat stalled.
+    if (isGone(ctx.res)) {
+      ctx.respond = false;
+      return;
+    }
+    // Counted from here to the stream's close, with nothing awaited in between.
+    const slot = guards.streams.admit();
     ctx.respond = false;
-    // Opt-ins, so a stream read as raw text carries only what it asked for; the client library asks
-    // for both. `?announce=1`: each event named before its first message. `?notices=1`:
-    // postbox.counts (and postbox.expired when messages expired unwritten) first.
-    delivery.openStream(userId, ctx.res, { announceEvents: ctx.query.announce === '1', notices: ctx.query.notices === '1' });
+    try {
+      // Opt-ins, so a stream read as raw text carries only what it asked for; the client library
+      // asks for both. `?announce=1`: each event named before its first message. `?notices=1`:
+      // postbox.counts (and postbox.expired when messages expired unwritten) first.
+      delivery
+        .openStream(userId, ctx.res, { announceEvents: ctx.query.announce === '1', notices: ctx.query.notices === '1' })
+        .onClose(slot.closed);
+    } catch (err) {
+      slot.closed();
+      throw err;
+    }
   });
 
   router.post('/v1/acks', cors, guards.stream, guards.body, async (ctx) => {
     const { userId } = ctx.state;
     const { ids } = validate(ackBody, ctx.request.body);
-    const { acked, wake } = await mailbox.ack(userId, ids);
+    const { acked, wake } = await guards.storage.write(() => mailbox.ack(userId, ids));
     delivery.acked(userId, acked, wake);
     ctx.body = { acked: acked.length };
   });
@@ -71,7 +95,7 @@ export function subscriberRoutes(deps: AppDeps, guards: Guards): Router<StreamSt
   router.post('/v1/nacks', cors, guards.stream, guards.body, async (ctx) => {
     const { userId } = ctx.state;
     const { ids, reason } = validate(nackBody, ctx.request.body);
-    ctx.body = { counted: await mailbox.nack(userId, ids, reason) };
+    ctx.body = { counted: await guards.storage.write(() => mailbox.nack(userId, ids, reason)) };
   });
 
   return router;

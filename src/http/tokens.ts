@@ -1,6 +1,7 @@
 import { SignJWT, jwtVerify, errors as joseErrors } from 'jose';
 import { AppError } from '../errors.js';
 import type { Clock } from '../clock.js';
+import { USER_ID_PATTERN } from '../queue/keys.js';
 
 export interface Tokens {
   /** Signs a stream token for `userId`; `ttlSeconds` past now it expires. */
@@ -42,7 +43,9 @@ export function createTokens(secret: string, clock: Clock): Tokens {
           requiredClaims: ['sub', 'exp'],
           currentDate: new Date(clock.now()),
         });
-        if (typeof payload.sub !== 'string' || payload.sub.length === 0) throw new Error('empty sub');
+        // Only the secret's holder can sign one, but a user id outside the pattern must never reach
+        // a key's hash tag or a log line, whoever signed it.
+        if (typeof payload.sub !== 'string' || !USER_ID_PATTERN.test(payload.sub)) throw new Error('sub is not a user id');
         if (verified.size >= VERIFIED_CACHE_SIZE) {
           // Maps iterate in insertion order: drop the oldest entry.
           const oldest = verified.keys().next().value;

@@ -40,6 +40,38 @@ export interface WebServer {
   closeAll(): void;
 }
 
+/** How long a client may be slow, and how many may connect: the HTTP_* settings. */
+export interface ServerLimits {
+  /** All headers of a request within this long, ms, or 408 and the connection is closed. */
+  headersTimeoutMs: number;
+  /** The whole request (headers and body) within this long, ms. A response may last longer: a stream does. */
+  requestTimeoutMs: number;
+  /** An idle keep-alive connection is closed after this long, ms. */
+  keepAliveTimeoutMs: number;
+  /** Connections at once; one more is closed as soon as it is accepted. */
+  maxConnections: number;
+}
+
+export function serverLimits(config: Config): ServerLimits {
+  return {
+    headersTimeoutMs: config.HTTP_HEADERS_TIMEOUT_MS,
+    requestTimeoutMs: config.HTTP_REQUEST_TIMEOUT_MS,
+    keepAliveTimeoutMs: config.HTTP_KEEP_ALIVE_TIMEOUT_MS,
+    maxConnections: config.HTTP_MAX_CONNECTIONS,
+  };
+}
+
+/**
+ * Node checks the two request timeouts on a timer (`connectionsCheckingInterval`, 30 s by
+ * default), so a client is cut between the timeout and the timeout plus this period: a tenth of
+ * the shorter timeout, at most a second. The check walks only connections with a request still
+ * arriving: once a request is received (an event stream's GET at once), it is off the list, so
+ * requestTimeout never cuts a long response (Node 20, lib/_http_server.js checkConnections).
+ */
+function checkingIntervalMs(limits: ServerLimits): number {
+  return Math.max(50, Math.min(1000, Math.floor(Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs) / 10)));
+}
+
 /** Reads TLS_CERT_FILE and TLS_KEY_FILE; undefined when TLS is off. */
 export function readTlsFiles(config: Pick<Config, 'TLS_CERT_FILE' | 'TLS_KEY_FILE'>): TlsFiles | undefined {
   if (config.TLS_CERT_FILE === undefined || config.TLS_KEY_FILE === undefined) return undefined;
@@ -59,9 +91,19 @@ export function readTlsFiles(config: Pick<Config, 'TLS_CERT_FILE' | 'TLS_KEY_FIL
  * proxies). Browsers speak HTTP/2 only over TLS, and only HTTP/2 lets one
  * origin hold more than 6 streams (tabs) at once.
  */
-export function createWebServer(handler: RequestHandler, tls?: TlsFiles): WebServer {
+export function createWebServer(handler: RequestHandler, tls?: TlsFiles, limits?: ServerLimits): WebServer {
+  const timeouts =
+    limits === undefined
+      ? {}
+      : {
+          headersTimeout: limits.headersTimeoutMs,
+          requestTimeout: limits.requestTimeoutMs,
+          keepAliveTimeout: limits.keepAliveTimeoutMs,
+          connectionsCheckingInterval: checkingIntervalMs(limits),
+        };
   if (tls === undefined) {
-    const server = createServer(handler);
+    const server = createServer(timeouts, handler);
+    if (limits !== undefined) server.maxConnections = limits.maxConnections;
     return {
       server,
       protocol: 'http',
@@ -72,10 +114,25 @@ export function createWebServer(handler: RequestHandler, tls?: TlsFiles): WebSer
 
   let server: Http2SecureServer;
   try {
-    server = createSecureServer({ cert: tls.cert, key: tls.key, allowHTTP1: true }, handler);
+    server = createSecureServer(
+      {
+        cert: tls.cert,
+        key: tls.key,
+        allowHTTP1: true,
+        // A client that connects and never finishes the TLS handshake is a slow-header client too.
+        ...(limits === undefined ? {} : { handshakeTimeout: limits.headersTimeoutMs }),
+      },
+      handler,
+    );
   } catch (err) {
     // A key that does not match the certificate, or a file that is not PEM.
     throw new ConfigError(`TLS_CERT_FILE/TLS_KEY_FILE: ${(err as Error).message}`);
+  }
+  if (limits !== undefined) {
+    // Node 20's Http2SecureServer applies these to its HTTP/1.1 connections (allowHTTP1) as
+    // http.Server does; @types/node does not declare them on it.
+    Object.assign(server, timeouts);
+    server.maxConnections = limits.maxConnections;
   }
   // Node's Http2SecureServer owns no list of its sessions, and has no closeAllConnections.
   const sessions = new Set<Http2Session>();
