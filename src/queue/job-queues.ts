@@ -16,6 +16,8 @@ export const QUEUE_NAMES = {
   fanout: 'fanout',
   /** The periodic sweep of expired messages. */
   housekeeping: 'housekeeping',
+  /** Web Push: one delayed `check` per pushable message, then one `send` per subscription (src/workers/push-worker.ts). */
+  push: 'push',
 } as const;
 
 /** A message to append to one user's mailbox when its job runs. */
@@ -28,6 +30,8 @@ export interface DeliverJobData {
   key?: string | undefined;
   /** Counted from the moment the message reaches the mailbox, ms. */
   ttlMs?: number | undefined;
+  /** The Web Push option, as JSON. */
+  push?: string | undefined;
 }
 
 /** A room message; `cursor`, `delivered` and `skipped` record progress so a retried job resumes. */
@@ -38,6 +42,8 @@ export interface FanoutJobData {
   exceptUserId?: string | undefined;
   /** Epoch ms after which the message must not be delivered; fixed at send time. */
   expiresAt?: number | undefined;
+  /** The Web Push option of every member's copy, as JSON. */
+  push?: string | undefined;
   /** Members when the message was sent, for the progress percentage. */
   members: number;
   /** The last member already done (members are walked in lexical order). */
@@ -46,6 +52,29 @@ export interface FanoutJobData {
   /** Members whose mailbox was full (429) and who did not get the message. */
   skipped?: number | undefined;
 }
+
+/**
+ * Web Push jobs. A `check` is added, delayed by PUSH_AFTER_MS, for each message with a `push`
+ * option; when it runs it looks at the message (src/queue/lua/push-due.lua) and either ends
+ * (acked), waits again (a stream holds it), or adds a `send` per subscription of the user.
+ */
+export type PushJobData =
+  | {
+      kind: 'check';
+      userId: string;
+      id: string;
+      /** Checks so far, this one not included; bounded (src/workers/push-worker.ts). */
+      checks?: number | undefined;
+      /** When the message was first seen in flight on an open stream, epoch ms: due one ack timeout later. */
+      inflightSince?: number | undefined;
+    }
+  | {
+      kind: 'send';
+      userId: string;
+      id: string;
+      /** The subscription's id (src/queue/push-subscriptions.ts). */
+      subscription: string;
+    };
 
 /** Completed jobs kept per queue: enough for the admin to show recent work, bounded in memory. */
 export const KEEP_COMPLETED = { count: 1000, age: 24 * 3600 };
@@ -71,6 +100,8 @@ const defaultJobOptions: Record<keyof typeof QUEUE_NAMES, DefaultJobOptions> = {
   fanout: retriedJob,
   // The next run comes on its own; a failed sweep is not worth retrying.
   housekeeping: { attempts: 1, removeOnComplete: { count: 20 }, removeOnFail: { count: 100 } },
+  // A check fails only when Redis does; a send sets its own attempts and backoff (push-jobs.ts).
+  push: { attempts: 5, backoff: { type: 'exponential', delay: 1000 }, removeOnComplete: KEEP_COMPLETED, removeOnFail: KEEP_FAILED },
 };
 
 /**
@@ -86,6 +117,8 @@ export interface JobQueues {
   scheduled: Queue<DeliverJobData>;
   fanout: Queue<FanoutJobData>;
   housekeeping: Queue;
+  /** Web Push checks and sends; only when push is on. */
+  push: Queue<PushJobData> | undefined;
   /** Every queue, for the admin (bull-board). */
   all: Queue[];
   close(): Promise<void>;
@@ -97,6 +130,8 @@ export async function createJobQueues(options: {
   keyPrefix: string;
   logger: Logger;
   clock: Clock;
+  /** Web Push is on (the `push` queue exists). @defaultValue false */
+  push?: boolean;
 }): Promise<JobQueues> {
   const { logger, clock } = options;
   const prefix = bullPrefix(options.keyPrefix);
@@ -117,12 +152,14 @@ export async function createJobQueues(options: {
   const scheduled = make<DeliverJobData>('scheduled');
   const fanout = make<FanoutJobData>('fanout');
   const housekeeping = make<unknown>('housekeeping');
-  const all = [scheduled, fanout, housekeeping] as Queue[];
+  const push = options.push ? make<PushJobData>('push') : undefined;
+  const all = [scheduled, fanout, housekeeping, ...(push ? [push] : [])] as Queue[];
   await Promise.all(all.map((q) => q.waitUntilReady()));
   return {
     scheduled,
     fanout,
     housekeeping,
+    push,
     all,
     async close() {
       // close() sends commands; with Redis away they fail fast, and the connection is dropped anyway.

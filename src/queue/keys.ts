@@ -36,6 +36,11 @@ export interface Keys {
   counted(userId: string): string;
   /** When the user's page last acked, or reported a failed handler: a string, epoch ms. */
   lastAck(userId: string): string;
+  /**
+   * The user's Web Push subscriptions: a hash, field = subscription id (a digest of the endpoint),
+   * value = JSON `{endpoint, p256dh, auth, at}` (src/queue/push-subscriptions.ts).
+   */
+  push(userId: string): string;
 }
 
 export function createKeys(prefix: string): Keys {
@@ -54,6 +59,7 @@ export function createKeys(prefix: string): Keys {
     registry: (userId) => `${prefix}:{${userId}}:nodes`,
     counted: (userId) => `${prefix}:{${userId}}:n`,
     lastAck: (userId) => `${prefix}:{${userId}}:ackat`,
+    push: (userId) => `${prefix}:{${userId}}:push`,
   };
 }
 

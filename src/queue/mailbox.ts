@@ -36,6 +36,11 @@ export interface MailboxOptions {
    * was published, and this wakes the drain here without a round trip through Redis.
    */
   onLocalEnqueue?: (userId: string, id: string) => void;
+  /**
+   * Called, and awaited, with the messages of an enqueue that carry a `push` option (new ones and
+   * idempotent repeats alike): src/queue/push-jobs.ts plans their Web Push. @defaultValue none: push off
+   */
+  onPushable?: (messages: Array<{ userId: string; id: string }>) => Promise<void>;
 }
 
 export interface NewMessage {
@@ -50,6 +55,8 @@ export interface NewMessage {
   ttlMs?: number | undefined;
   /** How long `key` is remembered, ms, when not the mailbox's dedup window (fan-out keys need less). */
   dedupWindowMs?: number | undefined;
+  /** The Web Push option (`{title, body, urgency?, topic?}`) as JSON, stored with the message. */
+  push?: string | undefined;
 }
 
 export interface Enqueued {
@@ -153,6 +160,7 @@ export function createMailbox(deps: {
       m.key === undefined ? '0' : '1',
       m.dedupWindowMs ?? options.dedupWindowMs,
       options.nodeId,
+      m.push ?? '',
     );
   }
 
@@ -179,6 +187,8 @@ export function createMailbox(deps: {
     // their mailbox is created, so the index is written once per user, not once per message.
     const newUsers = new Set(messages.filter((_, i) => replies[i]?.[2] === 1).map((m) => m.userId));
     if (newUsers.size > 0) await redis.zadd(keys.users(), 'NX', ...[...newUsers].flatMap((u) => [now, u]));
+    const pushable = results.flatMap((r, i) => (r instanceof AppError || messages[i]?.push === undefined ? [] : [r]));
+    if (pushable.length > 0) await options.onPushable?.(pushable);
     return results;
   }
 

@@ -23,6 +23,9 @@ export interface ScriptCommands {
   pbAdminIndexPage(index: string, score: string, member: string, count: number): Promise<string[]>;
   // Housekeeping (src/queue/housekeeping.ts).
   pbExpire(...args: Arg[]): Promise<[expired: number, more: number, gone: number]>;
+  // Web Push (src/queue/push-subscriptions.ts, push-due.ts).
+  pbPushSubscribe(subs: string, id: string, json: string, max: number): Promise<[created: number, replaced: number, count: number]>;
+  pbPushDue(...args: Arg[]): Promise<PushDueReply>;
 }
 
 /** `{status, id or length, created, local}`: see enqueue.lua. */
@@ -40,6 +43,17 @@ export type PopReply = [
   unresponsive: number,
   ...entries: Array<[id: string, event: string, data: string, attempts: number]>,
 ];
+/** See push-due.lua. */
+export type PushDueReply = [
+  state: number,
+  holders: number,
+  idleMs: number,
+  attempts: number,
+  expiresAt: number,
+  event: string,
+  push: string,
+  ...subscriptions: string[],
+];
 /** See join.lua. */
 export type JoinReply = [others: number, ...entries: Array<[id: string, event: string, data: string, attempts: number, idleMs: number]>];
 
@@ -56,6 +70,8 @@ const scripts: Record<keyof ScriptCommands, { file: string; numberOfKeys: number
   pbAdminRetry: { file: 'admin-retry.lua', numberOfKeys: 4 },
   pbAdminIndexPage: { file: 'admin-index-page.lua', numberOfKeys: 1 },
   pbExpire: { file: 'expire.lua', numberOfKeys: 4 },
+  pbPushSubscribe: { file: 'push-subscribe.lua', numberOfKeys: 1 },
+  pbPushDue: { file: 'push-due.lua', numberOfKeys: 3 },
 };
 
 const sources = new Map<string, string>();
