@@ -1,0 +1,202 @@
+import { DelayedError, UnrecoverableError, Worker, type Job, type Queue } from 'bullmq';
+import type { Logger } from 'pino';
+import type { Clock } from '../clock.js';
+import { QUEUE_NAMES, logBullErrors, type PushJobData } from '../queue/job-queues.js';
+import { enqueuedAtOf } from '../queue/keys.js';
+import type { PushDueState, ReadPushDue } from '../queue/push-due.js';
+import { pushSendJobId } from '../queue/push-jobs.js';
+import { parseSubscription, type PushSubscriptions } from '../queue/push-subscriptions.js';
+import { workerConnection, workerOptions, type JobWorker, type JobWorkerSettings } from './job-worker.js';
+import type { PushMetrics } from './push-metrics.js';
+import type { PushSender } from './push-sender.js';
+
+export interface PushWorkerOptions extends JobWorkerSettings {
+  /** ACK_TIMEOUT_MS: a message in flight this long with no ack is pushed even while a stream is open. */
+  ackTimeoutMs: number;
+  /** PUSH_TTL_SECONDS: TTL of the push of a message without `ttlMs`. */
+  ttlSeconds: number;
+  /** Jobs processed at once (PUSH_CONCURRENCY). */
+  concurrency: number;
+  /** Attempts of one send before it is given up. @defaultValue 10 */
+  sendAttempts?: number;
+  /** First retry delay of a send, doubled each time (Retry-After wins when longer), ms. @defaultValue 1000 */
+  retryBaseMs?: number;
+}
+
+/** What a push carries (its plaintext, RFC 8291): read by the service-worker helper (src/client/postbox-sw.ts). */
+export interface PushPayload {
+  /** Marks a postbox push, versioned: a service worker may receive pushes of other senders too. */
+  postbox: 1;
+  /** The event id: the same id the stream would carry, and the one to ack. */
+  id: string;
+  event: string;
+  title: string;
+  body?: string;
+  topic?: string;
+  /** A credential that acks this one message (POST /v1/acks, Bearer), short-lived. */
+  ack: string;
+}
+
+/** A check of a message held by an open stream waits again; this many times at most (about 8 h at the default ack timeout). */
+export const MAX_CHECKS = 1000;
+/** The longest wait between two sends of one push, whatever a Retry-After says, ms. */
+const MAX_RETRY_DELAY_MS = 3_600_000;
+
+/** A send to retry; `retryAfterMs` from the push service's Retry-After, when it gave one. */
+class PushRetryError extends Error {
+  override name = 'PushRetryError';
+  constructor(
+    message: string,
+    readonly retryAfterMs: number | undefined,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * Processes the `push` queue (src/queue/push-jobs.ts). A `check` job runs PUSH_AFTER_MS after
+ * its message was enqueued and decides, from one snapshot (push-due.lua):
+ * - the message left the mailbox (acked over SSE or by a push's credential, expired, dead): done,
+ *   nothing is sent;
+ * - no node holds an open stream of the user: a `send` job per subscription;
+ * - a stream holds the user and the message is in flight: due one ack timeout after it was seen
+ *   in flight; the job waits until then and, if no ack came, sends;
+ * - a stream holds the user and the message waits behind the in-flight window: checked again
+ *   after an ack timeout (at most MAX_CHECKS times).
+ * A `send` job pushes to one subscription, looking again first (an ack meanwhile cancels it), and
+ * is retried with exponential backoff on 429 (after its Retry-After), 5xx and network errors; a
+ * 404 or 410 deletes the subscription. Nothing here runs on a request's path.
+ */
+export function createPushWorker(deps: {
+  queue: Queue<PushJobData>;
+  readDue: ReadPushDue;
+  subscriptions: PushSubscriptions;
+  sender: PushSender;
+  /** Signs the ack credential of one message (src/http/push-credentials.ts, injected). */
+  ackCredential: (userId: string, id: string) => Promise<string>;
+  metrics: PushMetrics;
+  logger: Logger;
+  clock: Clock;
+  options: PushWorkerOptions;
+}): JobWorker {
+  const { queue, readDue, subscriptions, sender, ackCredential, metrics, logger, clock, options } = deps;
+  const attempts = options.sendAttempts ?? 10;
+  const retryBaseMs = options.retryBaseMs ?? 1000;
+
+  async function waitUntil(job: Job<PushJobData>, token: string | undefined, at: number, data: PushJobData): Promise<never> {
+    await job.updateData(data);
+    await job.moveToDelayed(at, token);
+    throw new DelayedError();
+  }
+
+  function expired(due: PushDueState, now: number): boolean {
+    return due.state !== 'gone' && due.expiresAt !== undefined && due.expiresAt <= now;
+  }
+
+  async function check(job: Job<PushJobData>, token: string | undefined, data: Extract<PushJobData, { kind: 'check' }>) {
+    const { userId, id } = data;
+    const due = await readDue(userId, id, '*');
+    const now = clock.now();
+    if (due.state === 'gone') return { result: 'gone' };
+    if (expired(due, now)) return { result: 'expired' };
+    if (due.push === undefined) return { result: 'no-push' };
+    if (due.holders > 0) {
+      const checks = (data.checks ?? 0) + 1;
+      if (checks > MAX_CHECKS) return { result: 'given-up' };
+      if (due.state === 'waiting') return waitUntil(job, token, now + options.ackTimeoutMs, { ...data, checks });
+      const since = data.inflightSince ?? now - due.idleMs;
+      if (now - since < options.ackTimeoutMs) {
+        return waitUntil(job, token, since + options.ackTimeoutMs, { ...data, checks, inflightSince: since });
+      }
+    }
+    if (due.subscriptions.length === 0) return { result: 'no-subscriptions' };
+    await queue.addBulk(
+      due.subscriptions.map((subscription) => ({
+        name: 'send',
+        data: { kind: 'send' as const, userId, id, subscription },
+        opts: { jobId: pushSendJobId(userId, id, subscription), attempts, backoff: { type: 'push' } },
+      })),
+    );
+    return { result: 'sending', subscriptions: due.subscriptions.length };
+  }
+
+  async function send(job: Job<PushJobData>, data: Extract<PushJobData, { kind: 'send' }>) {
+    const { userId, id, subscription } = data;
+    const due = await readDue(userId, id, subscription);
+    const now = clock.now();
+    if (due.state === 'gone') return { result: 'gone' };
+    if (expired(due, now) || due.push === undefined) return { result: 'expired' };
+    const stored = due.subscriptions[0] === undefined ? undefined : parseSubscription(subscription, due.subscriptions[0]);
+    if (stored === undefined) return { result: 'unsubscribed' };
+    const ttlSeconds = due.expiresAt === undefined ? options.ttlSeconds : Math.ceil((due.expiresAt - now) / 1000);
+    const { title, body, urgency, topic } = due.push;
+    const payload: PushPayload = {
+      postbox: 1,
+      id,
+      event: due.event,
+      title,
+      ...(body === undefined ? {} : { body }),
+      ...(topic === undefined ? {} : { topic }),
+      ack: await ackCredential(userId, id),
+    };
+    const started = performance.now();
+    const outcome = await sender.send(stored, JSON.stringify(payload), { ttlSeconds, urgency, topic });
+    metrics.request.observe((performance.now() - started) / 1000);
+    const log = { userId, id, subscription, attempt: job.attemptsMade + 1 };
+    switch (outcome.outcome) {
+      case 'sent':
+        metrics.sent.inc();
+        metrics.latency.observe(Math.max(0, clock.now() - enqueuedAtOf(id)) / 1000);
+        return { result: 'sent', status: outcome.status };
+      case 'gone':
+        await subscriptions.removeId(userId, subscription);
+        metrics.gone.inc();
+        logger.info({ ...log, status: outcome.status }, 'push subscription gone: deleted');
+        return { result: 'subscription-gone', status: outcome.status };
+      case 'blocked':
+        await subscriptions.removeId(userId, subscription);
+        metrics.failed.inc({ reason: 'blocked' });
+        logger.warn({ ...log, reason: outcome.reason }, 'push endpoint refused: subscription deleted');
+        return { result: 'blocked' };
+      case 'rejected':
+        metrics.failed.inc({ reason: 'rejected' });
+        logger.warn({ ...log, status: outcome.status, reason: outcome.reason }, 'push rejected by the push service');
+        throw new UnrecoverableError(outcome.reason);
+      case 'retry':
+        if (job.attemptsMade + 1 >= (job.opts.attempts ?? 1)) {
+          metrics.failed.inc({ reason: 'exhausted' });
+          logger.warn({ ...log, reason: outcome.reason }, 'push given up after its last attempt');
+        } else {
+          logger.debug({ ...log, reason: outcome.reason, retryAfterMs: outcome.retryAfterMs }, 'push to be retried');
+        }
+        throw new PushRetryError(outcome.reason, outcome.retryAfterMs);
+    }
+  }
+
+  const link = workerConnection(options);
+  const worker = new Worker<PushJobData>(
+    QUEUE_NAMES.push,
+    (job, token) => (job.data.kind === 'check' ? check(job, token, job.data) : send(job, job.data)),
+    {
+      ...workerOptions(options, link.connection, options.concurrency),
+      settings: {
+        // BullMQ calls this for the `push` backoff type of send jobs: doubling from retryBaseMs with
+        // ±20 % jitter, and never sooner than a 429's or 503's Retry-After (RFC 8030 §8.4).
+        backoffStrategy: (attemptsMade: number, _type?: string, err?: Error) => {
+          const exponential = retryBaseMs * 2 ** Math.max(0, attemptsMade - 1) * (0.8 + Math.random() * 0.4);
+          const asked = err instanceof PushRetryError ? (err.retryAfterMs ?? 0) : 0;
+          return Math.min(MAX_RETRY_DELAY_MS, Math.max(exponential, asked));
+        },
+      },
+    },
+  );
+  logBullErrors(worker, logger, clock, 'push worker');
+  return {
+    worker,
+    close: async () => {
+      await worker.close();
+      sender.close();
+      link.release();
+    },
+  };
+}
