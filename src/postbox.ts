@@ -5,6 +5,7 @@ import type { Queue } from 'bullmq';
 import type { Logger } from 'pino';
 import { systemClock, type Clock } from './clock.js';
 import type { Config } from './config.js';
+import { persistDevelopmentVapidKeys } from './dev-keys.js';
 import { createDelivery, type Delivery } from './delivery/delivery.js';
 import type { StreamHub } from './delivery/stream-hub.js';
 import { userChannel } from './delivery/wake.js';
@@ -12,6 +13,8 @@ import { retryAfterSeconds } from './errors.js';
 import { createApp } from './http/app.js';
 import { clientRoutes } from './http/client-routes.js';
 import { createDemo } from './http/demo-routes.js';
+import type { PushDeps } from './http/deps.js';
+import { createPushCredentials } from './http/push-credentials.js';
 import { createTokens } from './http/tokens.js';
 import { createWebServer, readTlsFiles } from './http/web-server.js';
 import { createMetrics } from './metrics/metrics.js';
@@ -20,12 +23,18 @@ import { createNodeId } from './node-id.js';
 import { createAdminQueries } from './queue/admin/admin-queries.js';
 import { createJobQueues } from './queue/job-queues.js';
 import { createMailbox } from './queue/mailbox.js';
+import { createPushDue } from './queue/push-due.js';
+import { createPushJobs, type PushJobs } from './queue/push-jobs.js';
+import { createPushSubscriptions } from './queue/push-subscriptions.js';
 import { connectRedis, createConnection, parseClusterNodes, type RedisConnectionSettings } from './queue/redis.js';
 import { checkRedis } from './queue/redis-checks.js';
 import { createRooms } from './queue/rooms.js';
 import { createSchedules } from './queue/schedules.js';
 import { createThrottledLog } from './throttled-log.js';
 import { startJobWorkers } from './workers/job-services.js';
+import { checkEndpoint } from './workers/push-endpoint.js';
+import { createPushMetrics } from './workers/push-metrics.js';
+import { createPushSender } from './workers/push-sender.js';
 
 export interface Postbox {
   /** HTTP/1.1, or with TLS_CERT_FILE HTTPS serving HTTP/2 and HTTP/1.1. */
@@ -34,7 +43,7 @@ export interface Postbox {
   readonly url: string;
   /** This node's open streams. */
   readonly hub: StreamHub;
-  /** The BullMQ queues (scheduled, fanout, housekeeping). */
+  /** The BullMQ queues (scheduled, fanout, housekeeping, and push when it is on). */
   readonly queues: Queue[];
   listen(port: number, host: string): Promise<string>;
   /** Graceful: stop accepting, end the streams, finish requests, stop the workers, close Redis. */
@@ -51,16 +60,20 @@ const LEASE_MS = 3000;
  * Both `main.ts` and the tests build nodes here, so they run the same wiring.
  */
 export async function createPostbox(
-  config: Config,
+  givenConfig: Config,
   options: {
     /** One Redis (ignored when REDIS_CLUSTER_NODES is set). */
     redisUrl: string;
     logger: Logger;
     clock?: Clock;
     defaultMetrics?: boolean;
+    /** PEM certificates trusted for push services besides the public roots (a test push service). @defaultValue none */
+    pushCa?: string;
   },
 ): Promise<Postbox> {
   const { logger } = options;
+  // Development VAPID keys live beside the other development keys, so subscriptions survive a restart.
+  const { config } = persistDevelopmentVapidKeys(givenConfig);
   // Before any connection is opened, so a bad path fails start-up with nothing to clean up.
   const tls = readTlsFiles(config);
   const clock = options.clock ?? systemClock;
@@ -115,6 +128,8 @@ export async function createPostbox(
       nodeId,
       userChannel: channel,
       onLocalEnqueue: wakeHere,
+      // Called only once an enqueue's reply arrives, after `pushJobs` below exists.
+      onPushable: config.PUSH_ENABLED ? (messages) => (pushJobs as PushJobs).plan(messages) : undefined,
     },
   });
   const delivery: Delivery = createDelivery({
@@ -146,7 +161,30 @@ export async function createPostbox(
     load: () => ({ streams: hub.size, users: [...hub.users()].length }),
   });
   const keys = mailbox.keys;
-  const queues = await createJobQueues({ redis: settings, keyPrefix: config.KEY_PREFIX, logger, clock });
+  const queues = await createJobQueues({
+    redis: settings,
+    keyPrefix: config.KEY_PREFIX,
+    logger,
+    clock,
+    push: config.PUSH_ENABLED,
+  });
+  const pushQueue = queues.push;
+  const pushJobs: PushJobs | undefined = pushQueue && createPushJobs({ queue: pushQueue, pushAfterMs: config.PUSH_AFTER_MS });
+  const subscriptions = createPushSubscriptions({ redis, keys, clock, maxPerUser: config.PUSH_MAX_SUBSCRIPTIONS_PER_USER });
+  const credentials = createPushCredentials(config.TOKEN_SECRET, clock, config.PUSH_ACK_TTL_SECONDS);
+  const push: PushDeps | undefined =
+    config.PUSH_ENABLED && config.VAPID_PUBLIC_KEY !== undefined
+      ? {
+          publicKey: config.VAPID_PUBLIC_KEY,
+          subscriptions,
+          checkEndpoint: (endpoint) => checkEndpoint(endpoint, config.PUSH_ALLOW_PRIVATE_ENDPOINTS),
+          credentials,
+        }
+      : undefined;
+  logger.info(
+    push ? { pushAfterMs: config.PUSH_AFTER_MS, generatedKeys: config.VAPID_GENERATED } : {},
+    push ? 'Web Push on' : 'Web Push off: no VAPID_PUBLIC_KEY, VAPID_PRIVATE_KEY, VAPID_SUBJECT',
+  );
   const rooms = createRooms({ redis, keys, fanout: queues.fanout, clock });
   const schedules = createSchedules({ queues, redis, keys, clock });
   const admin = createAdminQueries({
@@ -181,6 +219,30 @@ export async function createPostbox(
         fanoutDedupWindowMs: config.FANOUT_DEDUP_WINDOW_MS,
         housekeepingIntervalMs: config.HOUSEKEEPING_INTERVAL_MS,
       },
+      push:
+        pushQueue && config.VAPID_PUBLIC_KEY && config.VAPID_PRIVATE_KEY && config.VAPID_SUBJECT
+          ? {
+              queue: pushQueue,
+              readDue: createPushDue({ redis, keys }),
+              subscriptions,
+              sender: createPushSender(
+                {
+                  vapid: { publicKey: config.VAPID_PUBLIC_KEY, privateKey: config.VAPID_PRIVATE_KEY, subject: config.VAPID_SUBJECT },
+                  allowPrivate: config.PUSH_ALLOW_PRIVATE_ENDPOINTS,
+                  timeoutMs: config.PUSH_TIMEOUT_MS,
+                  ca: options.pushCa,
+                },
+                clock,
+              ),
+              ackCredential: credentials.issue,
+              metrics: createPushMetrics(metrics.registry),
+              options: {
+                ackTimeoutMs: config.ACK_TIMEOUT_MS,
+                ttlSeconds: config.PUSH_TTL_SECONDS,
+                concurrency: config.PUSH_CONCURRENCY,
+              },
+            }
+          : undefined,
     });
   } catch (err) {
     await queues.close();
@@ -206,6 +268,7 @@ export async function createPostbox(
       admin,
       jobQueues: queues.all,
       rates,
+      push,
       logger,
       clock,
       isClosing: () => closing,

@@ -8,6 +8,7 @@ import { errorMiddleware } from './error-middleware.js';
 import { createGuards, type Guards } from './guards.js';
 import { healthRoutes } from './health-routes.js';
 import { producerRoutes } from './producer-routes.js';
+import { pushRoutes } from './push-routes.js';
 import { roomRoutes } from './room-routes.js';
 import { scheduleRoutes } from './schedule-routes.js';
 import { subscriberRoutes } from './subscriber-routes.js';
@@ -24,11 +25,12 @@ export function createApp(deps: AppDeps, extraRoutes: ExtraRoutes[] = []): Koa {
   app.silent = true;
   app.use(accessLog(deps.logger));
   app.use(errorMiddleware(deps.logger));
-  const guards = createGuards(deps.config, deps.tokens);
+  const guards = createGuards(deps.config, deps.tokens, deps.push?.credentials);
   const routers: Router[] = [
     healthRoutes(deps),
     producerRoutes(deps, guards),
     subscriberRoutes(deps, guards) as unknown as Router,
+    pushRoutes(deps, guards) as unknown as Router,
     adminRoutes(deps, guards),
     scheduleRoutes(deps, guards),
     roomRoutes(deps, guards),

@@ -16,6 +16,8 @@ export interface ClientRoutesOptions {
 const FILES: Record<string, string> = {
   'postbox.js': 'text/javascript; charset=utf-8',
   'postbox.d.ts': 'text/plain; charset=utf-8',
+  // The service-worker helper of Web Push (src/client/postbox-sw.ts), a classic script for importScripts().
+  'postbox-sw.js': 'text/javascript; charset=utf-8',
 };
 
 interface Cached {

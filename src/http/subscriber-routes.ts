@@ -3,7 +3,7 @@ import { AppError } from '../errors.js';
 import { subscriberCors } from './cors.js';
 import { validate } from './body.js';
 import type { AppDeps } from './deps.js';
-import type { Guards, StreamState } from './guards.js';
+import type { AckState, Guards, StreamState } from './guards.js';
 import { ackBody, eventId } from './schemas.js';
 
 /** The stream's response headers, also the answer to a HEAD (WHATWG HTML §9.2: text/event-stream). */
@@ -54,9 +54,13 @@ export function subscriberRoutes(deps: AppDeps, guards: Guards): Router<StreamSt
     delivery.openStream(userId, ctx.res);
   });
 
-  router.post('/v1/acks', cors, guards.stream, guards.body, async (ctx) => {
-    const { userId } = ctx.state;
+  router.post('/v1/acks', cors, guards.ack, guards.body, async (ctx) => {
+    const { userId, onlyId } = ctx.state as AckState;
     const { ids } = validate(ackBody, ctx.request.body);
+    if (onlyId !== undefined && (ids.length !== 1 || ids[0] !== onlyId)) {
+      // A push's credential acks its own message and nothing else.
+      throw new AppError('PB_ERR_FORBIDDEN', `this push ack credential acks message ${onlyId} only`);
+    }
     const { acked, wake } = await mailbox.ack(userId, ids);
     delivery.acked(userId, acked, wake);
     ctx.body = { acked: acked.length };
