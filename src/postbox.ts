@@ -23,6 +23,7 @@ import { createNodeId } from './node-id.js';
 import { createAdminQueries } from './queue/admin/admin-queries.js';
 import { createJobQueues } from './queue/job-queues.js';
 import { createMailbox } from './queue/mailbox.js';
+import { createPushAck } from './queue/push-ack.js';
 import { createPushDue } from './queue/push-due.js';
 import { createPushJobs, type PushJobs } from './queue/push-jobs.js';
 import { createPushSubscriptions } from './queue/push-subscriptions.js';
@@ -179,6 +180,12 @@ export async function createPostbox(
           subscriptions,
           checkEndpoint: (endpoint) => checkEndpoint(endpoint, config.PUSH_ALLOW_PRIVATE_ENDPOINTS),
           credentials,
+          ack: createPushAck({
+            redis,
+            keys,
+            metrics,
+            options: { nodeId, maxInflight: config.MAX_INFLIGHT, userChannel: channel },
+          }),
         }
       : undefined;
   logger.info(

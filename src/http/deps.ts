@@ -7,6 +7,7 @@ import type { Metrics } from '../metrics/metrics.js';
 import type { RateSampler } from '../metrics/rate-sampler.js';
 import type { AdminQueries } from '../queue/admin/admin-queries.js';
 import type { Mailbox } from '../queue/mailbox.js';
+import type { PushAck } from '../queue/push-ack.js';
 import type { PushSubscriptions } from '../queue/push-subscriptions.js';
 import type { RedisClient } from '../queue/redis.js';
 import type { Rooms } from '../queue/rooms.js';
@@ -23,6 +24,8 @@ export interface PushDeps {
   checkEndpoint(endpoint: string): Promise<void>;
   /** Ack credentials of pushes, accepted by POST /v1/acks for their one message. */
   credentials: PushCredentials;
+  /** The ack such a credential makes: its message, in flight or still waiting. */
+  ack: PushAck;
 }
 
 /** Everything the HTTP layer needs, injected; it never reads process.env. */

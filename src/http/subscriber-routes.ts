@@ -61,7 +61,12 @@ export function subscriberRoutes(deps: AppDeps, guards: Guards): Router<StreamSt
       // A push's credential acks its own message and nothing else.
       throw new AppError('PB_ERR_FORBIDDEN', `this push ack credential acks message ${onlyId} only`);
     }
-    const { acked, wake } = await mailbox.ack(userId, ids);
+    const { acked, wake } = onlyId !== undefined && deps.push ? await deps.push.ack(userId, onlyId) : await mailbox.ack(userId, ids);
+    // delivery.acked() tells the user's other tabs; a push ack came from no tab, so a single
+    // open tab is "other" too and is told here (tabs on other nodes are told by ack.lua).
+    if (onlyId !== undefined && acked.length > 0 && delivery.hub.count(userId) === 1) {
+      delivery.hub.control(userId, 'acked', { ids: acked });
+    }
     delivery.acked(userId, acked, wake);
     ctx.body = { acked: acked.length };
   });

@@ -26,6 +26,7 @@ export interface ScriptCommands {
   // Web Push (src/queue/push-subscriptions.ts, push-due.ts).
   pbPushSubscribe(subs: string, id: string, json: string, max: number): Promise<[created: number, replaced: number, count: number]>;
   pbPushDue(...args: Arg[]): Promise<PushDueReply>;
+  pbPushAck(...args: Arg[]): Promise<[acked: number, wake: number]>;
 }
 
 /** `{status, id or length, created, local}`: see enqueue.lua. */
@@ -72,6 +73,7 @@ const scripts: Record<keyof ScriptCommands, { file: string; numberOfKeys: number
   pbExpire: { file: 'expire.lua', numberOfKeys: 4 },
   pbPushSubscribe: { file: 'push-subscribe.lua', numberOfKeys: 1 },
   pbPushDue: { file: 'push-due.lua', numberOfKeys: 3 },
+  pbPushAck: { file: 'push-ack.lua', numberOfKeys: 4 },
 };
 
 const sources = new Map<string, string>();
