@@ -28,6 +28,8 @@ export type PushDueState =
       event: string;
       /** undefined when the message has no (readable) push option. */
       push: PushOption | undefined;
+      /** The message's data as JSON text, read for a send only ('' otherwise). */
+      data: string;
       /** With `which: '*'`: the user's subscription ids; with an id: that subscription's JSON, if stored. */
       subscriptions: string[];
     };
@@ -50,7 +52,7 @@ export function createPushDue(deps: { redis: RedisClient; keys: Keys }): ReadPus
   const { keys } = deps;
   return async (userId, id, which) => {
     const reply: PushDueReply = await redis.pbPushDue(keys.mailbox(userId), keys.registry(userId), keys.push(userId), GROUP, id, which);
-    const [state, holders, idleMs, attempts, expiresAt, event, push, ...subscriptions] = reply;
+    const [state, holders, idleMs, attempts, expiresAt, event, push, data, ...subscriptions] = reply;
     if (state === 0) return { state: 'gone', holders };
     return {
       state: state === 2 ? 'inflight' : 'waiting',
@@ -60,6 +62,7 @@ export function createPushDue(deps: { redis: RedisClient; keys: Keys }): ReadPus
       expiresAt: expiresAt > 0 ? expiresAt : undefined,
       event,
       push: parsePush(push),
+      data,
       subscriptions,
     };
   };

@@ -53,6 +53,7 @@ export type PushDueReply = [
   expiresAt: number,
   event: string,
   push: string,
+  data: string,
   ...subscriptions: string[],
 ];
 /** See join.lua. */

@@ -35,6 +35,26 @@ export interface PushPayload {
   topic?: string;
   /** A credential that acks this one message (POST /v1/acks, Bearer), short-lived. */
   ack: string;
+  /**
+   * The message's data, when the whole payload still fits a push (PUSH_PLAINTEXT_MAX_BYTES): then
+   * the service worker may ack the message and hand it to the page it opens. Without it, the
+   * page's stream delivers (and acks) it.
+   */
+  data?: unknown;
+}
+
+/**
+ * The largest plaintext of one push: a push service must take 4096 bytes of body (RFC 8030 §7.2),
+ * and aes128gcm in one record adds 86 bytes of header, a padding delimiter and a 16-byte tag (RFC 8188).
+ */
+export const PUSH_PLAINTEXT_MAX_BYTES = 4096 - 86 - 1 - 16;
+
+/** The payload's JSON: with the message's data (already JSON text) when it fits, else without. */
+export function pushPayloadJson(payload: Omit<PushPayload, 'data'>, data: string): string {
+  const bare = JSON.stringify(payload);
+  if (data === '') return bare;
+  const whole = `${bare.slice(0, -1)},"data":${data}}`;
+  return Buffer.byteLength(whole) <= PUSH_PLAINTEXT_MAX_BYTES ? whole : bare;
 }
 
 /** A check of a message held by an open stream waits again; this many times at most (about 8 h at the default ack timeout). */
@@ -130,7 +150,7 @@ export function createPushWorker(deps: {
     if (stored === undefined) return { result: 'unsubscribed' };
     const ttlSeconds = due.expiresAt === undefined ? options.ttlSeconds : Math.ceil((due.expiresAt - now) / 1000);
     const { title, body, urgency, topic } = due.push;
-    const payload: PushPayload = {
+    const payload: Omit<PushPayload, 'data'> = {
       postbox: 1,
       id,
       event: due.event,
@@ -140,7 +160,7 @@ export function createPushWorker(deps: {
       ack: await ackCredential(userId, id),
     };
     const started = performance.now();
-    const outcome = await sender.send(stored, JSON.stringify(payload), { ttlSeconds, urgency, topic });
+    const outcome = await sender.send(stored, pushPayloadJson(payload, due.data), { ttlSeconds, urgency, topic });
     metrics.request.observe((performance.now() - started) / 1000);
     const log = { userId, id, subscription, attempt: job.attemptsMade + 1 };
     switch (outcome.outcome) {

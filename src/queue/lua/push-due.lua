@@ -13,7 +13,7 @@
   ARGV[3] '*' to list the ids of every subscription; another value: that subscription's JSON;
           '' for neither
 
-  Output: {state, holders, idleMs, attempts, expiresAt, event, push, sub...}
+  Output: {state, holders, idleMs, attempts, expiresAt, event, push, data, sub...}
     state      0 gone (acked, expired and dropped, dead-lettered or purged); 1 waiting (never
                written, or handed back); 2 in flight (written, not acked)
     holders    nodes holding an open stream of the user
@@ -22,6 +22,7 @@
     expiresAt  the message's expiry, epoch ms (0 = never)
     event      its event name
     push       its push option as stored by enqueue.lua (field p), '' when none
+    data       its data (JSON text) when ARGV[3] names one subscription (a send), '' otherwise
     sub...     with '*': subscription ids; with an id: its JSON, if it exists
 ]]
 local mailbox, registry, subs = KEYS[1], KEYS[2], KEYS[3]
@@ -30,7 +31,7 @@ local group, id, which = ARGV[1], ARGV[2], ARGV[3]
 local holders = redis.call('HLEN', registry)
 local entry = redis.call('XRANGE', mailbox, id, id)[1]
 if entry == nil then
-  return {0, holders, 0, 0, 0, '', ''}
+  return {0, holders, 0, 0, 0, '', '', ''}
 end
 local f = {}
 for i = 1, #entry[2], 2 do
@@ -43,7 +44,11 @@ if pending ~= nil then
   state, idle, attempts = 2, tonumber(pending[3]), tonumber(pending[4])
 end
 
-local out = {state, holders, idle, attempts, tonumber(f.x or '0'), f.e or 'message', f.p or ''}
+local data = ''
+if which ~= '*' and which ~= '' then
+  data = f.d or ''
+end
+local out = {state, holders, idle, attempts, tonumber(f.x or '0'), f.e or 'message', f.p or '', data}
 if which == '*' then
   for _, sub in ipairs(redis.call('HKEYS', subs)) do
     out[#out + 1] = sub
