@@ -69,6 +69,10 @@ export function clientRoutes(options: ClientRoutesOptions = {}): Router {
       'Access-Control-Allow-Origin': '*',
       'X-Content-Type-Options': 'nosniff',
     });
+    // The helper may serve as a page's worker with a scope above /client/ (W3C Service Workers
+    // §Service-Worker-Allowed): `register('/client/postbox-sw.js', { scope: '/' })`, so that
+    // `navigator.serviceWorker.ready` resolves on the page.
+    if (name === 'postbox-sw.js') ctx.set('Service-Worker-Allowed', '/');
     ctx.type = type;
     ctx.etag = file.etag;
     ctx.lastModified = new Date(file.mtimeMs);
