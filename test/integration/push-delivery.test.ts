@@ -32,6 +32,7 @@ afterAll(async () => {
 });
 
 interface Payload {
+  data?: unknown;
   postbox: number;
   id: string;
   event: string;
@@ -60,11 +61,22 @@ describe('a message with `push` and no open stream', () => {
     // What a browser reads: the push service decrypted it with the subscription's own keys.
     expect(got).toMatchObject({ status: 201, headers: { contentEncoding: 'aes128gcm' }, vapid: { valid: true, key: testVapid.publicKey } });
     const payload = payloadOf(got);
-    expect(payload).toMatchObject({ postbox: 1, id, event: 'chat', title: 'Ada', body: 'lunch?' });
+    expect(payload).toMatchObject({ postbox: 1, id, event: 'chat', title: 'Ada', body: 'lunch?', data: { text: 'lunch?' } });
     expect(payload.ack).toMatch(/^[\w-]+\.[\w-]+\.[\w-]+$/);
     // A delayed job: never before the message has waited PUSH_AFTER_MS (both clocks are this machine's).
     expect(got!.receivedAt - enqueuedAtOf(id)).toBeGreaterThanOrEqual(PUSH_AFTER_MS);
     expect(await finishedCheck(app, 'closed-tab', id)).toEqual({ result: 'sending', subscriptions: 1 });
+  });
+
+  it('carries the message’s data only when the whole push still fits 4096 bytes', async () => {
+    const subscription = push.subscribe();
+    await app.subscribedUser('big-data', subscription);
+    const big = await app.enqueue('big-data', { text: 'x'.repeat(5000) }, { push: { title: 'big' } });
+    const [got] = (await push.waitFor((all) => all.some(mine(subscription)))).filter(mine(subscription));
+    const payload = payloadOf(got);
+    expect(payload).toMatchObject({ id: big, title: 'big' });
+    expect(payload).not.toHaveProperty('data'); // the page's stream delivers it instead
+    expect(Buffer.byteLength(got!.payload!)).toBeLessThan(4096);
   });
 
   it('sets TTL from the message’s ttlMs (PUSH_TTL_SECONDS without one), and the urgency and topic asked for', async () => {
