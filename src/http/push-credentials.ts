@@ -1,5 +1,5 @@
 import { createHmac } from 'node:crypto';
-import { SignJWT, decodeProtectedHeader, errors as joseErrors, jwtVerify } from 'jose';
+import { decodeProtectedHeader, errors as joseErrors, jwtVerify } from 'jose';
 import type { Clock } from '../clock.js';
 import { AppError } from '../errors.js';
 
@@ -24,6 +24,8 @@ export interface PushCredentials {
 export const PUSH_ACK_TYP = 'pb-push-ack+jwt';
 const AUDIENCE = 'postbox:push-ack';
 const KEY_LABEL = 'postbox push ack credential v1';
+/** The JOSE header of every credential, base64url. */
+const HEADER = Buffer.from(JSON.stringify({ alg: 'HS256', typ: PUSH_ACK_TYP })).toString('base64url');
 
 /** Whether a presented bearer says it is an ack credential (unverified: only to pick the check to run). */
 export function looksLikeAckCredential(token: string): boolean {
@@ -38,14 +40,12 @@ export function createPushCredentials(secret: string, clock: Clock, ttlSeconds: 
   const key = createHmac('sha256', secret).update(KEY_LABEL).digest();
   return {
     async issue(userId, id) {
+      // One per push: signed with node:crypto's HMAC (a few µs), as jose would sign it (RFC 7519,
+      // JWS compact, RFC 7515 §7.1) but without its WebCrypto round trip (about a millisecond of CPU).
       const iat = Math.floor(clock.now() / 1000);
-      return new SignJWT({ eid: id })
-        .setProtectedHeader({ alg: 'HS256', typ: PUSH_ACK_TYP })
-        .setSubject(userId)
-        .setAudience(AUDIENCE)
-        .setIssuedAt(iat)
-        .setExpirationTime(iat + ttlSeconds)
-        .sign(key);
+      const claims = { eid: id, sub: userId, aud: AUDIENCE, iat, exp: iat + ttlSeconds };
+      const signingInput = `${HEADER}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}`;
+      return `${signingInput}.${createHmac('sha256', key).update(signingInput).digest('base64url')}`;
     },
     async verify(credential) {
       try {

@@ -56,7 +56,8 @@ export interface FanoutJobData {
 /**
  * Web Push jobs. A `check` is added, delayed by PUSH_AFTER_MS, for each message with a `push`
  * option; when it runs it looks at the message (src/queue/lua/push-due.lua) and either ends
- * (acked), waits again (a stream holds it), or adds a `send` per subscription of the user.
+ * (acked), waits again (a stream holds it), or pushes to every subscription of the user, adding
+ * a `send` job for each push to retry.
  */
 export type PushJobData =
   | {
@@ -69,11 +70,14 @@ export type PushJobData =
       inflightSince?: number | undefined;
     }
   | {
+      /** A retry: the check made the first attempt itself. */
       kind: 'send';
       userId: string;
       id: string;
       /** The subscription's id (src/queue/push-subscriptions.ts). */
       subscription: string;
+      /** The attempt this job's first run is (2: the check made the first). */
+      firstAttempt: number;
     };
 
 /** Completed jobs kept per queue: enough for the admin to show recent work, bounded in memory. */

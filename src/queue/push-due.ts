@@ -1,4 +1,5 @@
 import { GROUP, type Keys } from './keys.js';
+import { parseSubscription, type StoredSubscription } from './push-subscriptions.js';
 import type { RedisClient } from './redis.js';
 import { withScripts, type PushDueReply } from './scripts.js';
 
@@ -28,10 +29,10 @@ export type PushDueState =
       event: string;
       /** undefined when the message has no (readable) push option. */
       push: PushOption | undefined;
-      /** The message's data as JSON text, read for a send only ('' otherwise). */
+      /** The message's data as JSON text ('' when no subscription was asked for). */
       data: string;
-      /** With `which: '*'`: the user's subscription ids; with an id: that subscription's JSON, if stored. */
-      subscriptions: string[];
+      /** With `which: '*'`: the user's subscriptions; with an id: that one, if still stored. */
+      subscriptions: StoredSubscription[];
     };
 
 export type ReadPushDue = (userId: string, id: string, which: '*' | '' | (string & {})) => Promise<PushDueState>;
@@ -46,13 +47,22 @@ function parsePush(json: string): PushOption | undefined {
   }
 }
 
+function subscriptionsOf(pairs: string[]): StoredSubscription[] {
+  const out: StoredSubscription[] = [];
+  for (let i = 0; i + 1 < pairs.length; i += 2) {
+    const s = parseSubscription(pairs[i] as string, pairs[i + 1] as string);
+    if (s) out.push(s);
+  }
+  return out;
+}
+
 /** One round trip: the message, whether a stream holds the user, and the subscriptions asked for. */
 export function createPushDue(deps: { redis: RedisClient; keys: Keys }): ReadPushDue {
   const redis = withScripts(deps.redis);
   const { keys } = deps;
   return async (userId, id, which) => {
     const reply: PushDueReply = await redis.pbPushDue(keys.mailbox(userId), keys.registry(userId), keys.push(userId), GROUP, id, which);
-    const [state, holders, idleMs, attempts, expiresAt, event, push, data, ...subscriptions] = reply;
+    const [state, holders, idleMs, attempts, expiresAt, event, push, data, ...pairs] = reply;
     if (state === 0) return { state: 'gone', holders };
     return {
       state: state === 2 ? 'inflight' : 'waiting',
@@ -63,7 +73,7 @@ export function createPushDue(deps: { redis: RedisClient; keys: Keys }): ReadPus
       event,
       push: parsePush(push),
       data,
-      subscriptions,
+      subscriptions: subscriptionsOf(pairs),
     };
   };
 }

@@ -54,7 +54,7 @@ export type PushDueReply = [
   event: string,
   push: string,
   data: string,
-  ...subscriptions: string[],
+  ...subscriptions: string[], // id1, json1, id2, json2, ...
 ];
 /** See join.lua. */
 export type JoinReply = [others: number, ...entries: Array<[id: string, event: string, data: string, attempts: number, idleMs: number]>];

@@ -3,9 +3,9 @@ import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import { QUEUE_NAMES, logBullErrors, type PushJobData } from '../queue/job-queues.js';
 import { enqueuedAtOf } from '../queue/keys.js';
-import type { PushDueState, ReadPushDue } from '../queue/push-due.js';
+import type { PushDueState, PushOption, ReadPushDue } from '../queue/push-due.js';
 import { pushSendJobId } from '../queue/push-jobs.js';
-import { parseSubscription, type PushSubscriptions } from '../queue/push-subscriptions.js';
+import type { PushSubscriptions, StoredSubscription } from '../queue/push-subscriptions.js';
 import { workerConnection, workerOptions, type JobWorker, type JobWorkerSettings } from './job-worker.js';
 import type { PushMetrics } from './push-metrics.js';
 import type { PushSender } from './push-sender.js';
@@ -17,7 +17,7 @@ export interface PushWorkerOptions extends JobWorkerSettings {
   ttlSeconds: number;
   /** Jobs processed at once (PUSH_CONCURRENCY). */
   concurrency: number;
-  /** Attempts of one send before it is given up. @defaultValue 10 */
+  /** Attempts of one push to one subscription before it is given up. @defaultValue 10 */
   sendAttempts?: number;
   /** First retry delay of a send, doubled each time (Retry-After wins when longer), ms. @defaultValue 1000 */
   retryBaseMs?: number;
@@ -73,19 +73,27 @@ class PushRetryError extends Error {
   }
 }
 
+/** What one attempt to one subscription came to. */
+type Attempted =
+  | { outcome: 'sent' | 'gone'; status: number }
+  | { outcome: 'blocked' }
+  | { outcome: 'rejected'; reason: string }
+  | { outcome: 'retry'; reason: string; retryAfterMs: number | undefined; last: boolean };
+
 /**
  * Processes the `push` queue (src/queue/push-jobs.ts). A `check` job runs PUSH_AFTER_MS after
  * its message was enqueued and decides, from one snapshot (push-due.lua):
  * - the message left the mailbox (acked over SSE or by a push's credential, expired, dead): done,
  *   nothing is sent;
- * - no node holds an open stream of the user: a `send` job per subscription;
+ * - no node holds an open stream of the user: pushed to every subscription;
  * - a stream holds the user and the message is in flight: due one ack timeout after it was seen
- *   in flight; the job waits until then and, if no ack came, sends;
+ *   in flight; the job waits until then and, if no ack came, pushes;
  * - a stream holds the user and the message waits behind the in-flight window: checked again
  *   after an ack timeout (at most MAX_CHECKS times).
- * A `send` job pushes to one subscription, looking again first (an ack meanwhile cancels it), and
- * is retried with exponential backoff on 429 (after its Retry-After), 5xx and network errors; a
- * 404 or 410 deletes the subscription. Nothing here runs on a request's path.
+ * The check makes the first attempt itself (one job per message, not one per message and
+ * subscription); a push to retry, on 429 (after its Retry-After), 5xx or a network error,
+ * becomes a `send` job with exponential backoff, which looks again first (an ack meanwhile
+ * cancels it). A 404 or 410 deletes the subscription. Nothing here runs on a request's path.
  */
 export function createPushWorker(deps: {
   queue: Queue<PushJobData>;
@@ -103,6 +111,12 @@ export function createPushWorker(deps: {
   const attempts = options.sendAttempts ?? 10;
   const retryBaseMs = options.retryBaseMs ?? 1000;
 
+  /** Before attempt `n + 1`: doubling from retryBaseMs with ±20 % jitter, never sooner than a Retry-After (RFC 8030 §8.4). */
+  function retryDelay(n: number, retryAfter: number | undefined): number {
+    const exponential = retryBaseMs * 2 ** Math.max(0, n - 1) * (0.8 + Math.random() * 0.4);
+    return Math.min(MAX_RETRY_DELAY_MS, Math.max(exponential, retryAfter ?? 0));
+  }
+
   async function waitUntil(job: Job<PushJobData>, token: string | undefined, at: number, data: PushJobData): Promise<never> {
     await job.updateData(data);
     await job.moveToDelayed(at, token);
@@ -111,6 +125,63 @@ export function createPushWorker(deps: {
 
   function expired(due: PushDueState, now: number): boolean {
     return due.state !== 'gone' && due.expiresAt !== undefined && due.expiresAt <= now;
+  }
+
+  /** One push of the message to one subscription: attempt `n` of `attempts`. */
+  async function attempt(
+    userId: string,
+    id: string,
+    due: Extract<PushDueState, { state: 'waiting' | 'inflight' }> & { push: PushOption },
+    subscription: StoredSubscription,
+    ack: string,
+    n: number,
+  ): Promise<Attempted> {
+    const now = clock.now();
+    const ttlSeconds = due.expiresAt === undefined ? options.ttlSeconds : Math.ceil((due.expiresAt - now) / 1000);
+    const { title, body, urgency, topic } = due.push;
+    const payload: Omit<PushPayload, 'data'> = {
+      postbox: 1,
+      id,
+      event: due.event,
+      title,
+      ...(body === undefined ? {} : { body }),
+      ...(topic === undefined ? {} : { topic }),
+      ack,
+    };
+    const started = performance.now();
+    const outcome = await sender.send(subscription, pushPayloadJson(payload, due.data), { ttlSeconds, urgency, topic });
+    metrics.request.observe((performance.now() - started) / 1000);
+    const log = { userId, id, subscription: subscription.id, attempt: n };
+    switch (outcome.outcome) {
+      case 'sent':
+        metrics.sent.inc();
+        metrics.latency.observe(Math.max(0, clock.now() - enqueuedAtOf(id)) / 1000);
+        return { outcome: 'sent', status: outcome.status };
+      case 'gone':
+        await subscriptions.removeId(userId, subscription.id);
+        metrics.gone.inc();
+        logger.info({ ...log, status: outcome.status }, 'push subscription gone: deleted');
+        return { outcome: 'gone', status: outcome.status };
+      case 'blocked':
+        await subscriptions.removeId(userId, subscription.id);
+        metrics.failed.inc({ reason: 'blocked' });
+        logger.warn({ ...log, reason: outcome.reason }, 'push endpoint refused: subscription deleted');
+        return { outcome: 'blocked' };
+      case 'rejected':
+        metrics.failed.inc({ reason: 'rejected' });
+        logger.warn({ ...log, status: outcome.status, reason: outcome.reason }, 'push rejected by the push service');
+        return { outcome: 'rejected', reason: outcome.reason };
+      case 'retry': {
+        const last = n >= attempts;
+        if (last) {
+          metrics.failed.inc({ reason: 'exhausted' });
+          logger.warn({ ...log, reason: outcome.reason }, 'push given up after its last attempt');
+        } else {
+          logger.debug({ ...log, reason: outcome.reason, retryAfterMs: outcome.retryAfterMs }, 'push to be retried');
+        }
+        return { outcome: 'retry', reason: outcome.reason, retryAfterMs: outcome.retryAfterMs, last };
+      }
+    }
   }
 
   async function check(job: Job<PushJobData>, token: string | undefined, data: Extract<PushJobData, { kind: 'check' }>) {
@@ -130,66 +201,53 @@ export function createPushWorker(deps: {
       }
     }
     if (due.subscriptions.length === 0) return { result: 'no-subscriptions' };
-    await queue.addBulk(
-      due.subscriptions.map((subscription) => ({
-        name: 'send',
-        data: { kind: 'send' as const, userId, id, subscription },
-        opts: { jobId: pushSendJobId(userId, id, subscription), attempts, backoff: { type: 'push' } },
-      })),
-    );
-    return { result: 'sending', subscriptions: due.subscriptions.length };
+    const ack = await ackCredential(userId, id);
+    const pushable = { ...due, push: due.push };
+    const done = await Promise.all(due.subscriptions.map((s) => attempt(userId, id, pushable, s, ack, 1)));
+    const retries = due.subscriptions.flatMap((s, i) => {
+      const d = done[i];
+      return d?.outcome === 'retry' && !d.last ? [{ subscription: s.id, delay: retryDelay(1, d.retryAfterMs) }] : [];
+    });
+    if (retries.length > 0) {
+      await queue.addBulk(
+        retries.map(({ subscription, delay }) => ({
+          name: 'send',
+          data: { kind: 'send' as const, userId, id, subscription, firstAttempt: 2 },
+          opts: { jobId: pushSendJobId(userId, id, subscription), attempts: attempts - 1, backoff: { type: 'push' }, delay },
+        })),
+      );
+    }
+    const count = (outcome: Attempted['outcome']) => done.filter((d) => d.outcome === outcome).length;
+    return {
+      result: 'pushed',
+      subscriptions: due.subscriptions.length,
+      sent: count('sent'),
+      gone: count('gone'),
+      blocked: count('blocked'),
+      rejected: count('rejected'),
+      retrying: retries.length,
+    };
   }
 
   async function send(job: Job<PushJobData>, data: Extract<PushJobData, { kind: 'send' }>) {
     const { userId, id, subscription } = data;
     const due = await readDue(userId, id, subscription);
-    const now = clock.now();
     if (due.state === 'gone') return { result: 'gone' };
-    if (expired(due, now) || due.push === undefined) return { result: 'expired' };
-    const stored = due.subscriptions[0] === undefined ? undefined : parseSubscription(subscription, due.subscriptions[0]);
+    if (expired(due, clock.now()) || due.push === undefined) return { result: 'expired' };
+    const stored = due.subscriptions[0];
     if (stored === undefined) return { result: 'unsubscribed' };
-    const ttlSeconds = due.expiresAt === undefined ? options.ttlSeconds : Math.ceil((due.expiresAt - now) / 1000);
-    const { title, body, urgency, topic } = due.push;
-    const payload: Omit<PushPayload, 'data'> = {
-      postbox: 1,
-      id,
-      event: due.event,
-      title,
-      ...(body === undefined ? {} : { body }),
-      ...(topic === undefined ? {} : { topic }),
-      ack: await ackCredential(userId, id),
-    };
-    const started = performance.now();
-    const outcome = await sender.send(stored, pushPayloadJson(payload, due.data), { ttlSeconds, urgency, topic });
-    metrics.request.observe((performance.now() - started) / 1000);
-    const log = { userId, id, subscription, attempt: job.attemptsMade + 1 };
-    switch (outcome.outcome) {
+    const done = await attempt(userId, id, { ...due, push: due.push }, stored, await ackCredential(userId, id), data.firstAttempt + job.attemptsMade);
+    switch (done.outcome) {
       case 'sent':
-        metrics.sent.inc();
-        metrics.latency.observe(Math.max(0, clock.now() - enqueuedAtOf(id)) / 1000);
-        return { result: 'sent', status: outcome.status };
+        return { result: 'sent', status: done.status };
       case 'gone':
-        await subscriptions.removeId(userId, subscription);
-        metrics.gone.inc();
-        logger.info({ ...log, status: outcome.status }, 'push subscription gone: deleted');
-        return { result: 'subscription-gone', status: outcome.status };
+        return { result: 'subscription-gone', status: done.status };
       case 'blocked':
-        await subscriptions.removeId(userId, subscription);
-        metrics.failed.inc({ reason: 'blocked' });
-        logger.warn({ ...log, reason: outcome.reason }, 'push endpoint refused: subscription deleted');
         return { result: 'blocked' };
       case 'rejected':
-        metrics.failed.inc({ reason: 'rejected' });
-        logger.warn({ ...log, status: outcome.status, reason: outcome.reason }, 'push rejected by the push service');
-        throw new UnrecoverableError(outcome.reason);
+        throw new UnrecoverableError(done.reason);
       case 'retry':
-        if (job.attemptsMade + 1 >= (job.opts.attempts ?? 1)) {
-          metrics.failed.inc({ reason: 'exhausted' });
-          logger.warn({ ...log, reason: outcome.reason }, 'push given up after its last attempt');
-        } else {
-          logger.debug({ ...log, reason: outcome.reason, retryAfterMs: outcome.retryAfterMs }, 'push to be retried');
-        }
-        throw new PushRetryError(outcome.reason, outcome.retryAfterMs);
+        throw new PushRetryError(done.reason, done.retryAfterMs);
     }
   }
 
@@ -200,12 +258,11 @@ export function createPushWorker(deps: {
     {
       ...workerOptions(options, link.connection, options.concurrency),
       settings: {
-        // BullMQ calls this for the `push` backoff type of send jobs: doubling from retryBaseMs with
-        // ±20 % jitter, and never sooner than a 429's or 503's Retry-After (RFC 8030 §8.4).
-        backoffStrategy: (attemptsMade: number, _type?: string, err?: Error) => {
-          const exponential = retryBaseMs * 2 ** Math.max(0, attemptsMade - 1) * (0.8 + Math.random() * 0.4);
-          const asked = err instanceof PushRetryError ? (err.retryAfterMs ?? 0) : 0;
-          return Math.min(MAX_RETRY_DELAY_MS, Math.max(exponential, asked));
+        // BullMQ calls this for the `push` backoff type of send jobs, after their attempt
+        // `firstAttempt + attemptsMade - 1` failed.
+        backoffStrategy: (attemptsMade: number, _type?: string, err?: Error, job?: { data: unknown }) => {
+          const first = (job?.data as { firstAttempt?: number } | undefined)?.firstAttempt ?? 1;
+          return retryDelay(first + attemptsMade - 1, err instanceof PushRetryError ? err.retryAfterMs : undefined);
         },
       },
     },

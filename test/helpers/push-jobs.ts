@@ -22,15 +22,15 @@ export async function finishedJob(
   options: { promote?: boolean; timeoutMs?: number } = {},
 ): Promise<Record<string, unknown>> {
   const deadline = Date.now() + (options.timeoutMs ?? 20_000);
-  let last = 'absent';
+  let last: string = 'unknown';
   while (Date.now() < deadline) {
-    const job = await queue.getJob(jobId);
-    if (job) {
-      last = await job.getState();
-      if (last === 'completed') return job.returnvalue as Record<string, unknown>;
-      if (last === 'failed') return { failed: job.failedReason };
-      if (last === 'delayed' && options.promote) await job.promote().catch(() => undefined);
+    last = await queue.getJobState(jobId);
+    if (last === 'completed' || last === 'failed') {
+      // Read after the state, so the job's result is the final one.
+      const job = await queue.getJob(jobId);
+      return last === 'completed' ? (job?.returnvalue as Record<string, unknown>) : { failed: job?.failedReason };
     }
+    if (last === 'delayed' && options.promote) await (await queue.getJob(jobId))?.promote().catch(() => undefined);
     await pause(25);
   }
   throw new Error(`push job ${jobId} not finished within the deadline (last state: ${last})`);

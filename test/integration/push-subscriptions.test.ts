@@ -4,7 +4,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { subscriptionId } from '../../src/queue/push-subscriptions.js';
-import { finishedSend, metric } from '../helpers/push-jobs.js';
+import { finishedCheck, metric } from '../helpers/push-jobs.js';
 import { startPushService, type TestPushService } from '../helpers/push-service.js';
 import { startApp, type TestApp } from '../helpers/start-app.js';
 import { startPushApp, testVapid, type PushTestApp } from '../helpers/start-push-app.js';
@@ -161,7 +161,7 @@ describe('bad subscriptions are refused with 400 and never fetched', () => {
     expect(await strict.subscriptions(token)).toHaveLength(1);
 
     const id = await strict.enqueue('rebound', { text: 'to a private address' }, { push: { title: 'nope' } });
-    expect(await finishedSend(strict, 'rebound', id, subscriptionId(subscription.endpoint))).toEqual({ result: 'blocked' });
+    expect(await finishedCheck(strict, 'rebound', id)).toMatchObject({ result: 'pushed', blocked: 1, sent: 0, retrying: 0 });
     expect(push.received.filter((r) => r.subscriptionId === push.idOf(subscription))).toEqual([]);
     expect(await strict.subscriptions(token)).toEqual([]);
     expect(await metric(strict, 'postbox_push_failed_total', 'reason="blocked"')).toBe(1);

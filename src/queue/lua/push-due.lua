@@ -10,10 +10,10 @@
 
   ARGV[1] consumer group name
   ARGV[2] event id
-  ARGV[3] '*' to list the ids of every subscription; another value: that subscription's JSON;
-          '' for neither
+  ARGV[3] '*' for every subscription of the user, another value for that one subscription, ''
+          for none (and no data)
 
-  Output: {state, holders, idleMs, attempts, expiresAt, event, push, data, sub...}
+  Output: {state, holders, idleMs, attempts, expiresAt, event, push, data, id1, json1, id2, json2, ...}
     state      0 gone (acked, expired and dropped, dead-lettered or purged); 1 waiting (never
                written, or handed back); 2 in flight (written, not acked)
     holders    nodes holding an open stream of the user
@@ -22,8 +22,8 @@
     expiresAt  the message's expiry, epoch ms (0 = never)
     event      its event name
     push       its push option as stored by enqueue.lua (field p), '' when none
-    data       its data (JSON text) when ARGV[3] names one subscription (a send), '' otherwise
-    sub...     with '*': subscription ids; with an id: its JSON, if it exists
+    data       its data (JSON text), '' when ARGV[3] is ''
+    id, json   the subscriptions asked for (an id asked for and not stored is left out)
 ]]
 local mailbox, registry, subs = KEYS[1], KEYS[2], KEYS[3]
 local group, id, which = ARGV[1], ARGV[2], ARGV[3]
@@ -45,17 +45,18 @@ if pending ~= nil then
 end
 
 local data = ''
-if which ~= '*' and which ~= '' then
+if which ~= '' then
   data = f.d or ''
 end
 local out = {state, holders, idle, attempts, tonumber(f.x or '0'), f.e or 'message', f.p or '', data}
 if which == '*' then
-  for _, sub in ipairs(redis.call('HKEYS', subs)) do
-    out[#out + 1] = sub
+  for _, v in ipairs(redis.call('HGETALL', subs)) do
+    out[#out + 1] = v
   end
 elseif which ~= '' then
   local json = redis.call('HGET', subs, which)
   if json then
+    out[#out + 1] = which
     out[#out + 1] = json
   end
 end
