@@ -17,17 +17,18 @@ import type { PushDeps } from './http/deps.js';
 import { createPushCredentials } from './http/push-credentials.js';
 import { createTokens } from './http/tokens.js';
 import { createWebServer, readTlsFiles } from './http/web-server.js';
-import { createMetrics } from './metrics/metrics.js';
+import { createMetrics, type Metrics } from './metrics/metrics.js';
 import { createRateSampler } from './metrics/rate-sampler.js';
 import { createNodeId } from './node-id.js';
 import { createAdminQueries } from './queue/admin/admin-queries.js';
-import { createJobQueues } from './queue/job-queues.js';
+import { createJobQueues, type PushJobData } from './queue/job-queues.js';
+import type { Keys } from './queue/keys.js';
 import { createMailbox } from './queue/mailbox.js';
 import { createPushAck } from './queue/push-ack.js';
 import { createPushDue } from './queue/push-due.js';
 import { createPushJobs, type PushJobs } from './queue/push-jobs.js';
 import { createPushSubscriptions } from './queue/push-subscriptions.js';
-import { connectRedis, createConnection, parseClusterNodes, type RedisConnectionSettings } from './queue/redis.js';
+import { connectRedis, createConnection, parseClusterNodes, type RedisClient, type RedisConnectionSettings } from './queue/redis.js';
 import { checkRedis } from './queue/redis-checks.js';
 import { createRooms } from './queue/rooms.js';
 import { createSchedules } from './queue/schedules.js';
@@ -171,23 +172,7 @@ export async function createPostbox(
   });
   const pushQueue = queues.push;
   const pushJobs: PushJobs | undefined = pushQueue && createPushJobs({ queue: pushQueue, pushAfterMs: config.PUSH_AFTER_MS });
-  const subscriptions = createPushSubscriptions({ redis, keys, clock, maxPerUser: config.PUSH_MAX_SUBSCRIPTIONS_PER_USER });
-  const credentials = createPushCredentials(config.TOKEN_SECRET, clock, config.PUSH_ACK_TTL_SECONDS);
-  const push: PushDeps | undefined =
-    config.PUSH_ENABLED && config.VAPID_PUBLIC_KEY !== undefined
-      ? {
-          publicKey: config.VAPID_PUBLIC_KEY,
-          subscriptions,
-          checkEndpoint: (endpoint) => checkEndpoint(endpoint, config.PUSH_ALLOW_PRIVATE_ENDPOINTS),
-          credentials,
-          ack: createPushAck({
-            redis,
-            keys,
-            metrics,
-            options: { nodeId, maxInflight: config.MAX_INFLIGHT, userChannel: channel },
-          }),
-        }
-      : undefined;
+  const push = pushQueue && wirePush(config, { redis, keys, clock, metrics, nodeId, channel, queue: pushQueue, ca: options.pushCa });
   logger.info(
     push ? { pushAfterMs: config.PUSH_AFTER_MS, generatedKeys: config.VAPID_GENERATED } : {},
     push ? 'Web Push on' : 'Web Push off: no VAPID_PUBLIC_KEY, VAPID_PRIVATE_KEY, VAPID_SUBJECT',
@@ -226,30 +211,7 @@ export async function createPostbox(
         fanoutDedupWindowMs: config.FANOUT_DEDUP_WINDOW_MS,
         housekeepingIntervalMs: config.HOUSEKEEPING_INTERVAL_MS,
       },
-      push:
-        pushQueue && config.VAPID_PUBLIC_KEY && config.VAPID_PRIVATE_KEY && config.VAPID_SUBJECT
-          ? {
-              queue: pushQueue,
-              readDue: createPushDue({ redis, keys }),
-              subscriptions,
-              sender: createPushSender(
-                {
-                  vapid: { publicKey: config.VAPID_PUBLIC_KEY, privateKey: config.VAPID_PRIVATE_KEY, subject: config.VAPID_SUBJECT },
-                  allowPrivate: config.PUSH_ALLOW_PRIVATE_ENDPOINTS,
-                  timeoutMs: config.PUSH_TIMEOUT_MS,
-                  ca: options.pushCa,
-                },
-                clock,
-              ),
-              ackCredential: credentials.issue,
-              metrics: createPushMetrics(metrics.registry),
-              options: {
-                ackTimeoutMs: config.ACK_TIMEOUT_MS,
-                ttlSeconds: config.PUSH_TTL_SECONDS,
-                concurrency: config.PUSH_CONCURRENCY,
-              },
-            }
-          : undefined,
+      push: push?.worker,
     });
   } catch (err) {
     await queues.close();
@@ -275,7 +237,7 @@ export async function createPostbox(
       admin,
       jobQueues: queues.all,
       rates,
-      push,
+      push: push?.routes,
       logger,
       clock,
       isClosing: () => closing,
@@ -328,6 +290,52 @@ export async function createPostbox(
       await Promise.allSettled([redis.quit(), subscriber.quit()]);
       redis.disconnect();
       subscriber.disconnect();
+    },
+  };
+}
+
+/**
+ * Web Push's parts on this node, when the VAPID keys are set: what the routes use (subscriptions,
+ * the endpoint check, ack credentials and their ack) and what the push worker uses.
+ */
+function wirePush(
+  config: Config,
+  deps: {
+    redis: RedisClient;
+    keys: Keys;
+    clock: Clock;
+    metrics: Metrics;
+    nodeId: string;
+    channel: (userId: string) => string;
+    queue: Queue<PushJobData>;
+    ca: string | undefined;
+  },
+): { routes: PushDeps; worker: NonNullable<Parameters<typeof startJobWorkers>[0]['push']> } | undefined {
+  const { VAPID_PUBLIC_KEY: publicKey, VAPID_PRIVATE_KEY: privateKey, VAPID_SUBJECT: subject } = config;
+  if (!config.PUSH_ENABLED || !publicKey || !privateKey || !subject) return undefined;
+  const { redis, keys, clock, metrics, nodeId, channel, queue } = deps;
+  const subscriptions = createPushSubscriptions({ redis, keys, clock, maxPerUser: config.PUSH_MAX_SUBSCRIPTIONS_PER_USER });
+  const credentials = createPushCredentials(config.TOKEN_SECRET, clock, config.PUSH_ACK_TTL_SECONDS);
+  const allowPrivate = config.PUSH_ALLOW_PRIVATE_ENDPOINTS;
+  return {
+    routes: {
+      publicKey,
+      subscriptions,
+      checkEndpoint: (endpoint) => checkEndpoint(endpoint, allowPrivate),
+      credentials,
+      ack: createPushAck({ redis, keys, metrics, options: { nodeId, maxInflight: config.MAX_INFLIGHT, userChannel: channel } }),
+    },
+    worker: {
+      queue,
+      readDue: createPushDue({ redis, keys }),
+      subscriptions,
+      sender: createPushSender(
+        { vapid: { publicKey, privateKey, subject }, allowPrivate, timeoutMs: config.PUSH_TIMEOUT_MS, ca: deps.ca },
+        clock,
+      ),
+      ackCredential: credentials.issue,
+      metrics: createPushMetrics(metrics.registry),
+      options: { ackTimeoutMs: config.ACK_TIMEOUT_MS, ttlSeconds: config.PUSH_TTL_SECONDS, concurrency: config.PUSH_CONCURRENCY },
     },
   };
 }
