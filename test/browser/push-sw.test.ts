@@ -257,6 +257,23 @@ describe('the service-worker helper in Chromium', () => {
     await tab.context.close();
   });
 
+  it('leaves a message whose push could not carry it whole to the page’s stream: a click acks nothing', async () => {
+    const { id, plaintext, payload } = await pushedPayload('sw-wes', { text: 'x'.repeat(5000) }, 'Wes');
+    expect(payload).not.toHaveProperty('data');
+    const tab = await openTab();
+    await deliverPush(tab, plaintext);
+    await waitShown(tab, (list) => list.some((n) => n.id === id));
+    const result = await tab.worker.evaluate(async () => {
+      const scope = globalThis as unknown as WorkerGlobals;
+      const [n] = await scope.registration.getNotifications();
+      if (!n) throw new Error('no notification showing');
+      return scope.postboxServiceWorker.openNotification(n);
+    });
+    expect(result).toEqual({ acked: false });
+    expect(await held('sw-wes')).toEqual([id]); // the page it opens gets it from its stream, and acks it
+    await tab.context.close();
+  });
+
   it('leaves another sender’s push alone', async () => {
     const tab = await openTab();
     const outcome = await tab.worker.evaluate(() =>
