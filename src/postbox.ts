@@ -171,7 +171,7 @@ export async function createPostbox(
     push: config.PUSH_ENABLED,
   });
   const pushQueue = queues.push;
-  const pushJobs: PushJobs | undefined = pushQueue && createPushJobs({ queue: pushQueue, pushAfterMs: config.PUSH_AFTER_MS });
+  const pushJobs: PushJobs | undefined = pushQueue && createPushJobs({ queue: pushQueue, redis, keys, pushAfterMs: config.PUSH_AFTER_MS });
   const push = pushQueue && wirePush(config, { redis, keys, clock, metrics, nodeId, channel, queue: pushQueue, ca: options.pushCa });
   logger.info(
     push ? { pushAfterMs: config.PUSH_AFTER_MS, generatedKeys: config.VAPID_GENERATED } : {},

@@ -1,5 +1,7 @@
 import type { Queue } from 'bullmq';
 import type { PushJobData } from './job-queues.js';
+import type { Keys } from './keys.js';
+import type { RedisClient } from './redis.js';
 
 /**
  * BullMQ job ids may not contain `:`, which user ids may. The user id goes in as base64url and
@@ -26,16 +28,24 @@ export interface PushJobs {
 }
 
 /**
- * The enqueue side of Web Push: one delayed BullMQ job per pushable message, added in one
- * bulk call per enqueue. Sending never happens here, so a slow push service cannot slow an
- * enqueue; what the enqueue pays is one job add per message with a `push` option.
+ * The enqueue side of Web Push: one delayed BullMQ job per pushable message of a user who has
+ * a subscription, added in one bulk call per enqueue. Sending never happens here, so a slow push
+ * service cannot slow an enqueue; what the enqueue pays is one HLEN per user and one job add
+ * per message that may be pushed. (A user who subscribes after a message was enqueued gets the
+ * pushes of the messages enqueued after.)
  */
-export function createPushJobs(deps: { queue: Queue<PushJobData>; pushAfterMs: number }): PushJobs {
-  const { queue, pushAfterMs } = deps;
+export function createPushJobs(deps: { queue: Queue<PushJobData>; redis: RedisClient; keys: Keys; pushAfterMs: number }): PushJobs {
+  const { queue, redis, keys, pushAfterMs } = deps;
   return {
     async plan(messages) {
+      const users = [...new Set(messages.map((m) => m.userId))];
+      // One command per user, issued together: auto-pipelined, and routed by slot on a cluster.
+      const counts = await Promise.all(users.map((u) => redis.hlen(keys.push(u))));
+      const subscribed = new Set(users.filter((_, i) => (counts[i] ?? 0) > 0));
+      const planned = messages.filter((m) => subscribed.has(m.userId));
+      if (planned.length === 0) return;
       await queue.addBulk(
-        messages.map(({ userId, id }) => ({
+        planned.map(({ userId, id }) => ({
           name: 'check',
           data: { kind: 'check' as const, userId, id },
           opts: { jobId: pushCheckJobId(userId, id), delay: pushAfterMs },

@@ -33,10 +33,13 @@ describe('the push option', () => {
       messages: [
         { userId: 'batch-user', data: 1 },
         { userId: 'batch-user', data: 2, push: { title: 'second' } },
+        { userId: 'never-subscribed', data: 3, push: { title: 'to nobody' } },
       ],
     });
     expect(res.status).toBe(201);
-    const { ids } = (await res.json()) as { ids: [string, string] };
+    const { ids } = (await res.json()) as { ids: [string, string, string] };
+    // A user with no subscription costs no push job at all.
+    expect(await pushQueue(app).getJob(pushCheckJobId('never-subscribed', ids[2]))).toBeUndefined();
     expect(await finishedCheck(app, 'batch-user', ids[1])).toMatchObject({ result: 'pushed', sent: 1 });
     expect(await pushQueue(app).getJob(pushCheckJobId('batch-user', ids[0]))).toBeUndefined();
     expect(push.received.filter(mine(subscription)).map((r) => payloadOf(r).id)).toEqual([ids[1]]);
