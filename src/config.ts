@@ -1,4 +1,4 @@
-import { createHmac, randomBytes } from 'node:crypto';
+import { createECDH, createHmac, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { z } from 'zod';
 
 /** Webhook event types (WEBHOOK_EVENTS). */
@@ -274,6 +274,41 @@ const schema = z.object({
    * for long cannot grow Redis without bound. @defaultValue 1000 (up to 100,000 events)
    */
   WEBHOOK_MAX_BACKLOG: int(1, 1_000_000).default(1000),
+  /**
+   * VAPID key pair of Web Push (RFC 8292): the uncompressed P-256 public key, base64url (65 bytes),
+   * as `npx web-push generate-vapid-keys` prints it. Give all three VAPID_* or none: with none,
+   * push is off (in development a pair is generated and kept in DATA_DIR/dev-keys.json).
+   * @defaultValue none: push off, except in development
+   */
+  VAPID_PUBLIC_KEY: z.string().regex(/^[A-Za-z0-9_-]{80,100}$/, 'must be a base64url P-256 public key (87 characters)').optional(),
+  /** The private half of VAPID_PUBLIC_KEY, base64url (32 bytes). */
+  VAPID_PRIVATE_KEY: z.string().regex(/^[A-Za-z0-9_-]{40,50}$/, 'must be a base64url P-256 private key (43 characters)').optional(),
+  /** Who push services may contact about this sender (RFC 8292 §2.1): a `mailto:` or `https:` URL. */
+  VAPID_SUBJECT: z.string().regex(/^(mailto:[^\s]+|https:\/\/[^\s]+)$/, 'must be a mailto: or https: URL').optional(),
+  /**
+   * A message with a `push` option is sent by Web Push once it has waited this long while the
+   * user has no open stream (or sits in flight past one ack timeout with no ack), ms. @defaultValue 10000
+   */
+  PUSH_AFTER_MS: int(0, 86_400_000).default(10_000),
+  /** Push subscriptions kept per user; a new one beyond it replaces the oldest. @defaultValue 10 */
+  PUSH_MAX_SUBSCRIPTIONS_PER_USER: int(1, 1000).default(10),
+  /**
+   * '1': accept push endpoints on private, loopback or link-local addresses and on ports other
+   * than 443. For tests with a push service on loopback only: it lets any user make postbox send
+   * requests into its own network. @defaultValue off
+   */
+  PUSH_ALLOW_PRIVATE_ENDPOINTS: z
+    .enum(['0', '1', 'true', 'false'])
+    .transform((v) => v === '1' || v === 'true')
+    .default(false),
+  /** Lifetime of the ack credential a push carries (it acks that one message only), s. @defaultValue 3600 */
+  PUSH_ACK_TTL_SECONDS: int(1, 30 * 86_400).default(3600),
+  /** TTL (RFC 8030 §5.2) of the push of a message without `ttlMs`, s; with one, what is left of it. @defaultValue 86400 */
+  PUSH_TTL_SECONDS: int(0, 28 * 86_400).default(86_400),
+  /** A push service that sends nothing for this long fails the attempt (it is retried), ms. @defaultValue 10000 */
+  PUSH_TIMEOUT_MS: int(100, 600_000).default(10_000),
+  /** Pushes sent at once by this node. @defaultValue 50 */
+  PUSH_CONCURRENCY: int(1, 1000).default(50),
   /** @defaultValue 'info' */
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
@@ -285,6 +320,10 @@ export interface Config
   extends Omit<RawConfig, 'API_KEY' | 'ADMIN_KEY' | 'TOKEN_SECRET' | 'DEMO' | 'MAX_ATTEMPTS' | 'HTTP_MAX_CONNECTIONS'> {
   MAX_ATTEMPTS: number;
   HTTP_MAX_CONNECTIONS: number;
+  /** Whether Web Push is on: the three VAPID_* are set (or were generated for development). */
+  PUSH_ENABLED: boolean;
+  /** The VAPID pair was generated for development; src/dev-keys.ts keeps it in DATA_DIR. */
+  VAPID_GENERATED: boolean;
   /** Whether `/demo` is served; resolved from DEMO and NODE_ENV. */
   DEMO: boolean;
   API_KEY: string;
@@ -336,9 +375,11 @@ export function loadConfig(env: Record<string, string | undefined>): LoadedConfi
   if (raw.HTTP_HEADERS_TIMEOUT_MS > raw.HTTP_REQUEST_TIMEOUT_MS) {
     throw new ConfigError('HTTP_HEADERS_TIMEOUT_MS must not be longer than HTTP_REQUEST_TIMEOUT_MS (headers are part of the request)');
   }
+  const vapid = resolveVapid(raw);
   const generate = () => randomBytes(24).toString('base64url');
   const config: Config = {
     ...raw,
+    ...vapid,
     API_KEY: raw.API_KEY ?? generate(),
     ADMIN_KEY: raw.ADMIN_KEY ?? generate(),
     TOKEN_SECRET: raw.TOKEN_SECRET ?? generate() + generate(),
@@ -347,6 +388,52 @@ export function loadConfig(env: Record<string, string | undefined>): LoadedConfi
     HTTP_MAX_CONNECTIONS: raw.HTTP_MAX_CONNECTIONS ?? raw.MAX_STREAMS_PER_NODE + 1000,
   };
   return { config, generated: missing };
+}
+
+const VAPID_NAMES = ['VAPID_PUBLIC_KEY', 'VAPID_PRIVATE_KEY', 'VAPID_SUBJECT'] as const;
+/** The subject of development VAPID keys: push services only read it to contact a sender. */
+const DEVELOPMENT_VAPID_SUBJECT = 'mailto:postbox@localhost';
+
+/**
+ * Web Push is on when the three VAPID_* are set, and off when none is; a partial set is a
+ * mistake worth stopping for. In development a missing set is generated (and kept by
+ * src/dev-keys.ts), so the demo can push with no configuration.
+ */
+function resolveVapid(raw: RawConfig): Pick<Config, 'PUSH_ENABLED' | 'VAPID_GENERATED' | (typeof VAPID_NAMES)[number]> {
+  const set = VAPID_NAMES.filter((name) => raw[name] !== undefined);
+  if (set.length === 0) {
+    if (raw.NODE_ENV !== 'development') return { PUSH_ENABLED: false, VAPID_GENERATED: false };
+    return { ...generateVapidKeys(), VAPID_SUBJECT: DEVELOPMENT_VAPID_SUBJECT, PUSH_ENABLED: true, VAPID_GENERATED: true };
+  }
+  if (set.length < VAPID_NAMES.length) {
+    const missing = VAPID_NAMES.filter((name) => raw[name] === undefined);
+    throw new ConfigError(`Web Push needs VAPID_PUBLIC_KEY, VAPID_PRIVATE_KEY and VAPID_SUBJECT together: ${missing.join(', ')} missing (or unset all three: push off)`);
+  }
+  const publicKey = raw.VAPID_PUBLIC_KEY as string;
+  const privateKey = raw.VAPID_PRIVATE_KEY as string;
+  if (!vapidPairMatches(publicKey, privateKey)) {
+    throw new ConfigError('VAPID_PUBLIC_KEY is not the public key of VAPID_PRIVATE_KEY (both base64url, P-256)');
+  }
+  return { VAPID_PUBLIC_KEY: publicKey, VAPID_PRIVATE_KEY: privateKey, VAPID_SUBJECT: raw.VAPID_SUBJECT, PUSH_ENABLED: true, VAPID_GENERATED: false };
+}
+
+/** A P-256 pair as VAPID writes it (RFC 8292 §3.2): the uncompressed public point and the private scalar, base64url. */
+export function generateVapidKeys(): { VAPID_PUBLIC_KEY: string; VAPID_PRIVATE_KEY: string } {
+  const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+  const jwk = privateKey.export({ format: 'jwk' });
+  const point = Buffer.concat([Buffer.from([4]), Buffer.from(jwk.x ?? '', 'base64url'), Buffer.from(jwk.y ?? '', 'base64url')]);
+  return { VAPID_PUBLIC_KEY: point.toString('base64url'), VAPID_PRIVATE_KEY: jwk.d ?? '' };
+}
+
+/** Whether `publicKey` is the point of `privateKey`: a mismatch would make every push service answer 403. */
+export function vapidPairMatches(publicKey: string, privateKey: string): boolean {
+  try {
+    const ecdh = createECDH('prime256v1');
+    ecdh.setPrivateKey(Buffer.from(privateKey, 'base64url'));
+    return ecdh.getPublicKey().equals(Buffer.from(publicKey, 'base64url'));
+  } catch {
+    return false;
+  }
 }
 
 /** A configuration for tests and tools: defaults plus overrides, no environment. */

@@ -28,6 +28,15 @@ export const errorCatalogue = {
   PB_ERR_NOT_A_MEMBER: { status: 404, message: 'this user is not a member of the room' },
   PB_ERR_SCHEDULE_NOT_FOUND: { status: 404, message: 'no such recurring schedule for this user' },
   PB_ERR_SCHEDULED_NOT_FOUND: { status: 404, message: 'no pending scheduled message with this id for this user' },
+  PB_ERR_PUSH_DISABLED: {
+    status: 404,
+    message: 'Web Push is off on this server: it needs VAPID_PUBLIC_KEY, VAPID_PRIVATE_KEY and VAPID_SUBJECT',
+  },
+  PB_ERR_PUSH_ENDPOINT_REFUSED: {
+    status: 400,
+    message: 'push endpoint refused: it must be an https URL on port 443 of a host with public addresses only',
+  },
+  PB_ERR_PUSH_SUBSCRIPTION_NOT_FOUND: { status: 404, message: 'no push subscription with this endpoint for this user' },
   /** Nothing was sent to Redis (the connection was down): nothing of the request was carried out. */
   PB_ERR_REDIS_UNAVAILABLE: { status: 503, message: 'storage is unavailable: nothing was stored; retry' },
   /** Sent, and no reply came (a timeout, a connection lost after the send): it may have been carried out. */

@@ -5,6 +5,7 @@ import type { Queue } from 'bullmq';
 import type { Logger } from 'pino';
 import { systemClock, type Clock } from './clock.js';
 import { webhookSecret, type Config } from './config.js';
+import { persistDevelopmentVapidKeys } from './dev-keys.js';
 import { createDelivery, type Delivery } from './delivery/delivery.js';
 import type { StreamHub } from './delivery/stream-hub.js';
 import { userChannel } from './delivery/wake.js';
@@ -12,22 +13,32 @@ import { retryAfterSeconds } from './errors.js';
 import { createApp } from './http/app.js';
 import { clientRoutes } from './http/client-routes.js';
 import { createDemo } from './http/demo-routes.js';
+import type { PushDeps } from './http/deps.js';
+import { createPushCredentials } from './http/push-credentials.js';
 import { createTokens } from './http/tokens.js';
 import { createWebServer, readTlsFiles, serverLimits } from './http/web-server.js';
-import { createMetrics } from './metrics/metrics.js';
+import { createMetrics, type Metrics } from './metrics/metrics.js';
 import { createRateSampler } from './metrics/rate-sampler.js';
 import { createNodeId } from './node-id.js';
 import { createAdminQueries } from './queue/admin/admin-queries.js';
-import { createJobQueues } from './queue/job-queues.js';
+import { createJobQueues, type PushJobData } from './queue/job-queues.js';
+import type { Keys } from './queue/keys.js';
 import { createMailbox } from './queue/mailbox.js';
+import { createPushAck } from './queue/push-ack.js';
+import { createPushDue } from './queue/push-due.js';
+import { createPushJobs, type PushJobs } from './queue/push-jobs.js';
+import { createPushSubscriptions } from './queue/push-subscriptions.js';
 import { createStatusQueries, receiptSpec } from './queue/receipts.js';
-import { connectRedis, createConnection, parseClusterNodes, type RedisConnectionSettings } from './queue/redis.js';
+import { connectRedis, createConnection, parseClusterNodes, type RedisClient, type RedisConnectionSettings } from './queue/redis.js';
 import { checkRedis } from './queue/redis-checks.js';
 import { createRooms } from './queue/rooms.js';
 import { createSchedules } from './queue/schedules.js';
 import { createThrottledLog } from './throttled-log.js';
 import { startJobWorkers } from './workers/job-services.js';
 import { createWebhooks } from './workers/webhooks.js';
+import { checkEndpoint } from './workers/push-endpoint.js';
+import { createPushMetrics } from './workers/push-metrics.js';
+import { createPushSender } from './workers/push-sender.js';
 
 export interface Postbox {
   /** HTTP/1.1, or with TLS_CERT_FILE HTTPS serving HTTP/2 and HTTP/1.1. */
@@ -36,7 +47,7 @@ export interface Postbox {
   readonly url: string;
   /** This node's open streams. */
   readonly hub: StreamHub;
-  /** The BullMQ queues (scheduled, fanout, housekeeping). */
+  /** The BullMQ queues (scheduled, fanout, housekeeping, and push when it is on). */
   readonly queues: Queue[];
   listen(port: number, host: string): Promise<string>;
   /** Graceful: stop accepting, end the streams, finish requests, stop the workers, close Redis. */
@@ -53,16 +64,20 @@ const LEASE_MS = 3000;
  * Both `main.ts` and the tests build nodes here, so they run the same wiring.
  */
 export async function createPostbox(
-  config: Config,
+  givenConfig: Config,
   options: {
     /** One Redis (ignored when REDIS_CLUSTER_NODES is set). */
     redisUrl: string;
     logger: Logger;
     clock?: Clock;
     defaultMetrics?: boolean;
+    /** PEM certificates trusted for push services besides the public roots (a test push service). @defaultValue none */
+    pushCa?: string;
   },
 ): Promise<Postbox> {
   const { logger } = options;
+  // Development VAPID keys live beside the other development keys, so subscriptions survive a restart.
+  const { config } = persistDevelopmentVapidKeys(givenConfig);
   // Before any connection is opened, so a bad path fails start-up with nothing to clean up.
   const tls = readTlsFiles(config);
   const clock = options.clock ?? systemClock;
@@ -127,6 +142,8 @@ export async function createPostbox(
       receiptSpec: spec,
       // Called only once a script's reply arrives, after `outbox` below exists.
       onOutbox: (userId, events) => outbox.touched(userId, events),
+      // Called only once an enqueue's reply arrives, after `pushJobs` below exists.
+      onPushable: config.PUSH_ENABLED ? (messages) => (pushJobs as PushJobs).plan(messages) : undefined,
     },
   });
   const delivery: Delivery = createDelivery({
@@ -164,6 +181,7 @@ export async function createPostbox(
     logger,
     clock,
     webhooks: { attempts: config.WEBHOOK_MAX_ATTEMPTS, backoffMs: config.WEBHOOK_BACKOFF_MS },
+    push: config.PUSH_ENABLED,
   });
   const webhooks = createWebhooks({
     redis,
@@ -179,6 +197,13 @@ export async function createPostbox(
   if (webhookUrl !== undefined && config.WEBHOOK_SECRET === undefined) {
     logger.warn({ WEBHOOK_SECRET: webhookSecret(config) }, 'webhook secret derived from TOKEN_SECRET (development)');
   }
+  const pushQueue = queues.push;
+  const pushJobs: PushJobs | undefined = pushQueue && createPushJobs({ queue: pushQueue, redis, keys, pushAfterMs: config.PUSH_AFTER_MS });
+  const push = pushQueue && wirePush(config, { redis, keys, clock, metrics, nodeId, channel, queue: pushQueue, ca: options.pushCa });
+  logger.info(
+    push ? { pushAfterMs: config.PUSH_AFTER_MS, generatedKeys: config.VAPID_GENERATED } : {},
+    push ? 'Web Push on' : 'Web Push off: no VAPID_PUBLIC_KEY, VAPID_PRIVATE_KEY, VAPID_SUBJECT',
+  );
   const rooms = createRooms({ redis, keys, fanout: queues.fanout, clock });
   const schedules = createSchedules({ queues, redis, keys, clock });
   const status = createStatusQueries({ redis, keys, clock, schedules, options: { retentionMs: config.RECEIPT_RETENTION_MS } });
@@ -220,6 +245,7 @@ export async function createPostbox(
             : { url: webhookUrl, secret: webhookSecret(config), timeoutMs: config.WEBHOOK_TIMEOUT_MS, metrics: webhooks.metrics },
       },
       onOutbox: (userId) => outbox.touched(userId),
+      push: push?.worker,
     });
   } catch (err) {
     await outbox.close();
@@ -248,6 +274,7 @@ export async function createPostbox(
       admin,
       jobQueues: queues.all,
       rates,
+      push: push?.routes,
       logger,
       clock,
       isClosing: () => closing,
@@ -302,6 +329,52 @@ export async function createPostbox(
       await Promise.allSettled([redis.quit(), subscriber.quit()]);
       redis.disconnect();
       subscriber.disconnect();
+    },
+  };
+}
+
+/**
+ * Web Push's parts on this node, when the VAPID keys are set: what the routes use (subscriptions,
+ * the endpoint check, ack credentials and their ack) and what the push worker uses.
+ */
+function wirePush(
+  config: Config,
+  deps: {
+    redis: RedisClient;
+    keys: Keys;
+    clock: Clock;
+    metrics: Metrics;
+    nodeId: string;
+    channel: (userId: string) => string;
+    queue: Queue<PushJobData>;
+    ca: string | undefined;
+  },
+): { routes: PushDeps; worker: NonNullable<Parameters<typeof startJobWorkers>[0]['push']> } | undefined {
+  const { VAPID_PUBLIC_KEY: publicKey, VAPID_PRIVATE_KEY: privateKey, VAPID_SUBJECT: subject } = config;
+  if (!config.PUSH_ENABLED || !publicKey || !privateKey || !subject) return undefined;
+  const { redis, keys, clock, metrics, nodeId, channel, queue } = deps;
+  const subscriptions = createPushSubscriptions({ redis, keys, clock, maxPerUser: config.PUSH_MAX_SUBSCRIPTIONS_PER_USER });
+  const credentials = createPushCredentials(config.TOKEN_SECRET, clock, config.PUSH_ACK_TTL_SECONDS);
+  const allowPrivate = config.PUSH_ALLOW_PRIVATE_ENDPOINTS;
+  return {
+    routes: {
+      publicKey,
+      subscriptions,
+      checkEndpoint: (endpoint) => checkEndpoint(endpoint, allowPrivate),
+      credentials,
+      ack: createPushAck({ redis, keys, metrics, options: { nodeId, maxInflight: config.MAX_INFLIGHT, userChannel: channel } }),
+    },
+    worker: {
+      queue,
+      readDue: createPushDue({ redis, keys }),
+      subscriptions,
+      sender: createPushSender(
+        { vapid: { publicKey, privateKey, subject }, allowPrivate, timeoutMs: config.PUSH_TIMEOUT_MS, ca: deps.ca },
+        clock,
+      ),
+      ackCredential: credentials.issue,
+      metrics: createPushMetrics(metrics.registry),
+      options: { ackTimeoutMs: config.ACK_TIMEOUT_MS, ttlSeconds: config.PUSH_TTL_SECONDS, concurrency: config.PUSH_CONCURRENCY },
     },
   };
 }

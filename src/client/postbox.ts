@@ -16,6 +16,13 @@ export interface PostboxMessage<T = unknown> {
   /** The event name, `message` unless the producer set one. */
   event: string;
   data: T;
+  /**
+   * The service worker showed a notification of this message (a Web Push reached this browser
+   * first; see `subscribePush`): render it, but skip your own alert, sound or toast.
+   */
+  notified?: boolean;
+  /** `push`: handed over by the service worker after the user clicked its notification (already acked); absent for the stream's. */
+  via?: 'push';
 }
 
 export type PostboxHandler<T = unknown> = (msg: PostboxMessage<T>) => void | Promise<void>;
@@ -51,7 +58,7 @@ export type PostboxLifecycleEvent =
 /** Errors the client itself raises; handler errors are passed on unchanged. */
 export class PostboxError extends Error {
   constructor(
-    readonly code: 'PB_CLIENT_BAD_DATA' | 'PB_CLIENT_ACK_FAILED' | 'PB_CLIENT_ACKS_DROPPED' | 'PB_CLIENT_TOKEN',
+    readonly code: 'PB_CLIENT_BAD_DATA' | 'PB_CLIENT_ACK_FAILED' | 'PB_CLIENT_ACKS_DROPPED' | 'PB_CLIENT_TOKEN' | 'PB_CLIENT_PUSH',
     message: string,
     readonly status?: number,
   ) {
@@ -301,7 +308,55 @@ export interface PostboxOptions {
    * @defaultValue true
    */
   notices?: boolean;
+  /**
+   * `navigator.serviceWorker`, when the page's service worker runs the postbox helper
+   * (`/client/postbox-sw.js`): the page then tells it which ids it handled (it shows no
+   * notification for them, and closes one it showed), answers its questions, and gets the
+   * messages whose notification the user clicked. @defaultValue none
+   */
+  serviceWorker?: ServiceWorkerContainerLike;
 }
+
+/** A MessagePort's one member the client uses. */
+export interface MessagePortLike {
+  postMessage(message: unknown): void;
+}
+
+/** The part of `navigator.serviceWorker` (ServiceWorkerContainer) the client uses. */
+export interface ServiceWorkerContainerLike {
+  readonly ready: Promise<ServiceWorkerRegistrationLike>;
+  addEventListener(type: 'message', listener: (event: { readonly data: unknown; readonly ports: readonly MessagePortLike[] }) => void): void;
+  /** Delivers messages the worker sent before the page listened (W3C Service Workers §client message queue). */
+  startMessages(): void;
+}
+
+/** The part of a ServiceWorkerRegistration the client uses. */
+export interface ServiceWorkerRegistrationLike {
+  readonly active: { postMessage(message: unknown): void } | null;
+  readonly pushManager: {
+    getSubscription(): Promise<PushSubscriptionLike | null>;
+    subscribe(options: { userVisibleOnly: boolean; applicationServerKey: Uint8Array<ArrayBuffer> }): Promise<PushSubscriptionLike>;
+  };
+}
+
+/** The part of a PushSubscription the client uses. */
+export interface PushSubscriptionLike {
+  readonly endpoint: string;
+  readonly options?: { readonly applicationServerKey: ArrayBuffer | null };
+  toJSON(): unknown;
+  unsubscribe(): Promise<boolean>;
+}
+
+/** What the page and the service-worker helper say to each other (postMessage), all typed `postbox.*`. */
+export type PostboxWorkerMessage =
+  /** page → worker: these ids were handled here; show none of them, close any shown. */
+  | { type: 'postbox.handled'; ids: string[] }
+  /** worker → page, with a reply port: does this page have that id? Answered `{ type, id, handled }`. */
+  | { type: 'postbox.has'; id: string }
+  /** worker → page: a notification of this id is showing. */
+  | { type: 'postbox.notified'; id: string }
+  /** worker → page: the user clicked the notification; the worker acked it and hands the message over. */
+  | { type: 'postbox.message'; id: string; event: string; data: unknown };
 
 export interface PostboxClient {
   /**
@@ -363,6 +418,7 @@ export function connect(options: PostboxOptions): PostboxClient {
   const countsListeners = new Set<(counts: PostboxCounts) => void>();
   const listening = new Set(['message', ...(options.events ?? [])]);
   const handled = createIdMemory(dedupeSize); // handled without error: never handed to handlers again
+  const notified = createIdMemory(dedupeSize); // the service worker showed a notification of these
   const unsettled = createIdMemory(dedupeSize); // received but not acked: failed, running, or awaiting ack()
   const running = new Set<string>();
   const dismissed = createIdMemory(dedupeSize); // acked elsewhere: never handed to a handler, never acked again
@@ -564,22 +620,26 @@ export function connect(options: PostboxOptions): PostboxClient {
       report('data', error, { id, event: event.type, data: event.data });
       return;
     }
-    const msg: PostboxMessage = { id, event: event.type, data };
+    const msg: PostboxMessage = { id, event: event.type, data, ...(id && notified.has(id) ? { notified: true } : {}) };
     if (id && running.has(id)) return; // the first delivery's outcome decides the ack
     if (id && handled.has(id)) {
       // Redelivered because the server has not seen the ack; unless it is still awaiting the app's ack().
       if (!unsettled.has(id)) batcher.add(id);
       return;
     }
-    handle(msg);
+    handle(msg, autoAck);
   }
 
-  function handle(msg: PostboxMessage): void {
+  /**
+   * Runs every handler of the message's event (or of `*`); on success the id is handled (and
+   * acked when `ackAfter`). With no handler at all the message is neither acked nor dropped:
+   * held for a handler to come, and the server is told.
+   */
+  function handle(msg: PostboxMessage, ackAfter: boolean): void {
     const { id } = msg;
     const own = handlers.get(msg.event);
     const list = [...(own !== undefined && own.size > 0 ? own : (handlers.get('*') ?? []))];
     if (list.length === 0) {
-      // Neither acked nor dropped: held for a handler to come, and the server is told.
       if (id) {
         unsettled.add(id);
         if (!unhandled.has(id)) {
@@ -609,7 +669,8 @@ export function connect(options: PostboxOptions): PostboxClient {
         () => {
           if (!id) return;
           handled.add(id);
-          if (autoAck) ack(id);
+          tellWorker({ type: 'postbox.handled', ids: [id] });
+          if (ackAfter) ack(id);
         },
         (error: unknown) => {
           report('handler', error, msg);
@@ -617,6 +678,51 @@ export function connect(options: PostboxOptions): PostboxClient {
         },
       )
       .finally(() => running.delete(id));
+  }
+
+  // ---- the service-worker helper (src/client/postbox-sw.ts), when `serviceWorker` is given ----
+
+  // `ready` resolves once a registration whose scope covers this page is active (it may never:
+  // a page outside the worker's scope); until then a few messages wait, and the rest are dropped
+  // (the worker also asks open pages before it shows anything).
+  let registration: ServiceWorkerRegistrationLike | undefined;
+  const waiting: PostboxWorkerMessage[] = [];
+  options.serviceWorker?.ready
+    .then((r) => {
+      registration = r;
+      for (const m of waiting.splice(0)) r.active?.postMessage(m);
+    })
+    .catch(() => undefined);
+
+  function tellWorker(message: PostboxWorkerMessage): void {
+    if (!options.serviceWorker) return;
+    if (registration) registration.active?.postMessage(message);
+    else if (waiting.length < 100) waiting.push(message);
+  }
+
+  function onWorkerMessage(event: { readonly data: unknown; readonly ports: readonly MessagePortLike[] }): void {
+    const m = event.data as Partial<PostboxWorkerMessage> | null;
+    if (!m || typeof m !== 'object' || typeof m.type !== 'string' || typeof (m as { id?: unknown }).id !== 'string') return;
+    const id = (m as { id: string }).id;
+    if (m.type === 'postbox.has') {
+      // Received here (handled, running, or awaiting its ack): the worker then shows no notification.
+      const has = handled.has(id) || running.has(id) || unsettled.has(id);
+      event.ports[0]?.postMessage({ type: 'postbox.has', id, handled: has });
+    } else if (m.type === 'postbox.notified') {
+      notified.add(id);
+    } else if (m.type === 'postbox.message' && state !== 'closed') {
+      const { event: name, data } = m as { event?: unknown; data?: unknown };
+      if (typeof name !== 'string' || handled.has(id) || running.has(id)) return;
+      notified.add(id);
+      // The worker acked it (with the push's credential): handed to the handlers, not acked again.
+      if (handlers.get(name)?.size) handle({ id, event: name, data, notified: true, via: 'push' }, false);
+      else handled.add(id);
+    }
+  }
+
+  if (options.serviceWorker) {
+    options.serviceWorker.addEventListener('message', onWorkerMessage);
+    options.serviceWorker.startMessages();
   }
 
   function ack(ids: string | readonly string[]): void {
@@ -672,7 +778,7 @@ export function connect(options: PostboxOptions): PostboxClient {
       for (const msg of [...unhandled.values()]) {
         if (event === '*' || msg.event === event) {
           unhandled.delete(msg.id);
-          handle(msg);
+          handle(msg, autoAck);
         }
       }
       return () => void set.delete(h);
@@ -717,4 +823,103 @@ export function connect(options: PostboxOptions): PostboxClient {
       void unhandledBatcher.close();
     },
   };
+}
+
+// ---- Web Push ------------------------------------------------------------------------------
+
+/** The part of `fetch` the push functions use; the global `fetch` fits. */
+export type PushFetchLike = (
+  url: string,
+  init: { method: string; headers: Record<string, string>; body?: string },
+) => Promise<{ ok: boolean; status: number; json(): Promise<unknown> }>;
+
+export interface PushOptions {
+  /** Base URL of the postbox server, or `''` for the page's own origin. */
+  url: string;
+  /** A stream token of the user. @defaultValue none: `getToken` is then required */
+  token?: string;
+  /** Supplies a stream token (as for `connect`). */
+  getToken?: () => Promise<string> | string;
+  /** `navigator.serviceWorker`: its ready registration is the one pushes wake (it runs `/client/postbox-sw.js`). */
+  serviceWorker: Pick<ServiceWorkerContainerLike, 'ready'>;
+  /** @defaultValue globalThis.fetch */
+  fetch?: PushFetchLike;
+}
+
+export interface PushSubscriptionHandle {
+  /** The push service's endpoint of this browser. */
+  readonly endpoint: string;
+  /** Stops pushes to this browser: removed from postbox, then unsubscribed in the browser. */
+  unsubscribe(): Promise<void>;
+}
+
+function pushContext(options: PushOptions) {
+  const globals = globalThis as unknown as { fetch?: PushFetchLike };
+  const doFetch = options.fetch ?? globals.fetch?.bind(globalThis);
+  if (!doFetch) throw new TypeError('postbox: no fetch here; pass it in the options');
+  if (!options.token && !options.getToken) throw new TypeError('postbox: pass `token` or `getToken`');
+  const base = options.url.replace(/\/+$/, '');
+  const token = async () => options.token ?? (await options.getToken?.()) ?? '';
+  return { doFetch, base, token };
+}
+
+/** base64url (RFC 4648 §5) to bytes, for PushManager.subscribe's applicationServerKey. */
+function base64urlBytes(text: string): Uint8Array<ArrayBuffer> {
+  const base64 = text.replace(/-/g, '+').replace(/_/g, '/').padEnd(Math.ceil(text.length / 4) * 4, '=');
+  return Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+}
+
+function sameBytes(a: ArrayBuffer | null | undefined, b: Uint8Array): boolean {
+  if (!a || a.byteLength !== b.length) return false;
+  const view = new Uint8Array(a);
+  return view.every((byte, i) => byte === b[i]);
+}
+
+/**
+ * Subscribes this browser to the user's Web Push, so messages sent with a `push` option reach
+ * it while no tab of the user is open. Asks for the notification permission when the browser
+ * has not given it (call it from a click: browsers ask only then). The service worker must run
+ * the postbox helper (`importScripts('…/client/postbox-sw.js')`); pass the same
+ * `serviceWorker` to `connect()` so a message is never shown both in the page and as a
+ * notification. Idempotent: an existing subscription with postbox's key is kept and sent again.
+ */
+export async function subscribePush(options: PushOptions): Promise<PushSubscriptionHandle> {
+  const { doFetch, base, token } = pushContext(options);
+  const keyRes = await doFetch(`${base}/v1/push/public-key`, { method: 'GET', headers: {} });
+  if (!keyRes.ok) throw new PostboxError('PB_CLIENT_PUSH', `GET /v1/push/public-key answered ${keyRes.status} (is Web Push on?)`, keyRes.status);
+  const { publicKey } = (await keyRes.json()) as { publicKey: string };
+  const key = base64urlBytes(publicKey);
+  const registration = await options.serviceWorker.ready;
+  let subscription = await registration.pushManager.getSubscription();
+  if (subscription && !sameBytes(subscription.options?.applicationServerKey, key)) {
+    // Bound to another key (RFC 8292 §4): its push service would refuse postbox's pushes.
+    await subscription.unsubscribe();
+    subscription = null;
+  }
+  // userVisibleOnly: every push shows a notification, which browsers require of web pages.
+  subscription ??= await registration.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: key });
+  const res = await doFetch(`${base}/v1/push/subscriptions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${await token()}` },
+    body: JSON.stringify(subscription.toJSON()),
+  });
+  if (!res.ok) throw new PostboxError('PB_CLIENT_PUSH', `POST /v1/push/subscriptions answered ${res.status}`, res.status);
+  const { endpoint } = subscription;
+  return { endpoint, unsubscribe: async () => void (await unsubscribePush(options)) };
+}
+
+/** Stops Web Push to this browser: removes its subscription from postbox and from the browser. False when there was none. */
+export async function unsubscribePush(options: PushOptions): Promise<boolean> {
+  const { doFetch, base, token } = pushContext(options);
+  const registration = await options.serviceWorker.ready;
+  const subscription = await registration.pushManager.getSubscription();
+  if (!subscription) return false;
+  const res = await doFetch(`${base}/v1/push/subscriptions?endpoint=${encodeURIComponent(subscription.endpoint)}`, {
+    method: 'DELETE',
+    headers: { authorization: `Bearer ${await token()}` },
+  });
+  // 404: postbox had forgotten it already (a push service answered 410). Either way, unsubscribe here.
+  if (!res.ok && res.status !== 404) throw new PostboxError('PB_CLIENT_PUSH', `DELETE /v1/push/subscriptions answered ${res.status}`, res.status);
+  await subscription.unsubscribe();
+  return true;
 }

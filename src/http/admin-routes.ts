@@ -58,10 +58,11 @@ export function adminRoutes(deps: AppDeps, guards: Guards): Router {
   router.get('/admin/queues/:userId', auth, async (ctx) => {
     const userId = validate(userIdSchema, ctx.params.userId);
     const { limit: max } = validate(viewQuery, ctx.query);
-    const [view, scheduled, recurring] = await Promise.all([
+    const [view, scheduled, recurring, pushSubscriptions] = await Promise.all([
       queries.inspect(userId, max),
       queries.scheduledCount(userId),
       deps.schedules.listRecurring(userId),
+      deps.push?.subscriptions.count(userId) ?? Promise.resolve(0),
     ]);
     if (view === undefined && scheduled.scheduled === 0 && recurring.length === 0) {
       throw new AppError('PB_ERR_USER_NOT_FOUND', `user ${userId} has no queue`);
@@ -74,6 +75,8 @@ export function adminRoutes(deps: AppDeps, guards: Guards): Router {
       scheduledTruncated: scheduled.truncated,
       recurring: recurring.length,
       connections: hub.count(userId),
+      // Web Push subscriptions (browsers that get this user's pushes); null when push is off.
+      pushSubscriptions: deps.push === undefined ? null : pushSubscriptions,
       oldestWaitingAgeMs: oldest === undefined ? null : Math.max(0, clock.now() - oldest),
     };
   });

@@ -9,6 +9,7 @@ import { createGuards, type Guards } from './guards.js';
 import { healthRoutes } from './health-routes.js';
 import { createOutageLog } from './outage-log.js';
 import { producerRoutes } from './producer-routes.js';
+import { pushRoutes } from './push-routes.js';
 import { roomRoutes } from './room-routes.js';
 import { scheduleRoutes } from './schedule-routes.js';
 import { statusRoutes } from './status-routes.js';
@@ -36,6 +37,7 @@ export function createApp(deps: AppDeps, extraRoutes: ExtraRoutes[] = []): Koa {
     healthRoutes(deps),
     producerRoutes(deps, guards),
     subscriberRoutes(deps, guards) as unknown as Router,
+    pushRoutes(deps, guards) as unknown as Router,
     adminRoutes(deps, guards),
     scheduleRoutes(deps, guards),
     roomRoutes(deps, guards),

@@ -1,6 +1,7 @@
 import { timingSafeEqual, createHash } from 'node:crypto';
 import type { Context, Next, ParameterizedContext } from 'koa';
 import { AppError } from '../errors.js';
+import { looksLikeAckCredential, type PushCredentials } from './push-credentials.js';
 import type { Tokens } from './tokens.js';
 
 export type Role = 'producer' | 'admin';
@@ -79,6 +80,23 @@ export function requireStreamToken(keys: { apiKey: string; adminKey: string }, t
       throw new AppError('PB_ERR_FORBIDDEN', 'subscriber routes take a stream token, not a key');
     }
     ctx.state.userId = await tokens.verify(presented);
+    return next();
+  };
+}
+
+/**
+ * `POST /v1/acks`: a stream token, or the ack credential of a Web Push (src/http/push-credentials.ts),
+ * which sets `ctx.state.onlyId` to the one message it may ack. A credential is refused everywhere
+ * else: the other subscriber routes check stream tokens only, and its signature is not one.
+ */
+export function requireAckAuth(keys: { apiKey: string; adminKey: string }, tokens: Tokens, credentials: PushCredentials | undefined) {
+  const stream = requireStreamToken(keys, tokens);
+  return async (ctx: ParameterizedContext<{ userId: string; onlyId?: string }>, next: Next): Promise<void> => {
+    const presented = bearer(ctx);
+    if (credentials === undefined || presented === undefined || !looksLikeAckCredential(presented)) return stream(ctx, next);
+    const { userId, id } = await credentials.verify(presented);
+    ctx.state.userId = userId;
+    ctx.state.onlyId = id;
     return next();
   };
 }

@@ -16,6 +16,8 @@ export interface ClientRoutesOptions {
 const FILES: Record<string, string> = {
   'postbox.js': 'text/javascript; charset=utf-8',
   'postbox.d.ts': 'text/plain; charset=utf-8',
+  // The service-worker helper of Web Push (src/client/postbox-sw.ts), a classic script for importScripts().
+  'postbox-sw.js': 'text/javascript; charset=utf-8',
 };
 
 interface Cached {
@@ -67,6 +69,10 @@ export function clientRoutes(options: ClientRoutesOptions = {}): Router {
       'Access-Control-Allow-Origin': '*',
       'X-Content-Type-Options': 'nosniff',
     });
+    // The helper may serve as a page's worker with a scope above /client/ (W3C Service Workers
+    // §Service-Worker-Allowed): `register('/client/postbox-sw.js', { scope: '/' })`, so that
+    // `navigator.serviceWorker.ready` resolves on the page.
+    if (name === 'postbox-sw.js') ctx.set('Service-Worker-Allowed', '/');
     ctx.type = type;
     ctx.etag = file.etag;
     ctx.lastModified = new Date(file.mtimeMs);

@@ -14,7 +14,7 @@ export function subscriberCors(corsOrigins: string) {
       ctx.set('Access-Control-Allow-Origin', any ? '*' : origin);
       if (!any) ctx.vary('Origin');
       if (ctx.method === 'OPTIONS') {
-        ctx.set('Access-Control-Allow-Methods', 'GET, POST');
+        ctx.set('Access-Control-Allow-Methods', 'GET, POST, DELETE');
         ctx.set('Access-Control-Allow-Headers', 'Authorization, Content-Type, Last-Event-ID');
         ctx.set('Access-Control-Max-Age', '600');
       }

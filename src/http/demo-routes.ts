@@ -200,14 +200,22 @@ export function createDemo(options: DemoOptions): Demo {
   router.post('/api/send', body, async (ctx) => {
     const { from, to, room: toRoom, text, msgId = randomUUID() } = validate(sendBody, ctx.request.body);
     const data = { msgId, from, text, sentAt: new Date(clock.now()).toISOString(), ...(to ? { to } : { room: toRoom }) };
+    // Web Push for whoever has no open tab ("notify me when closed"); postbox ignores it when push is off.
+    const push = { title: to !== undefined ? from : `#${toRoom} · ${from}`, body: clip(text, PUSH_BODY_MAX_BYTES) };
     // The message id is the idempotency key: the page may retry a send whose answer it lost.
     const answer =
       to !== undefined
         ? // To the recipient and a copy to the sender, so both pages show it from their streams.
           await api('POST', '/v1/messages', {
-            messages: [...new Set([to, from])].map((user) => ({ userId: user, event: 'chat', data, key: msgId })),
+            messages: [...new Set([to, from])].map((user) => ({
+              userId: user,
+              event: 'chat',
+              data,
+              key: msgId,
+              ...(user === to && to !== from ? { push } : {}),
+            })),
           })
-        : await api('POST', `/v1/rooms/${toRoom}/messages`, { event: 'chat', data });
+        : await api('POST', `/v1/rooms/${toRoom}/messages`, { event: 'chat', data, push });
     if (!ok(answer)) return fail(ctx, answer);
     ctx.status = 202;
     ctx.body = { msgId };
@@ -220,6 +228,20 @@ export function createDemo(options: DemoOptions): Demo {
       agent?.destroy();
     },
   };
+}
+
+/** A push option is at most 2048 bytes as JSON (src/http/schemas.ts): the body keeps well under it. */
+const PUSH_BODY_MAX_BYTES = 1500;
+
+/** `text` cut to at most `maxBytes` of UTF-8 (whole characters), with an ellipsis when cut. */
+function clip(text: string, maxBytes: number): string {
+  if (Buffer.byteLength(text) <= maxBytes) return text;
+  let out = '';
+  for (const char of text) {
+    if (Buffer.byteLength(out + char) > maxBytes - 3) break;
+    out += char;
+  }
+  return `${out}…`;
 }
 
 async function serve(ctx: Context, file: string): Promise<void> {

@@ -1,6 +1,6 @@
 import type { Middleware } from 'koa';
 import { Counter } from 'prom-client';
-import { requireKey, requireStreamToken } from './auth.js';
+import { requireAckAuth, requireKey, requireStreamToken } from './auth.js';
 import { jsonBody } from './body.js';
 import type { AppDeps } from './deps.js';
 import { createProducerLimits, type ProducerLimits } from './producer-limits.js';
@@ -13,6 +13,12 @@ export interface StreamState {
   userId: string;
 }
 
+/** What `POST /v1/acks` finds in `ctx.state`. */
+export interface AckState extends StreamState {
+  /** Set when the caller used a push's ack credential: the one id it may ack. */
+  onlyId?: string;
+}
+
 /** The request guards and limits, built once per app and shared by every router. */
 export interface Guards {
   /** Bearer API_KEY, and one token of the API key's rate limit. */
@@ -23,6 +29,8 @@ export interface Guards {
   admin: Middleware;
   /** A stream token (`?token=` or Bearer); sets `ctx.state.userId`. */
   stream: Middleware<StreamState>;
+  /** A stream token, or a Web Push ack credential scoped to one message (`ctx.state.onlyId`). */
+  ack: Middleware<AckState>;
   /** A JSON body of at most BODY_MAX_BYTES, nested at most DATA_MAX_DEPTH (+ its envelope) deep. */
   body: Middleware;
   /** Producer rate limits (per API key, per user), shared by all nodes through Redis. */
@@ -33,8 +41,9 @@ export interface Guards {
   storage: Storage;
 }
 
-export function createGuards(deps: Pick<AppDeps, 'config' | 'tokens' | 'redis' | 'metrics'>): Guards {
+export function createGuards(deps: Pick<AppDeps, 'config' | 'tokens' | 'redis' | 'metrics' | 'push'>): Guards {
   const { config, tokens, redis } = deps;
+  const credentials = deps.push?.credentials;
   const keys = { apiKey: config.API_KEY, adminKey: config.ADMIN_KEY };
   const limited = new Counter({
     name: 'postbox_rate_limited_total',
@@ -50,6 +59,7 @@ export function createGuards(deps: Pick<AppDeps, 'config' | 'tokens' | 'redis' |
     producerUnmetered: producerAuth,
     admin: requireKey('admin', keys, tokens),
     stream: requireStreamToken(keys, tokens),
+    ack: requireAckAuth(keys, tokens, credentials),
     body: jsonBody(config.BODY_MAX_BYTES),
     limits,
     streams: createStreamLimits(config, limited),

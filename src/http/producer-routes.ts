@@ -23,7 +23,7 @@ export function producerRoutes(deps: AppDeps, guards: Guards): Router {
 
   function toMessage(userId: string, m: EnqueueBody, index?: number): NewMessage {
     const data = serializeData(m.data, config.MESSAGE_MAX_BYTES, index === undefined ? undefined : `messages.${index}`);
-    return { userId, event: m.event, data, key: m.key, ttlMs: m.ttlMs };
+    return { userId, event: m.event, data, key: m.key, ttlMs: m.ttlMs, push: m.push === undefined ? undefined : JSON.stringify(m.push) };
   }
 
   /**

@@ -4,7 +4,7 @@ import { AppError } from '../errors.js';
 import { serializeData, validate } from './body.js';
 import type { AppDeps } from './deps.js';
 import type { Guards } from './guards.js';
-import { eventName, idempotencyKey, messageData, roomName, ttlMs, userId as userIdSchema } from './schemas.js';
+import { eventName, idempotencyKey, messageData, pushOption, roomName, ttlMs, userId as userIdSchema } from './schemas.js';
 
 const membersQuery = z.object({
   cursor: userIdSchema.optional(),
@@ -24,6 +24,8 @@ const roomMessageBody = z.strictObject({
   ttlMs: ttlMs.optional(),
   /** Idempotency: the same key for the same room is one room message (a producer's retry). */
   key: idempotencyKey.optional(),
+  /** Every member's copy is also sent by Web Push to members with no open stream. */
+  push: pushOption.optional(),
 });
 
 /**
@@ -82,7 +84,8 @@ export function roomRoutes(deps: AppDeps, guards: Guards): Router {
     const room = roomParam(ctx.params.room);
     const input = validate(roomMessageBody, ctx.request.body);
     const data = serializeData(input.data, config.MESSAGE_MAX_BYTES);
-    const sent = await storage.write(() => rooms.send(room, { ...input, data }));
+    const push = input.push === undefined ? undefined : JSON.stringify(input.push);
+    const sent = await storage.write(() => rooms.send(room, { ...input, data, push }));
     if (sent === undefined) throw notFound(room);
     ctx.status = 202;
     ctx.body = { jobId: sent.jobId, members: sent.recipients };

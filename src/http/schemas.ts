@@ -27,6 +27,45 @@ export const idempotencyKey = z
   .max(256)
   .refine((k) => !Array.from(k).some((c) => c < ' '), 'must not contain control characters');
 
+/** The largest push option, as JSON: with its id and ack credential a push stays under a push service's 4096 bytes (RFC 8030 §7.2). */
+export const PUSH_OPTION_MAX_BYTES = 2048;
+
+/**
+ * `push`: send this message by Web Push too, when the user has no open stream (src/workers/push-worker.ts).
+ * `title` and `body` are what the notification shows; `urgency` and `topic` go to the push service.
+ */
+export const pushOption = z
+  .strictObject({
+    title: z.string().min(1).max(200),
+    body: z.string().max(1000).optional(),
+    /** RFC 8030 §5.3. @defaultValue 'normal' */
+    urgency: z.enum(['very-low', 'low', 'normal', 'high']).optional(),
+    /** RFC 8030 §5.4: a later push with the same topic replaces one the push service still holds. */
+    topic: z.string().regex(/^[A-Za-z0-9_-]{1,32}$/, 'topic: 1 to 32 characters of the base64url alphabet (RFC 8030 §5.4)').optional(),
+  })
+  .refine((p) => Buffer.byteLength(JSON.stringify(p)) <= PUSH_OPTION_MAX_BYTES, {
+    message: `at most ${PUSH_OPTION_MAX_BYTES} bytes as JSON (a push carries at most 4096)`,
+  });
+export type PushOptionBody = z.infer<typeof pushOption>;
+
+const base64url = (bytes: number, what: string) =>
+  z
+    .string()
+    .regex(/^[A-Za-z0-9_-]+={0,2}$/, `${what} must be base64url`)
+    .refine((v) => Buffer.from(v, 'base64url').length === bytes, `${what} must be ${bytes} bytes`);
+
+/** What `PushSubscription.toJSON()` gives in a browser (W3C Push API §PushSubscriptionJSON). */
+export const pushSubscriptionBody = z.strictObject({
+  endpoint: z.string().min(1).max(2048),
+  expirationTime: z.number().nullable().optional(),
+  keys: z.object({
+    // RFC 8291 §3.1: an uncompressed P-256 point (0x04 || x || y).
+    p256dh: base64url(65, 'keys.p256dh').refine((v) => Buffer.from(v, 'base64url')[0] === 4, 'keys.p256dh must be an uncompressed P-256 point'),
+    // RFC 8291 §3.2: a 16-byte authentication secret.
+    auth: base64url(16, 'keys.auth'),
+  }),
+});
+
 const messageFields = {
   event: eventName.default('message'),
   data: messageData,
@@ -37,6 +76,8 @@ const messageFields = {
   delayMs: z.number().int().min(0).max(365 * 86_400_000, 'at most a year').optional(),
   /** Held until then: ISO time or epoch ms; a time in the past delivers now. */
   deliverAt: z.union([z.iso.datetime({ offset: true }), z.number().int().min(0)]).optional(),
+  /** Also by Web Push, when the user has no open stream. */
+  push: pushOption.optional(),
 };
 
 const oneSchedule: [(m: { delayMs?: unknown; deliverAt?: unknown }) => boolean, { message: string; path: string[] }] = [

@@ -5,7 +5,7 @@ import { AppError } from '../errors.js';
 import { subscriberCors } from './cors.js';
 import { validate } from './body.js';
 import type { AppDeps } from './deps.js';
-import type { Guards, StreamState } from './guards.js';
+import type { AckState, Guards, StreamState } from './guards.js';
 import { ackBody, eventId, nackBody } from './schemas.js';
 
 /** The stream's response headers, also the answer to a HEAD (WHATWG HTML §9.2: text/event-stream). */
@@ -81,10 +81,19 @@ export function subscriberRoutes(deps: AppDeps, guards: Guards): Router<StreamSt
     }
   });
 
-  router.post('/v1/acks', cors, guards.stream, guards.body, async (ctx) => {
-    const { userId } = ctx.state;
+  router.post('/v1/acks', cors, guards.ack, guards.body, async (ctx) => {
+    const { userId, onlyId } = ctx.state as AckState;
     const { ids } = validate(ackBody, ctx.request.body);
-    const { acked, wake } = await guards.storage.write(() => mailbox.ack(userId, ids));
+    if (onlyId !== undefined && (ids.length !== 1 || ids[0] !== onlyId)) {
+      // A push's credential acks its own message and nothing else.
+      throw new AppError('PB_ERR_FORBIDDEN', `this push ack credential acks message ${onlyId} only`);
+    }
+    const { acked, wake } = onlyId !== undefined && deps.push ? await guards.storage.write(() => deps.push!.ack(userId, onlyId)) : await guards.storage.write(() => mailbox.ack(userId, ids));
+    // delivery.acked() tells the user's other tabs; a push ack came from no tab, so a single
+    // open tab is "other" too and is told here (tabs on other nodes are told by ack.lua).
+    if (onlyId !== undefined && acked.length > 0 && delivery.hub.count(userId) === 1) {
+      delivery.hub.control(userId, 'acked', { ids: acked });
+    }
     delivery.acked(userId, acked, wake);
     ctx.body = { acked: acked.length };
   });

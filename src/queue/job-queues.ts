@@ -18,6 +18,8 @@ export const QUEUE_NAMES = {
   housekeeping: 'housekeeping',
   /** Batches of webhook events, each POSTed to WEBHOOK_URL (src/workers/webhook-worker.ts). */
   webhooks: 'webhooks',
+  /** Web Push: one delayed `check` per pushable message, then one `send` per subscription (src/workers/push-worker.ts). */
+  push: 'push',
 } as const;
 
 /** A message to append to one user's mailbox when its job runs. */
@@ -30,6 +32,8 @@ export interface DeliverJobData {
   key?: string | undefined;
   /** Counted from the moment the message reaches the mailbox, ms. */
   ttlMs?: number | undefined;
+  /** The Web Push option, as JSON. */
+  push?: string | undefined;
 }
 
 /** A room message; `cursor`, `delivered` and `skipped` record progress so a retried job resumes. */
@@ -40,6 +44,8 @@ export interface FanoutJobData {
   exceptUserId?: string | undefined;
   /** Epoch ms after which the message must not be delivered; fixed at send time. */
   expiresAt?: number | undefined;
+  /** The Web Push option of every member's copy, as JSON. */
+  push?: string | undefined;
   /** Members when the message was sent, for the progress percentage. */
   members: number;
   /** The last member already done (members are walked in lexical order). */
@@ -76,6 +82,32 @@ export interface WebhookEvent {
 export interface WebhookJobData {
   events: WebhookEvent[];
 }
+/**
+ * Web Push jobs. A `check` is added, delayed by PUSH_AFTER_MS, for each message with a `push`
+ * option; when it runs it looks at the message (src/queue/lua/push-due.lua) and either ends
+ * (acked), waits again (a stream holds it), or pushes to every subscription of the user, adding
+ * a `send` job for each push to retry.
+ */
+export type PushJobData =
+  | {
+      kind: 'check';
+      userId: string;
+      id: string;
+      /** Checks so far, this one not included; bounded (src/workers/push-worker.ts). */
+      checks?: number | undefined;
+      /** When the message was first seen in flight on an open stream, epoch ms: due one ack timeout later. */
+      inflightSince?: number | undefined;
+    }
+  | {
+      /** A retry: the check made the first attempt itself. */
+      kind: 'send';
+      userId: string;
+      id: string;
+      /** The subscription's id (src/queue/push-subscriptions.ts). */
+      subscription: string;
+      /** The attempt this job's first run is (2: the check made the first). */
+      firstAttempt: number;
+    };
 
 /** Completed jobs kept per queue: enough for the admin to show recent work, bounded in memory. */
 export const KEEP_COMPLETED = { count: 1000, age: 24 * 3600 };
@@ -115,6 +147,8 @@ function defaultJobOptions(webhooks: WebhookRetry): Record<keyof typeof QUEUE_NA
       removeOnComplete: { count: 100, age: 3600 },
       removeOnFail: KEEP_FAILED,
     },
+    // A check fails only when Redis does; a send sets its own attempts and backoff (push-jobs.ts).
+    push: { attempts: 5, backoff: { type: 'exponential', delay: 1000 }, removeOnComplete: KEEP_COMPLETED, removeOnFail: KEEP_FAILED },
   };
 }
 
@@ -132,6 +166,8 @@ export interface JobQueues {
   fanout: Queue<FanoutJobData>;
   housekeeping: Queue;
   webhooks: Queue<WebhookJobData>;
+  /** Web Push checks and sends; only when push is on. */
+  push: Queue<PushJobData> | undefined;
   /** Every queue, for the admin (bull-board). */
   all: Queue[];
   close(): Promise<void>;
@@ -145,6 +181,8 @@ export async function createJobQueues(options: {
   clock: Clock;
   /** @defaultValue 10 tries from 1 s */
   webhooks?: WebhookRetry;
+  /** Web Push is on (the `push` queue exists). @defaultValue false */
+  push?: boolean;
 }): Promise<JobQueues> {
   const { logger, clock } = options;
   const jobOptions = defaultJobOptions(options.webhooks ?? { attempts: 10, backoffMs: 1000 });
@@ -167,13 +205,15 @@ export async function createJobQueues(options: {
   const fanout = make<FanoutJobData>('fanout');
   const housekeeping = make<unknown>('housekeeping');
   const webhooks = make<WebhookJobData>('webhooks');
-  const all = [scheduled, fanout, housekeeping, webhooks] as Queue[];
+  const push = options.push ? make<PushJobData>('push') : undefined;
+  const all = [scheduled, fanout, housekeeping, webhooks, ...(push ? [push] : [])] as Queue[];
   await Promise.all(all.map((q) => q.waitUntilReady()));
   return {
     scheduled,
     fanout,
     housekeeping,
     webhooks,
+    push,
     all,
     async close() {
       // close() sends commands; with Redis away they fail fast, and the connection is dropped anyway.

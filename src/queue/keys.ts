@@ -55,6 +55,11 @@ export interface Keys {
   outboxLock(userId: string): string;
   /** Webhook counters of every node (queued, delivered, failed, dropped, last success and failure): a hash. */
   webhooks(): string;
+  /**
+   * The user's Web Push subscriptions: a hash, field = subscription id (a digest of the endpoint),
+   * value = JSON `{endpoint, p256dh, auth, at}` (src/queue/push-subscriptions.ts).
+   */
+  push(userId: string): string;
 }
 
 export function createKeys(prefix: string): Keys {
@@ -81,6 +86,7 @@ export function createKeys(prefix: string): Keys {
     outbox: (userId) => `${prefix}:{${userId}}:wh`,
     outboxLock: (userId) => `${prefix}:{${userId}}:whlock`,
     webhooks: () => `${prefix}:webhooks`,
+    push: (userId) => `${prefix}:{${userId}}:push`,
   };
 }
 

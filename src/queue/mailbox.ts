@@ -41,6 +41,11 @@ export interface MailboxOptions {
   receiptSpec?: string;
   /** A script may have added `events` webhook events to the user's outbox (src/queue/webhook-outbox.ts). */
   onOutbox?: (userId: string, events: number) => void;
+  /**
+   * Called, and awaited, with the messages of an enqueue that carry a `push` option (new ones and
+   * idempotent repeats alike): src/queue/push-jobs.ts plans their Web Push. @defaultValue none: push off
+   */
+  onPushable?: (messages: Array<{ userId: string; id: string }>) => Promise<void>;
 }
 
 export interface NewMessage {
@@ -55,6 +60,8 @@ export interface NewMessage {
   ttlMs?: number | undefined;
   /** How long `key` is remembered, ms, when not the mailbox's dedup window (fan-out keys need less). */
   dedupWindowMs?: number | undefined;
+  /** The Web Push option (`{title, body, urgency?, topic?}`) as JSON, stored with the message. */
+  push?: string | undefined;
 }
 
 export interface Enqueued {
@@ -166,6 +173,7 @@ export function createMailbox(deps: {
       m.key === undefined ? '0' : '1',
       m.dedupWindowMs ?? options.dedupWindowMs,
       options.nodeId,
+      m.push ?? '',
     );
   }
 
@@ -192,6 +200,8 @@ export function createMailbox(deps: {
     // their mailbox is created, so the index is written once per user, not once per message.
     const newUsers = new Set(messages.filter((_, i) => replies[i]?.[2] === 1).map((m) => m.userId));
     if (newUsers.size > 0) await redis.zadd(keys.users(), 'NX', ...[...newUsers].flatMap((u) => [now, u]));
+    const pushable = results.flatMap((r, i) => (r instanceof AppError || messages[i]?.push === undefined ? [] : [r]));
+    if (pushable.length > 0) await options.onPushable?.(pushable);
     return results;
   }
 

@@ -15,6 +15,8 @@ export interface RoomMessage {
   ttlMs?: number | undefined;
   /** Idempotency: the same key for the same room is one room message (a producer's retry). */
   key?: string | undefined;
+  /** The Web Push option of every member's copy, as JSON. */
+  push?: string | undefined;
 }
 
 /** A room message accepted for fan-out. */
@@ -110,6 +112,7 @@ export function createRooms(deps: { redis: RedisClient; keys: Keys; fanout: JobQ
         data: message.data,
         exceptUserId: message.exceptUserId,
         expiresAt: message.ttlMs === undefined ? undefined : clock.now() + message.ttlMs,
+        ...(message.push === undefined ? {} : { push: message.push }),
         members,
       };
       const job = await fanout.add('room-message', data, { jobId: roomJobId(room, message.key) });

@@ -27,6 +27,10 @@ export interface ScriptCommands {
   pbStatus(...args: Arg[]): Promise<StatusReply>;
   pbOutboxTake(...args: Arg[]): Promise<OutboxTakeReply>;
   pbOutboxDone(...args: Arg[]): Promise<number>;
+  // Web Push (src/queue/push-subscriptions.ts, push-due.ts).
+  pbPushSubscribe(subs: string, id: string, json: string, max: number): Promise<[created: number, replaced: number, count: number]>;
+  pbPushDue(...args: Arg[]): Promise<PushDueReply>;
+  pbPushAck(...args: Arg[]): Promise<[acked: number, wake: number]>;
 }
 
 /** See status.lua: one entry per id asked. */
@@ -54,6 +58,18 @@ export type PopReply = [
   unresponsive: number,
   ...entries: Array<[id: string, event: string, data: string, attempts: number]>,
 ];
+/** See push-due.lua. */
+export type PushDueReply = [
+  state: number,
+  holders: number,
+  idleMs: number,
+  attempts: number,
+  expiresAt: number,
+  event: string,
+  push: string,
+  data: string,
+  ...subscriptions: string[], // id1, json1, id2, json2, ...
+];
 /** See join.lua. */
 export type JoinReply = [
   others: number,
@@ -77,6 +93,9 @@ const scripts: Record<keyof ScriptCommands, { file: string; numberOfKeys: number
   pbStatus: { file: 'status.lua', numberOfKeys: 4 },
   pbOutboxTake: { file: 'outbox-take.lua', numberOfKeys: 2 },
   pbOutboxDone: { file: 'outbox-done.lua', numberOfKeys: 2 },
+  pbPushSubscribe: { file: 'push-subscribe.lua', numberOfKeys: 1 },
+  pbPushDue: { file: 'push-due.lua', numberOfKeys: 3 },
+  pbPushAck: { file: 'push-ack.lua', numberOfKeys: 4 },
 };
 
 const sources = new Map<string, string>();

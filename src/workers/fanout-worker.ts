@@ -78,6 +78,7 @@ export function createFanoutWorker(deps: {
               key,
               ttlMs,
               dedupWindowMs: options.dedupWindowMs,
+              push: d.push,
             })));
       for (const r of results) {
         // Not created means this job appended it before (an earlier attempt): still delivered once.

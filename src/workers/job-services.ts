@@ -9,6 +9,7 @@ import type { Rooms } from '../queue/rooms.js';
 import { createFanoutWorker } from './fanout-worker.js';
 import { createHousekeepingWorker } from './housekeeping-worker.js';
 import type { JobWorker, JobWorkerSettings } from './job-worker.js';
+import { createPushWorker, type PushWorkerOptions } from './push-worker.js';
 import { createScheduledWorker } from './scheduled-worker.js';
 import type { WebhookMetrics } from './webhook-metrics.js';
 import { createWebhookWorker } from './webhook-worker.js';
@@ -33,7 +34,7 @@ export interface JobWorkers {
 }
 
 /**
- * The BullMQ workers of one node: scheduled, fan-out and housekeeping, each on
+ * The BullMQ workers of one node: scheduled, fan-out, housekeeping and (when on) push, each on
  * its own connections. They append through `mailbox`, on the node's command
  * connection.
  */
@@ -48,8 +49,12 @@ export async function startJobWorkers(deps: {
   options: JobWorkersOptions;
   /** The housekeeping sweep found webhook outbox entries of this user (src/queue/webhook-outbox.ts). */
   onOutbox?: (userId: string) => void;
+  /** The Web Push worker's own parts, when push is on (wired in src/postbox.ts). */
+  push?: Omit<Parameters<typeof createPushWorker>[0], 'logger' | 'clock' | 'options'> & {
+    options: Omit<PushWorkerOptions, keyof JobWorkerSettings>;
+  };
 }): Promise<JobWorkers> {
-  const { queues, redis, mailbox, rooms, metrics, logger, clock, options } = deps;
+  const { queues, redis, mailbox, rooms, metrics, logger, clock, options, push } = deps;
   const settings: JobWorkerSettings = { redis: options.redis, keyPrefix: options.keyPrefix, lockMs: options.lockMs };
   const workers: JobWorker[] = [];
   try {
@@ -89,6 +94,7 @@ export async function startJobWorkers(deps: {
         createWebhookWorker({ redis, keys: mailbox.keys, metrics: webhookMetrics, logger, clock, options: { ...settings, ...post } }),
       );
     }
+    if (push) workers.push(createPushWorker({ ...push, logger, clock, options: { ...settings, ...push.options } }));
     // Ready before the node answers requests: its first stalled-job check runs as it starts.
     await Promise.all(workers.map((w) => w.worker.waitUntilReady()));
   } catch (err) {

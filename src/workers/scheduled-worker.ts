@@ -29,7 +29,7 @@ export function createScheduledWorker(deps: {
     async (job: Job<DeliverJobData>) => {
       const m = job.data;
       const key = m.key ?? jobIdempotencyKey(QUEUE_NAMES.scheduled, String(job.id));
-      const result = await mailbox.enqueue({ userId: m.userId, event: m.event, data: m.data, key, ttlMs: m.ttlMs });
+      const result = await mailbox.enqueue({ userId: m.userId, event: m.event, data: m.data, key, ttlMs: m.ttlMs, push: m.push });
       return { id: result.id, created: result.created };
     },
     workerOptions(options, link.connection, options.concurrency ?? 20),

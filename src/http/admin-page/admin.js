@@ -297,6 +297,8 @@ function renderDetail(view) {
   }
   $('d-user').textContent = view.userId;
   for (const k of ['waiting', 'inflight', 'scheduled', 'dead', 'connections']) $(`d-${k}`).textContent = fmtNumber(view[k]);
+  // null when Web Push is off on this server.
+  $('d-push').textContent = view.pushSubscriptions === null || view.pushSubscriptions === undefined ? 'off' : fmtNumber(view.pushSubscriptions);
   $('retry-all').disabled = view.dead === 0;
   const none = (cols, text) => h('tr', {}, h('td', { colspan: cols, className: 'muted' }, text));
   const inflight = view.inflightMessages.map((m) =>

@@ -1,9 +1,9 @@
-/* global document, window, history, location, localStorage, sessionStorage, fetch, navigator, Blob, crypto, matchMedia, setInterval, clearInterval, setTimeout, clearTimeout, URLSearchParams */
+/* global document, window, history, location, localStorage, sessionStorage, fetch, navigator, Blob, crypto, matchMedia, setInterval, clearInterval, setTimeout, clearTimeout, URLSearchParams, Notification */
 // The demo chat's page. Everything it receives comes through the postbox client;
 // everything it sends goes to the demo backend (/demo/api), which calls postbox's REST API.
 // It keeps a short history and an outbox per user in localStorage, so a reload shows the
 // conversation at once and a message written while the server is away is not lost.
-import { connect } from '/client/postbox.js';
+import { connect, subscribePush, unsubscribePush } from '/client/postbox.js';
 
 const $ = (id) => document.getElementById(id);
 const NAME = /^[A-Za-z0-9_-]{1,32}$/;
@@ -346,6 +346,41 @@ function send(text) {
 }
 
 
+// ---- notify me when closed (Web Push) ---------------------------------------
+
+/** The postbox service-worker helper, registered for /demo: it shows pushes and acks them on click. */
+let pushWorker;
+const pushOptions = () => ({ url: '', getToken: async () => (await api('token', { name: me })).token, serviceWorker: navigator.serviceWorker });
+
+async function setupPush() {
+  // Push needs a service worker, a push manager and notifications, and the server's VAPID key (push on).
+  if (!('serviceWorker' in navigator) || !('PushManager' in window) || !('Notification' in window)) return;
+  const key = await fetch('/v1/push/public-key').catch(() => undefined);
+  if (!key?.ok) return;
+  // Scope /demo (the helper is served with Service-Worker-Allowed), so this page is in it and `ready` resolves.
+  pushWorker ??= navigator.serviceWorker.register('/client/postbox-sw.js?open=/demo', { scope: '/demo' });
+  await pushWorker;
+  const registration = await navigator.serviceWorker.ready;
+  const subscribed = (await registration.pushManager.getSubscription()) !== null;
+  $('notify').checked = subscribed && Notification.permission === 'granted';
+  $('notify-switch').hidden = false;
+}
+
+$('notify').addEventListener('change', async (event) => {
+  const box = event.target;
+  box.disabled = true;
+  try {
+    if (box.checked) await subscribePush(pushOptions()); // asks for the permission: this runs from a click
+    else await unsubscribePush(pushOptions());
+    $('notify-switch').title = box.checked ? 'Messages that arrive while no tab is open come as notifications' : '';
+  } catch (error) {
+    box.checked = !box.checked;
+    $('notify-switch').title = `Web Push is not available here: ${error.message}`;
+  } finally {
+    box.disabled = false;
+  }
+});
+
 // ---- joining and leaving ----------------------------------------------------
 
 /** Shows `name`'s chat from local history at once, before the server has answered. */
@@ -388,7 +423,10 @@ function start(session) {
     events: ['chat', 'clock'],
     // One server on this machine: come back quickly after a restart (the default grows to 30 s).
     backoff: { minMs: 250, maxMs: 4000 },
+    // Linked to the push worker: no notification for what this page shows, and clicked ones come here.
+    ...('serviceWorker' in navigator ? { serviceWorker: navigator.serviceWorker } : {}),
   });
+  setupPush().catch(() => ($('notify-switch').hidden = true));
   showState(client.state);
   client.onState((state) => {
     showState(state);
@@ -455,7 +493,9 @@ $('new-dm').addEventListener('submit', (event) => {
   select(`@${name}`);
 });
 
-$('logout').addEventListener('click', () => {
+$('logout').addEventListener('click', async () => {
+  // This browser's pushes belong to the name signed in: they stop with it.
+  if ($('notify').checked) await Promise.race([unsubscribePush(pushOptions()).catch(() => {}), nap(3000)]);
   leave();
   localStorage.removeItem(NAME_KEY); // the history stays, for when this name joins again
   location.href = '/demo';

@@ -16,6 +16,7 @@
   ARGV[6] '1' when the message carries an idempotency key
   ARGV[7] dedup window, ms
   ARGV[8] id of the node running this enqueue
+  ARGV[9] the message's Web Push option as JSON, stored as field `p` ('' = none; read by push-due.lua)
 
   Output: {1, id, created, local} added:
             created  1 when this call created the mailbox
@@ -46,13 +47,19 @@ else
   end
 end
 
-local id
+local entry = {'e', ARGV[3], 'd', ARGV[4]}
 if ARGV[5] ~= '0' then
-  id = redis.call('XADD', mailbox, '*', 'e', ARGV[3], 'd', ARGV[4], 'x', ARGV[5])
+  entry[#entry + 1] = 'x'
+  entry[#entry + 1] = ARGV[5]
+end
+if ARGV[9] ~= nil and ARGV[9] ~= '' then
+  entry[#entry + 1] = 'p'
+  entry[#entry + 1] = ARGV[9]
+end
+local id = redis.call('XADD', mailbox, '*', unpack(entry))
+if ARGV[5] ~= '0' then
   -- Housekeeping reads this instead of scanning whole mailboxes for expired entries.
   redis.call('ZADD', KEYS[3], ARGV[5], id)
-else
-  id = redis.call('XADD', mailbox, '*', 'e', ARGV[3], 'd', ARGV[4])
 end
 
 if ARGV[6] == '1' then
