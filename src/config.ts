@@ -15,8 +15,11 @@ const schema = z.object({
   /** @defaultValue '0.0.0.0' */
   HOST: z.string().min(1).default('0.0.0.0'),
   /**
-   * Redis to use. When absent: 127.0.0.1:6379 if something answers there, else an
-   * embedded redis-server; `embedded` always launches the private one.
+   * Redis to use: a `redis://` or `rediss://` URL, a unix socket path, or `embedded` (a private
+   * redis-server from PATH, append-only under DATA_DIR). When absent: `embedded` if redis-server
+   * is on PATH; else, outside production, the Redis on 127.0.0.1:6379 if one answers, with a
+   * warning (it is nobody's configuration: its persistence is unknown and it is shared).
+   * @defaultValue embedded
    */
   REDIS_URL: z
     .string()

@@ -2,8 +2,8 @@ import { pino } from 'pino';
 import { ConfigError, loadConfig } from './config.js';
 import { persistDevelopmentKeys } from './dev-keys.js';
 import { createPostbox } from './postbox.js';
-import { isListening, startEmbeddedRedis, type EmbeddedRedis } from './queue/embedded-redis.js';
 import { RedisSetupError } from './queue/redis-checks.js';
+import { chooseRedis } from './redis-choice.js';
 
 /* Wiring only: config → Redis → node → listen; SIGTERM/SIGINT close everything. */
 
@@ -34,25 +34,15 @@ async function main(): Promise<void> {
     );
   }
 
-  let embedded: EmbeddedRedis | undefined;
-  let redisUrl = config.REDIS_URL;
   if (config.REDIS_CLUSTER_NODES !== undefined) {
-    redisUrl = 'cluster';
     logger.info({ seeds: config.REDIS_CLUSTER_NODES }, 'using the Redis Cluster of REDIS_CLUSTER_NODES');
-  } else if (redisUrl === undefined || redisUrl === 'embedded') {
-    if (redisUrl === undefined && (await isListening({ host: '127.0.0.1', port: 6379 }))) {
-      redisUrl = 'redis://127.0.0.1:6379';
-      logger.info('using the Redis on 127.0.0.1:6379');
-    } else {
-      embedded = await startEmbeddedRedis(config.DATA_DIR, logger);
-      redisUrl = embedded.url;
-    }
   }
+  const { url: redisUrl, embedded, report: redisReport } = await chooseRedis(config, logger);
 
   let node;
   let url;
   try {
-    node = await createPostbox(config, { redisUrl, logger, defaultMetrics: true });
+    node = await createPostbox(config, { redisUrl, logger, defaultMetrics: true, redisReport });
     url = await node.listen(config.PORT, config.HOST);
   } catch (err) {
     // Leave no private redis-server behind when start-up fails (port taken, ...).

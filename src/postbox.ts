@@ -21,7 +21,7 @@ import { createAdminQueries } from './queue/admin/admin-queries.js';
 import { createJobQueues } from './queue/job-queues.js';
 import { createMailbox } from './queue/mailbox.js';
 import { connectRedis, createConnection, parseClusterNodes, type RedisConnectionSettings } from './queue/redis.js';
-import { checkRedis } from './queue/redis-checks.js';
+import { checkRedis, redactRedisUrl } from './queue/redis-checks.js';
 import { createRooms } from './queue/rooms.js';
 import { createSchedules } from './queue/schedules.js';
 import { createThrottledLog } from './throttled-log.js';
@@ -58,6 +58,11 @@ export async function createPostbox(
     logger: Logger;
     clock?: Clock;
     defaultMetrics?: boolean;
+    /**
+     * How the start-up check names this Redis, and why it was chosen when nobody configured it
+     * (see checkRedis). @defaultValue the URL without its password, or the cluster seeds; no fallback
+     */
+    redisReport?: { target?: string; fallback?: string };
   },
 ): Promise<Postbox> {
   const { logger } = options;
@@ -86,6 +91,13 @@ export async function createPostbox(
       production: config.NODE_ENV === 'production',
       allowVolatile: config.ALLOW_VOLATILE_REDIS,
       cluster: settings.cluster !== undefined,
+      keyPrefix: config.KEY_PREFIX,
+      target:
+        options.redisReport?.target ??
+        (config.REDIS_CLUSTER_NODES === undefined
+          ? redactRedisUrl(options.redisUrl)
+          : `the Redis Cluster of REDIS_CLUSTER_NODES (${config.REDIS_CLUSTER_NODES})`),
+      fallback: options.redisReport?.fallback,
     });
   } catch (err) {
     redis.disconnect();
