@@ -1,6 +1,7 @@
 import type { Server } from 'node:http';
 import type { Http2SecureServer } from 'node:http2';
 import type { AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
 import type { Queue } from 'bullmq';
 import type { Logger } from 'pino';
 import { systemClock, type Clock } from './clock.js';
@@ -10,6 +11,7 @@ import type { StreamHub } from './delivery/stream-hub.js';
 import { userChannel } from './delivery/wake.js';
 import { retryAfterSeconds } from './errors.js';
 import { createApp } from './http/app.js';
+import { createClientBuild } from './http/client-build.js';
 import { clientRoutes } from './http/client-routes.js';
 import { createDemo } from './http/demo-routes.js';
 import { createTokens } from './http/tokens.js';
@@ -205,6 +207,10 @@ export async function createPostbox(
   const demo = config.DEMO
     ? createDemo({ apiUrl: () => url, apiKey: config.API_KEY, logger, clock, serverCert: tls?.cert })
     : undefined;
+  // Built in the background when its source is newer (npm start does not wait for tsc); the
+  // client routes wait for it.
+  const client = createClientBuild({ root: fileURLToPath(new URL('../', import.meta.url)), logger });
+  void client.ready();
   const app = createApp(
     {
       config,
@@ -222,7 +228,7 @@ export async function createPostbox(
       clock,
       isClosing: () => closing,
     },
-    [() => clientRoutes(), ...(demo ? [() => demo.router] : [])],
+    [() => clientRoutes({ build: client }), ...(demo ? [() => demo.router] : [])],
   );
   const web = createWebServer(app.callback(), tls);
   const { server } = web;
