@@ -1,6 +1,6 @@
-import { pino } from 'pino';
 import { ConfigError, loadConfig } from './config.js';
 import { persistDevelopmentKeys } from './dev-keys.js';
+import { createLogger } from './logger.js';
 import { createPostbox } from './postbox.js';
 import { RedisSetupError } from './queue/redis-checks.js';
 import { chooseRedis } from './redis-choice.js';
@@ -21,7 +21,8 @@ async function main(): Promise<void> {
   const { generated } = loaded;
   // Production refuses to start without the keys; in development they live in DATA_DIR.
   const { config, created } = persistDevelopmentKeys(loaded.config, generated);
-  const logger = pino({ level: config.LOG_LEVEL, base: { service: 'postbox' } });
+  // A developer's terminal gets readable lines; anything else (a pipe, a collector) JSON.
+  const logger = createLogger({ level: config.LOG_LEVEL, pretty: config.NODE_ENV === 'development' && process.stdout.isTTY });
   process.on('unhandledRejection', (err) => logger.error({ err }, 'unhandled rejection'));
 
   if (generated.length > 0) {
@@ -50,7 +51,12 @@ async function main(): Promise<void> {
     await embedded?.stop();
     throw err;
   }
-  logger.info({ url, node: process.pid }, 'postbox listening');
+  const everywhere = /^(0\.0\.0\.0|\[::\]):/.test(node.boundAddress);
+  const pages = [...(config.DEMO ? [`demo ${url}/demo`] : []), `admin ${url}/admin`];
+  logger.info(
+    { listen: { url, bound: node.boundAddress, demo: config.DEMO ? `${url}/demo` : undefined, admin: `${url}/admin` } },
+    `postbox listening on ${node.boundAddress}${everywhere ? ' (every interface)' : ''}: ${url} (${pages.join(', ')})`,
+  );
 
   let stopping = false;
   const stop = async (signal: string) => {

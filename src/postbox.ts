@@ -32,8 +32,13 @@ import { startJobWorkers } from './workers/job-services.js';
 export interface Postbox {
   /** HTTP/1.1, or with TLS_CERT_FILE HTTPS serving HTTP/2 and HTTP/1.1. */
   readonly server: Server | Http2SecureServer;
-  /** `http://host:port` (`https://` with TLS) once listening. */
+  /**
+   * `http://host:port` (`https://` with TLS) once listening, an address to connect to: when
+   * listening on every interface (0.0.0.0, ::) it names loopback.
+   */
   readonly url: string;
+  /** The address really bound, `host:port` (`[::]:8080` for IPv6), once listening. */
+  readonly boundAddress: string;
   /** This node's open streams. */
   readonly hub: StreamHub;
   /** The BullMQ queues (scheduled, fanout, housekeeping). */
@@ -233,11 +238,15 @@ export async function createPostbox(
   const web = createWebServer(app.callback(), tls);
   const { server } = web;
   let url = '';
+  let boundAddress = '';
 
   return {
     server,
     get url() {
       return url;
+    },
+    get boundAddress() {
+      return boundAddress;
     },
     hub,
     queues: queues.all,
@@ -250,8 +259,11 @@ export async function createPostbox(
         });
       });
       const address = server.address() as AddressInfo;
-      const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-      url = `${web.protocol}://${shownHost === '0.0.0.0' ? '127.0.0.1' : shownHost}:${address.port}`;
+      const v6 = address.family === 'IPv6';
+      boundAddress = `${v6 ? `[${address.address}]` : address.address}:${address.port}`;
+      // Every interface includes loopback, the one address sure to reach this node from itself.
+      const connectable = address.address === '0.0.0.0' ? '127.0.0.1' : address.address === '::' ? '::1' : address.address;
+      url = `${web.protocol}://${v6 && connectable.includes(':') ? `[${connectable}]` : connectable}:${address.port}`;
       return url;
     },
     async close() {

@@ -114,8 +114,9 @@ export async function checkRedis(redis: RedisClient, logger: Logger, options: Re
   const prefix = options.keyPrefix;
   const db = redis instanceof Cluster ? 0 : (redis.options.db ?? 0);
   const keys = `db ${db}, keys ${prefix}:{<user>}:*, ${prefix}:* and {${prefix}}:bull:* (KEY_PREFIX=${prefix})`;
+  // Under one key: the messages say it all in words, and the pretty development log leaves it out.
   const report = {
-    redis: options.target,
+    target: options.target,
     nodes: all.map((f) => ({
       address: f.address,
       version: f.version,
@@ -131,13 +132,13 @@ export async function checkRedis(redis: RedisClient, logger: Logger, options: Re
   const durability = [...new Set(all.map(durabilityOf))].join('; ');
   if (options.fallback !== undefined) {
     logger.warn(
-      report,
+      { redis: report },
       `${options.fallback}, so postbox uses the Redis it found at ${options.target}, which nobody configured for it. ` +
         `Its storage: ${durability}. postbox writes into its ${keys}, beside whatever else uses that Redis. ` +
         'Set REDIS_URL to use it on purpose, or install redis-server for a private append-only one under DATA_DIR',
     );
   } else {
-    logger.info(report, `Redis checked: ${options.target}, ${durability}; ${keys}`);
+    logger.info({ redis: report }, `Redis checked: ${options.target}, ${durability}; ${keys}`);
   }
 
   const volatile = all.some((f) => f.appendonly === 'no' && f.save === '');

@@ -57,7 +57,7 @@ describe('choosing the Redis', () => {
       expect(warning?.msg).toContain('db 0, keys found:{<user>}:*');
       expect(warning?.msg).toContain('KEY_PREFIX=found');
       expect(warning?.msg).toContain('Set REDIS_URL');
-      expect(warning).toMatchObject({ db: 0, keyPrefix: 'found', nodes: [{ appendonly: 'no', save: '' }] });
+      expect(warning?.redis).toMatchObject({ db: 0, keyPrefix: 'found', nodes: [{ appendonly: 'no', save: '' }] });
     } finally {
       await admin.config('SET', 'appendonly', 'yes');
     }
@@ -72,12 +72,12 @@ describe('choosing the Redis', () => {
     expect(report?.level).toBe(30);
     expect(report?.msg).toContain(redis.url);
     expect(report?.msg).toContain('append-only (appendfsync everysec): survives a restart');
-    expect(report).toMatchObject({
-      redis: redis.url,
+    expect(report?.redis).toMatchObject({
+      target: redis.url,
       keyPrefix: 'named',
       nodes: [{ appendonly: 'yes', appendfsync: 'everysec', maxmemoryPolicy: 'noeviction' }],
     });
-    expect(String((report?.nodes as Array<{ version: string }>)[0]?.version)).toMatch(/^\d+\.\d+/);
+    expect(String((report?.redis as { nodes: Array<{ version: string }> }).nodes[0]?.version)).toMatch(/^\d+\.\d+/);
   });
 
   it('never takes an unnamed Redis in production: it says to set REDIS_URL or install redis-server', async () => {
