@@ -66,7 +66,7 @@ export function adminRoutes(deps: AppDeps, guards: Guards): Router {
     if (view === undefined && scheduled.scheduled === 0 && recurring.length === 0) {
       throw new AppError('PB_ERR_USER_NOT_FOUND', `user ${userId} has no queue`);
     }
-    const empty = { userId, waiting: 0, inflight: 0, dead: 0, oldestWaiting: [], inflightMessages: [], deadLetters: [] };
+    const empty = { userId, waiting: 0, inflight: 0, expired: 0, dead: 0, oldestWaiting: [], inflightMessages: [], deadLetters: [] };
     const oldest = view?.oldestWaiting[0]?.enqueuedAt;
     ctx.body = {
       ...(view ?? empty),
