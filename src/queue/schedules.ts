@@ -35,6 +35,8 @@ export interface RecurringSpec {
   /** JSON text of the data sent each time. */
   data: string;
   ttlMs?: number | undefined;
+  /** Epoch ms after which nothing more is sent: the schedule then lapses. @defaultValue none: forever */
+  until?: number | undefined;
 }
 
 export interface RecurringView {
@@ -45,7 +47,9 @@ export interface RecurringView {
   event: string;
   data: unknown;
   ttlMs?: number;
-  /** When the next message is due, ISO time; null when none is planned. */
+  /** ISO time after which nothing more is sent. */
+  until?: string;
+  /** When the next message is due, ISO time; null when none is planned (e.g. past `until`). */
   next: string | null;
 }
 
@@ -95,6 +99,9 @@ export function createSchedules(deps: { queues: JobQueues; redis: RedisClient; k
   function view(name: string, json: Awaited<ReturnType<typeof queue.getJobScheduler>>): RecurringView | undefined {
     const data = json?.template?.data;
     if (json === undefined || data === undefined) return undefined;
+    const until = json.endDate;
+    // Past `until` BullMQ plans no further job but keeps the scheduler, with the last time it ran.
+    const ended = until !== undefined && until < clock.now();
     return {
       name,
       ...(json.every !== undefined && json.every !== null ? { every: Number(json.every) } : {}),
@@ -103,7 +110,8 @@ export function createSchedules(deps: { queues: JobQueues; redis: RedisClient; k
       event: data.event,
       data: JSON.parse(data.data) as unknown,
       ...(data.ttlMs !== undefined ? { ttlMs: data.ttlMs } : {}),
-      next: json.next ? new Date(Number(json.next)).toISOString() : null,
+      ...(until !== undefined ? { until: new Date(until).toISOString() } : {}),
+      next: json.next && !ended ? new Date(Number(json.next)).toISOString() : null,
     };
   }
 
@@ -155,12 +163,24 @@ export function createSchedules(deps: { queues: JobQueues; redis: RedisClient; k
       // listing skips, rather than a scheduler nobody can list.
       const created = (await redis.hset(keys.schedules(userId), name, id)) === 1;
       const data: DeliverJobData = { userId, event: spec.event, data: spec.data, ttlMs: spec.ttlMs };
+      const until = spec.until === undefined ? {} : { endDate: spec.until };
       await queue.upsertJobScheduler(
         id,
-        spec.cron !== undefined ? { pattern: spec.cron, ...(spec.tz ? { tz: spec.tz } : {}) } : { every: spec.every },
-        { name: JOB_RECURRING, data },
+        spec.cron !== undefined
+          ? { pattern: spec.cron, ...(spec.tz ? { tz: spec.tz } : {}), ...until }
+          : { every: spec.every, ...until },
+        // Each iteration's outcome is the message in the mailbox; kept as completed jobs too, a 1 s
+        // schedule alone would fill the queue's completed list (KEEP_COMPLETED) in minutes.
+        { name: JOB_RECURRING, data, opts: { removeOnComplete: true } },
       );
       const result = view(name, await queue.getJobScheduler(id));
+      if (result === undefined && spec.until !== undefined && spec.until <= clock.now()) {
+        // BullMQ stores no scheduler whose end has passed (it passed during this call).
+        await redis.hdel(keys.schedules(userId), name);
+        throw new AppError('PB_ERR_VALIDATION', 'until: that time has passed', {
+          details: [{ path: 'until', message: 'in the past' }],
+        });
+      }
       if (result === undefined) throw new Error(`job scheduler ${id} vanished right after its upsert`);
       return { created, view: result };
     },
