@@ -11,8 +11,8 @@ export interface QueueView {
   inflight: number;
   expired: number;
   dead: number;
-  /** The oldest messages waiting and not expired. */
-  oldestWaiting: Array<{ id: string; event: string; data: unknown; enqueuedAt: number }>;
+  /** The oldest messages waiting and not expired; `enqueuedAt` ISO 8601. */
+  oldestWaiting: Array<{ id: string; event: string; data: unknown; enqueuedAt: string }>;
   /** `deliveries`: those that counted toward MAX_DELIVERIES; `attempts`: every write of it (toward MAX_ATTEMPTS). */
   inflightMessages: Array<{ id: string; deliveries: number; attempts: number; idleMs: number }>;
   deadLetters: Array<{
@@ -22,7 +22,8 @@ export interface QueueView {
     deliveries: number;
     attempts: number;
     reason: string;
-    deadAt: number;
+    /** ISO 8601. */
+    deadAt: string;
   }>;
 }
 
@@ -81,7 +82,7 @@ export function createInspect(deps: {
         .slice(0, limit)
         .map(([id, flat]) => {
           const f = fields(flat);
-          return { id, event: f.e ?? 'message', data: parseData(f.d), enqueuedAt: enqueuedAtOf(id) };
+          return { id, event: f.e ?? 'message', data: parseData(f.d), enqueuedAt: new Date(enqueuedAtOf(id)).toISOString() };
         }),
       inflightMessages: alive.map(([id, , idleMs, attempts], i) => ({
         id,
@@ -99,7 +100,7 @@ export function createInspect(deps: {
           // Letters from before attempts were kept apart counted every write as a delivery.
           attempts: Number(f.a ?? f.n),
           reason: f.r ?? 'unknown',
-          deadAt: Number(f.at),
+          deadAt: new Date(Number(f.at)).toISOString(),
         };
       }),
     };
