@@ -64,17 +64,53 @@ export interface Schedules {
   removeRecurring(userId: string, name: string): Promise<boolean>;
 }
 
-/**
- * Throws PB_ERR_VALIDATION unless `cron` parses and fires at least once, with
- * the same parser BullMQ uses, so a schedule never fails inside BullMQ.
- */
-export function validateCron(cron: string, tz: string | undefined): void {
+/** Names of a cron pattern's fields: 5 of them, or 6 with seconds first. */
+const CRON_FIELDS = {
+  5: ['minute', 'hour', 'day-of-month', 'month', 'day-of-week'],
+  6: ['second', 'minute', 'hour', 'day-of-month', 'month', 'day-of-week'],
+} as const;
+
+function cronError(cron: string, tz: string | undefined): string | undefined {
   try {
     CronExpressionParser.parse(cron, tz === undefined ? {} : { tz }).next();
+    return undefined;
   } catch (err) {
-    const reason = err instanceof Error ? err.message : String(err);
-    throw new AppError('PB_ERR_VALIDATION', `cron: ${reason}`, { details: [{ path: 'cron', message: reason }] });
+    // "Validation error, cannot resolve alias ..." reads better without its category.
+    return (err instanceof Error ? err.message : String(err)).replace(/^(Validation|Constraint) error, /, '');
   }
+}
+
+/**
+ * Throws PB_ERR_VALIDATION unless `cron` parses and fires at least once, with
+ * the same parser BullMQ uses, so a schedule never fails inside BullMQ. The
+ * message names the field that is wrong (cron-parser alone says only
+ * `cannot resolve alias "bog"`): each field is tried with `*` in the others.
+ */
+export function validateCron(cron: string, tz: string | undefined): void {
+  const reason = cronError(cron, tz);
+  if (reason === undefined) return;
+  const zone = tz === undefined ? undefined : cronError('* * * * *', tz);
+  if (zone !== undefined) {
+    const message = `cron: the time zone tz "${tz}" is wrong: ${zone}`;
+    throw new AppError('PB_ERR_VALIDATION', message, { details: [{ path: 'tz', message }] });
+  }
+  const fields = cron.trim().split(/\s+/);
+  const names = fields.length === 5 || fields.length === 6 ? CRON_FIELDS[fields.length] : undefined;
+  let message = `cron "${cron}": ${reason}`;
+  let field: string | undefined;
+  if (names === undefined && !cron.trim().startsWith('@')) {
+    message += ` (a pattern has 5 fields, ${CRON_FIELDS[5].join(' ')}, or 6 with second first; this one has ${fields.length})`;
+  }
+  for (const [i, name] of (names ?? []).entries()) {
+    const alone = fields.map((f, j) => (j === i ? f : '*')).join(' ');
+    const wrong = cronError(alone, tz);
+    if (wrong !== undefined) {
+      field = name;
+      message = `cron: the ${name} field "${fields[i]}" is wrong: ${wrong} (fields: ${names?.join(' ')})`;
+      break;
+    }
+  }
+  throw new AppError('PB_ERR_VALIDATION', message, { details: [{ path: 'cron', message, ...(field ? { field } : {}) }] });
 }
 
 /**
