@@ -1,5 +1,4 @@
 import { pino, type Logger } from 'pino';
-import PinoPretty from 'pino-pretty';
 
 export interface LoggerOptions {
   /** LOG_LEVEL. */
@@ -12,10 +11,11 @@ export interface LoggerOptions {
   pretty?: boolean;
 }
 
-/** The process's logger: JSON lines, or pretty ones in a developer's terminal. */
-export function createLogger(options: LoggerOptions): Logger {
+/** The process's logger: JSON lines, or pretty ones in a developer's terminal (pino-pretty loaded only then). */
+export async function createLogger(options: LoggerOptions): Promise<Logger> {
   const settings = { level: options.level, base: { service: 'postbox' } };
   if (!options.pretty) return pino(settings);
+  const { default: PinoPretty } = await import('pino-pretty');
   return pino(
     settings,
     // `redis` and `listen` (the start-up report) repeat what their messages say in words.

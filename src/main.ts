@@ -22,7 +22,7 @@ async function main(): Promise<void> {
   // Production refuses to start without the keys; in development they live in DATA_DIR.
   const { config, created } = persistDevelopmentKeys(loaded.config, generated);
   // A developer's terminal gets readable lines; anything else (a pipe, a collector) JSON.
-  const logger = createLogger({ level: config.LOG_LEVEL, pretty: config.NODE_ENV === 'development' && process.stdout.isTTY });
+  const logger = await createLogger({ level: config.LOG_LEVEL, pretty: config.NODE_ENV === 'development' && process.stdout.isTTY });
   process.on('unhandledRejection', (err) => logger.error({ err }, 'unhandled rejection'));
 
   if (generated.length > 0) {
