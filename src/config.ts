@@ -18,11 +18,18 @@ const schema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
   /** TCP port of the HTTP server. @defaultValue 8080 */
   PORT: int(0, 65535).default(8080),
-  /** @defaultValue '0.0.0.0' */
-  HOST: z.string().min(1).default('0.0.0.0'),
   /**
-   * Redis to use. When absent: 127.0.0.1:6379 if something answers there, else an
-   * embedded redis-server; `embedded` always launches the private one.
+   * Address to listen on. Development listens on loopback only: the demo there lets anyone who
+   * reaches the port act as any user. @defaultValue '0.0.0.0' (every interface) in production,
+   * '127.0.0.1' otherwise
+   */
+  HOST: z.string().min(1).optional(),
+  /**
+   * Redis to use: a `redis://` or `rediss://` URL, a unix socket path, or `embedded` (a private
+   * redis-server from PATH, append-only under DATA_DIR). When absent: `embedded` if redis-server
+   * is on PATH; else, outside production, the Redis on 127.0.0.1:6379 if one answers, with a
+   * warning (it is nobody's configuration: its persistence is unknown and it is shared).
+   * @defaultValue embedded
    */
   REDIS_URL: z
     .string()
@@ -317,7 +324,9 @@ export type RawConfig = z.infer<typeof schema>;
 
 /** The validated configuration, with keys always present. */
 export interface Config
-  extends Omit<RawConfig, 'API_KEY' | 'ADMIN_KEY' | 'TOKEN_SECRET' | 'DEMO' | 'MAX_ATTEMPTS' | 'HTTP_MAX_CONNECTIONS'> {
+  extends Omit<RawConfig, 'API_KEY' | 'ADMIN_KEY' | 'TOKEN_SECRET' | 'DEMO' | 'MAX_ATTEMPTS' | 'HTTP_MAX_CONNECTIONS' | 'HOST'> {
+  /** Resolved from HOST and NODE_ENV. */
+  HOST: string;
   MAX_ATTEMPTS: number;
   HTTP_MAX_CONNECTIONS: number;
   /** Whether Web Push is on: the three VAPID_* are set (or were generated for development). */
@@ -384,6 +393,7 @@ export function loadConfig(env: Record<string, string | undefined>): LoadedConfi
     ADMIN_KEY: raw.ADMIN_KEY ?? generate(),
     TOKEN_SECRET: raw.TOKEN_SECRET ?? generate() + generate(),
     DEMO: raw.DEMO ?? raw.NODE_ENV === 'development',
+    HOST: raw.HOST ?? (raw.NODE_ENV === 'production' ? '0.0.0.0' : '127.0.0.1'),
     MAX_ATTEMPTS: Math.max(raw.MAX_ATTEMPTS ?? 4 * raw.MAX_DELIVERIES, raw.MAX_DELIVERIES),
     HTTP_MAX_CONNECTIONS: raw.HTTP_MAX_CONNECTIONS ?? raw.MAX_STREAMS_PER_NODE + 1000,
   };

@@ -47,7 +47,7 @@ export const errorCatalogue = {
   PB_ERR_SHUTTING_DOWN: { status: 503, message: 'server is shutting down' },
   PB_ERR_CLIENT_NOT_BUILT: {
     status: 503,
-    message: 'the browser client is not built: run `npx tsc -p tsconfig.client.json` (npm start and npm test do it first)',
+    message: 'the browser client is not built and cannot be built here: run `npx tsc -p tsconfig.client.json` (or `npm run build`)',
   },
   PB_ERR_INTERNAL: { status: 500, message: 'internal error' },
 } as const satisfies Record<string, { status: number; message: string }>;

@@ -1,9 +1,9 @@
-import { pino } from 'pino';
 import { ConfigError, loadConfig } from './config.js';
 import { persistDevelopmentKeys } from './dev-keys.js';
+import { createLogger } from './logger.js';
 import { createPostbox } from './postbox.js';
-import { isListening, startEmbeddedRedis, type EmbeddedRedis } from './queue/embedded-redis.js';
 import { RedisSetupError } from './queue/redis-checks.js';
+import { chooseRedis } from './redis-choice.js';
 
 /* Wiring only: config → Redis → node → listen; SIGTERM/SIGINT close everything. */
 
@@ -21,7 +21,8 @@ async function main(): Promise<void> {
   const { generated } = loaded;
   // Production refuses to start without the keys; in development they live in DATA_DIR.
   const { config, created } = persistDevelopmentKeys(loaded.config, generated);
-  const logger = pino({ level: config.LOG_LEVEL, base: { service: 'postbox' } });
+  // A developer's terminal gets readable lines; anything else (a pipe, a collector) JSON.
+  const logger = await createLogger({ level: config.LOG_LEVEL, pretty: config.NODE_ENV === 'development' && process.stdout.isTTY });
   process.on('unhandledRejection', (err) => logger.error({ err }, 'unhandled rejection'));
 
   if (generated.length > 0) {
@@ -34,25 +35,15 @@ async function main(): Promise<void> {
     );
   }
 
-  let embedded: EmbeddedRedis | undefined;
-  let redisUrl = config.REDIS_URL;
   if (config.REDIS_CLUSTER_NODES !== undefined) {
-    redisUrl = 'cluster';
     logger.info({ seeds: config.REDIS_CLUSTER_NODES }, 'using the Redis Cluster of REDIS_CLUSTER_NODES');
-  } else if (redisUrl === undefined || redisUrl === 'embedded') {
-    if (redisUrl === undefined && (await isListening({ host: '127.0.0.1', port: 6379 }))) {
-      redisUrl = 'redis://127.0.0.1:6379';
-      logger.info('using the Redis on 127.0.0.1:6379');
-    } else {
-      embedded = await startEmbeddedRedis(config.DATA_DIR, logger);
-      redisUrl = embedded.url;
-    }
   }
+  const { url: redisUrl, embedded, report: redisReport } = await chooseRedis(config, logger);
 
   let node;
   let url;
   try {
-    node = await createPostbox(config, { redisUrl, logger, defaultMetrics: true });
+    node = await createPostbox(config, { redisUrl, logger, defaultMetrics: true, redisReport });
     url = await node.listen(config.PORT, config.HOST);
   } catch (err) {
     // Leave no private redis-server behind when start-up fails (port taken, ...).
@@ -60,7 +51,12 @@ async function main(): Promise<void> {
     await embedded?.stop();
     throw err;
   }
-  logger.info({ url, node: process.pid }, 'postbox listening');
+  const everywhere = /^(0\.0\.0\.0|\[::\]):/.test(node.boundAddress);
+  const pages = [...(config.DEMO ? [`demo ${url}/demo`] : []), `admin ${url}/admin`];
+  logger.info(
+    { listen: { url, bound: node.boundAddress, demo: config.DEMO ? `${url}/demo` : undefined, admin: `${url}/admin` } },
+    `postbox listening on ${node.boundAddress}${everywhere ? ' (every interface)' : ''}: ${url} (${pages.join(', ')})`,
+  );
 
   let stopping = false;
   const stop = async (signal: string) => {

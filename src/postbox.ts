@@ -1,6 +1,7 @@
 import type { Server } from 'node:http';
 import type { Http2SecureServer } from 'node:http2';
 import type { AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
 import type { Queue } from 'bullmq';
 import type { Logger } from 'pino';
 import { systemClock, type Clock } from './clock.js';
@@ -11,6 +12,7 @@ import type { StreamHub } from './delivery/stream-hub.js';
 import { userChannel } from './delivery/wake.js';
 import { retryAfterSeconds } from './errors.js';
 import { createApp } from './http/app.js';
+import { createClientBuild } from './http/client-build.js';
 import { clientRoutes } from './http/client-routes.js';
 import { createDemo } from './http/demo-routes.js';
 import type { PushDeps } from './http/deps.js';
@@ -30,7 +32,7 @@ import { createPushJobs, type PushJobs } from './queue/push-jobs.js';
 import { createPushSubscriptions } from './queue/push-subscriptions.js';
 import { createStatusQueries, receiptSpec } from './queue/receipts.js';
 import { connectRedis, createConnection, parseClusterNodes, type RedisClient, type RedisConnectionSettings } from './queue/redis.js';
-import { checkRedis } from './queue/redis-checks.js';
+import { checkRedis, redactRedisUrl } from './queue/redis-checks.js';
 import { createRooms } from './queue/rooms.js';
 import { createSchedules } from './queue/schedules.js';
 import { createThrottledLog } from './throttled-log.js';
@@ -43,8 +45,13 @@ import { createPushSender } from './workers/push-sender.js';
 export interface Postbox {
   /** HTTP/1.1, or with TLS_CERT_FILE HTTPS serving HTTP/2 and HTTP/1.1. */
   readonly server: Server | Http2SecureServer;
-  /** `http://host:port` (`https://` with TLS) once listening. */
+  /**
+   * `http://host:port` (`https://` with TLS) once listening, an address to connect to: when
+   * listening on every interface (0.0.0.0, ::) it names loopback.
+   */
   readonly url: string;
+  /** The address really bound, `host:port` (`[::]:8080` for IPv6), once listening. */
+  readonly boundAddress: string;
   /** This node's open streams. */
   readonly hub: StreamHub;
   /** The BullMQ queues (scheduled, fanout, housekeeping, and push when it is on). */
@@ -73,6 +80,11 @@ export async function createPostbox(
     defaultMetrics?: boolean;
     /** PEM certificates trusted for push services besides the public roots (a test push service). @defaultValue none */
     pushCa?: string;
+    /**
+     * How the start-up check names this Redis, and why it was chosen when nobody configured it
+     * (see checkRedis). @defaultValue the URL without its password, or the cluster seeds; no fallback
+     */
+    redisReport?: { target?: string; fallback?: string };
   },
 ): Promise<Postbox> {
   const { logger } = options;
@@ -103,6 +115,13 @@ export async function createPostbox(
       production: config.NODE_ENV === 'production',
       allowVolatile: config.ALLOW_VOLATILE_REDIS,
       cluster: settings.cluster !== undefined,
+      keyPrefix: config.KEY_PREFIX,
+      target:
+        options.redisReport?.target ??
+        (config.REDIS_CLUSTER_NODES === undefined
+          ? redactRedisUrl(options.redisUrl)
+          : `the Redis Cluster of REDIS_CLUSTER_NODES (${config.REDIS_CLUSTER_NODES})`),
+      fallback: options.redisReport?.fallback,
     });
   } catch (err) {
     redis.disconnect();
@@ -259,6 +278,10 @@ export async function createPostbox(
   const demo = config.DEMO
     ? createDemo({ apiUrl: () => url, apiKey: config.API_KEY, logger, clock, serverCert: tls?.cert })
     : undefined;
+  // Built in the background when its source is newer (npm start does not wait for tsc); the
+  // client routes wait for it.
+  const client = createClientBuild({ root: fileURLToPath(new URL('../', import.meta.url)), logger });
+  void client.ready();
   const app = createApp(
     {
       config,
@@ -279,16 +302,20 @@ export async function createPostbox(
       clock,
       isClosing: () => closing,
     },
-    [() => clientRoutes(), ...(demo ? [() => demo.router] : [])],
+    [() => clientRoutes({ build: client }), ...(demo ? [() => demo.router] : [])],
   );
   const web = createWebServer(app.callback(), tls, serverLimits(config));
   const { server } = web;
   let url = '';
+  let boundAddress = '';
 
   return {
     server,
     get url() {
       return url;
+    },
+    get boundAddress() {
+      return boundAddress;
     },
     hub,
     queues: queues.all,
@@ -301,8 +328,11 @@ export async function createPostbox(
         });
       });
       const address = server.address() as AddressInfo;
-      const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-      url = `${web.protocol}://${shownHost === '0.0.0.0' ? '127.0.0.1' : shownHost}:${address.port}`;
+      const v6 = address.family === 'IPv6';
+      boundAddress = `${v6 ? `[${address.address}]` : address.address}:${address.port}`;
+      // Every interface includes loopback, the one address sure to reach this node from itself.
+      const connectable = address.address === '0.0.0.0' ? '127.0.0.1' : address.address === '::' ? '::1' : address.address;
+      url = `${web.protocol}://${v6 && connectable.includes(':') ? `[${connectable}]` : connectable}:${address.port}`;
       return url;
     },
     async close() {

@@ -44,7 +44,10 @@ export type PostboxErrorSource = 'handler' | 'data' | 'ack' | 'token';
 
 export type PostboxLifecycleEvent =
   | { type: 'open' }
-  /** The client reconnects after `delayMs` (backoff with jitter); `attempt` counts failures since the last open. */
+  /**
+   * The client reconnects after `delayMs` (backoff with jitter, or the delay a restarting server
+   * asked for); `attempt` counts failures since the last open (0 right after a restart notice).
+   */
   | { type: 'reconnecting'; attempt: number; delayMs: number }
   /** `message` is set for `handler` and `data` errors; that message was not acked and will be redelivered. */
   | { type: 'error'; source: PostboxErrorSource; error: unknown; message?: PostboxMessage }
@@ -89,11 +92,30 @@ export type FetchLike = (
 ) => Promise<{ ok: boolean; status: number }>;
 
 export interface BackoffOptions {
-  /** Ceiling of the first retry's delay, in ms. @defaultValue 500 */
+  /**
+   * Ceiling of the first retry's delay, in ms. Small: most drops (a proxy's idle cut, a
+   * network switch, a node stopped behind a load balancer) are over by the first retry, and a
+   * refused attempt costs one connection. @defaultValue 250
+   */
   minMs?: number;
-  /** Largest delay, in ms. @defaultValue 30000 */
+  /**
+   * Largest delay, in ms. A page comes back at most this long after a long outage ends; with
+   * full jitter, N pages retrying against a server that is down make about 2N/maxMs attempts
+   * per second, a few hundred a second for 1000 pages at 10 s. @defaultValue 10000
+   */
   maxMs?: number;
+  /**
+   * After the server announced a restart (`postbox.restart`), retries wait a uniform pick in
+   * [0, this) for up to a minute instead of backing off, so the page is back within about this
+   * long of the server being up again. @defaultValue 1000
+   */
+  afterRestartMs?: number;
 }
+
+/** How long after a restart notice retries keep to `afterRestartMs` before the usual backoff, ms. */
+const RESTART_WINDOW_MS = 60_000;
+/** The most a restart notice's `reconnectMs` is obeyed, ms (a malformed or hostile value must not park the page). */
+const RESTART_DELAY_MAX_MS = 30_000;
 
 /**
  * Delay before reconnect attempt `attempt` (1-based): exponential with full
@@ -101,8 +123,8 @@ export interface BackoffOptions {
  * thousand tabs cut off by one server restart do not all come back at once.
  */
 export function backoffDelay(attempt: number, options: BackoffOptions = {}, random: () => number = Math.random): number {
-  const minMs = options.minMs ?? 500;
-  const maxMs = Math.max(minMs, options.maxMs ?? 30_000);
+  const minMs = options.minMs ?? 250;
+  const maxMs = Math.max(minMs, options.maxMs ?? 10_000);
   const ceiling = Math.min(maxMs, minMs * 2 ** Math.max(0, attempt - 1));
   return Math.floor(random() * ceiling);
 }
@@ -296,7 +318,7 @@ export interface PostboxOptions {
   autoAck?: boolean;
   /** How many handled event ids to remember, so a redelivered message is not handled twice. @defaultValue 1000 */
   dedupeSize?: number;
-  /** Delays of reconnects (the client makes them all itself); reset once a stream opens. @defaultValue `{ minMs: 500, maxMs: 30000 }` */
+  /** Delays of reconnects (the client makes them all itself); reset once a stream opens. @defaultValue `{ minMs: 250, maxMs: 10000, afterRestartMs: 1000 }` */
   backoff?: BackoffOptions;
   /** EventSource constructor, for tests or non-browser use. @defaultValue globalThis.EventSource */
   EventSource?: EventSourceConstructorLike;
@@ -437,6 +459,7 @@ export function connect(options: PostboxOptions): PostboxClient {
   let lastEventId: string | undefined;
   let source: EventSourceLike | undefined;
   let attempt = 0; // failed connections since the last open
+  let restartUntil = 0; // epoch ms: until then, failed reconnects retry within afterRestartMs (the server said it restarts)
   let reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   let closing = false;
 
@@ -524,6 +547,7 @@ export function connect(options: PostboxOptions): PostboxClient {
       if (typeof event.data === 'string' || source !== es) return;
       opened = true;
       attempt = 0;
+      restartUntil = 0;
       setState('open');
       notify(lifecycleListeners, { type: 'open' });
     });
@@ -541,7 +565,25 @@ export function connect(options: PostboxOptions): PostboxClient {
       // server accepted, kept unless it expires soon (currentToken() checks that).
       es.close();
       source = undefined;
-      scheduleReconnect(!opened);
+      // While a server announced as restarting is away, a refusal is its absence, not the token.
+      scheduleReconnect(!opened && Date.now() >= restartUntil);
+    });
+    // A server shutting down gracefully says so before it ends the stream: come back after the
+    // delay it picked (jittered per page, so pages do not all return in one instant), then retry
+    // briskly while it restarts. Not a failure: the token stays, the backoff does not grow.
+    es.addEventListener('postbox.restart', (event) => {
+      if (source !== es || typeof event.data !== 'string') return;
+      let reconnectMs = 0;
+      try {
+        const told = (JSON.parse(event.data) as { reconnectMs?: unknown } | null)?.reconnectMs;
+        if (typeof told === 'number' && Number.isFinite(told)) reconnectMs = Math.min(Math.max(0, told), RESTART_DELAY_MAX_MS);
+      } catch {
+        // no delay given: come back at once
+      }
+      es.close();
+      source = undefined;
+      restartUntil = Date.now() + reconnectMs + RESTART_WINDOW_MS;
+      scheduleReconnect(false, reconnectMs);
     });
     for (const name of listening) es.addEventListener(name, onFrame);
     // The server names an event before its first message: listen for it from now on. EventSource
@@ -593,10 +635,22 @@ export function connect(options: PostboxOptions): PostboxClient {
     notify(ackedListeners, ids);
   }
 
-  /** `refresh`: ask getToken for a new token first, because the last attempt may have been refused for its token. */
-  function scheduleReconnect(refresh: boolean): void {
-    attempt += 1;
-    const delayMs = backoffDelay(attempt, options.backoff);
+  /**
+   * `refresh`: ask getToken for a new token first, because the last attempt may have been refused
+   * for its token. `noticeMs`: the server announced a restart and asked for this delay.
+   */
+  function scheduleReconnect(refresh: boolean, noticeMs?: number): void {
+    let delayMs: number;
+    if (noticeMs !== undefined) {
+      delayMs = noticeMs;
+    } else {
+      attempt += 1;
+      const restartMs = options.backoff?.afterRestartMs ?? 1000;
+      delayMs =
+        Date.now() < restartUntil
+          ? backoffDelay(1, { minMs: restartMs, maxMs: restartMs })
+          : backoffDelay(attempt, options.backoff);
+    }
     setState('reconnecting');
     notify(lifecycleListeners, { type: 'reconnecting', attempt, delayMs });
     reconnectTimer = setTimeout(() => {

@@ -26,6 +26,12 @@ export interface DeliveryOptions {
   writeStallMs: number;
   /** Safety sweep period for lost wakes, ms (src/delivery/drain-worker.ts). @defaultValue 300000 */
   sweepPeriodMs?: number;
+  /**
+   * On shutdown each user's streams are told to come back after a uniform pick in [0, this)
+   * (`postbox.restart {reconnectMs}`), so the pages of a stopped node reach the others, or this
+   * one restarted, spread out rather than in one instant, ms. @defaultValue 1000
+   */
+  restartSpreadMs?: number;
 }
 
 /** What the routes need from delivery on this node. */
@@ -55,7 +61,11 @@ export interface Delivery {
   wakeAnywhere(userId: string): void;
   /** Resolves when the drain pass or catch-up under way, if any, is done (tests). */
   idle(): Promise<void>;
-  /** Ends every stream (browsers reconnect elsewhere). */
+  /**
+   * Ends every stream (browsers reconnect elsewhere). On `shutdown` each is first sent
+   * `postbox.restart {reconnectMs}` (no id), which the client library obeys; a plain
+   * EventSource comes back after the stream's `retry:` anyway.
+   */
   closeStreams(reason: string): void;
   close(): Promise<void>;
 }
@@ -166,6 +176,12 @@ export function createDelivery(deps: {
     },
     idle: () => drain.idle(),
     closeStreams(reason) {
+      if (reason === 'shutdown') {
+        const spread = options.restartSpreadMs ?? 1000;
+        for (const userId of [...hub.users()]) {
+          hub.control(userId, 'restart', { reconnectMs: Math.floor(Math.random() * spread) });
+        }
+      }
       hub.closeAll(reason);
     },
     async close() {

@@ -5,7 +5,11 @@ import { AppError } from '../errors.js';
 import { validate } from './body.js';
 import type { AppDeps } from './deps.js';
 import type { Guards } from './guards.js';
+import { enqueuedAtOf } from '../queue/keys.js';
 import { eventId, roomName, userId as userIdSchema } from './schemas.js';
+
+/** Every time in a JSON response is an ISO 8601 string (UTC, ms); durations are ms named `…Ms`. */
+const iso = (ms: number) => new Date(ms).toISOString();
 
 const limit = (fallback: number) => z.coerce.number().int().min(1).max(1000, 'limit: at most 1000').default(fallback);
 
@@ -67,8 +71,8 @@ export function adminRoutes(deps: AppDeps, guards: Guards): Router {
     if (view === undefined && scheduled.scheduled === 0 && recurring.length === 0) {
       throw new AppError('PB_ERR_USER_NOT_FOUND', `user ${userId} has no queue`);
     }
-    const empty = { userId, waiting: 0, inflight: 0, dead: 0, oldestWaiting: [], inflightMessages: [], deadLetters: [] };
-    const oldest = view?.oldestWaiting[0]?.enqueuedAt;
+    const empty = { userId, waiting: 0, inflight: 0, expired: 0, dead: 0, oldestWaiting: [], inflightMessages: [], deadLetters: [] };
+    const oldest = view?.oldestWaiting[0]?.id;
     ctx.body = {
       ...(view ?? empty),
       scheduled: scheduled.scheduled,
@@ -77,7 +81,7 @@ export function adminRoutes(deps: AppDeps, guards: Guards): Router {
       connections: hub.count(userId),
       // Web Push subscriptions (browsers that get this user's pushes); null when push is off.
       pushSubscriptions: deps.push === undefined ? null : pushSubscriptions,
-      oldestWaitingAgeMs: oldest === undefined ? null : Math.max(0, clock.now() - oldest),
+      oldestWaitingAgeMs: oldest === undefined ? null : Math.max(0, clock.now() - enqueuedAtOf(oldest)),
     };
   });
 
@@ -118,10 +122,10 @@ export function adminRoutes(deps: AppDeps, guards: Guards): Router {
       at: new Date(clock.now()).toISOString(),
       totals,
       node: { name: rates.node, streams: hub.size, users: [...hub.users()].length },
-      nodes,
+      nodes: nodes.map((n) => ({ ...n, at: iso(n.at) })),
       // This node's counters; every node samples its own.
       rates: { windowSeconds: 60, perSecond: rates.rates(60_000) },
-      series: rates.series(),
+      series: rates.series().map((p) => ({ ...p, t: iso(p.t) })),
       webhooks,
     };
   });

@@ -4,10 +4,13 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Router from '@koa/router';
 import { AppError } from '../errors.js';
+import type { ClientBuild } from './client-build.js';
 
 export interface ClientRoutesOptions {
-  /** Directory holding the built `postbox.js` and `postbox.d.ts`. @defaultValue `dist/client` of the repository */
+  /** Directory holding the built `postbox.js` and `postbox.d.ts`. @defaultValue `build.dir`, else `dist/client` of the repository */
   dir?: string;
+  /** Builds the client when it is missing or older than its source; each request waits for it. @defaultValue none: serve what is there */
+  build?: ClientBuild;
   /** `max-age` of the `Cache-Control` header, in seconds. @defaultValue 300 */
   maxAgeSeconds?: number;
 }
@@ -28,14 +31,16 @@ interface Cached {
 }
 
 /**
- * Serves the browser client built by `tsc -p tsconfig.client.json` (the
- * `prestart` and `pretest` scripts run it), so a page can
+ * Serves the browser client built by `tsc -p tsconfig.client.json` (`build`
+ * runs it when the source is newer, `npm test`'s pretest and `npm run build`
+ * too), so a page can
  * `import { connect } from 'https://push.example.com/client/postbox.js'`.
  * Read from disk and kept while its mtime does not change, so a rebuild shows
  * without a restart; a missing build is a 503 saying how to build it.
  */
 export function clientRoutes(options: ClientRoutesOptions = {}): Router {
-  const dir = options.dir ?? fileURLToPath(new URL('../../dist/client/', import.meta.url));
+  const { build } = options;
+  const dir = options.dir ?? build?.dir ?? fileURLToPath(new URL('../../dist/client/', import.meta.url));
   const maxAge = options.maxAgeSeconds ?? 300;
   const cache = new Map<string, Cached>();
   const router = new Router();
@@ -61,6 +66,7 @@ export function clientRoutes(options: ClientRoutesOptions = {}): Router {
     const name = ctx.params.file ?? '';
     const type = Object.hasOwn(FILES, name) ? FILES[name] : undefined;
     if (type === undefined) return next(); // the error middleware answers 404
+    await build?.ready();
     const file = await load(name);
     ctx.set({
       'Cache-Control': `public, max-age=${maxAge}`,

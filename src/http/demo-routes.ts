@@ -35,7 +35,7 @@ export interface DemoOptions {
 
 export interface Demo {
   readonly router: Router;
-  /** Stops the presence timer; the clock schedules stay in Redis and go on after a restart. */
+  /** Stops the presence timer; the clock schedules stay in Redis until their `until` (a page still open renews it). */
   close(): void;
 }
 
@@ -132,7 +132,10 @@ export function createDemo(options: DemoOptions): Demo {
   /**
    * The live clock is a recurring message per user (`PUT /v1/users/:userId/schedules/clock`);
    * the page shows the enqueue time carried by each event id. It runs while the page says
-   * hello, so a closed tab does not keep a schedule ticking forever.
+   * hello: each hello (and the login) moves the schedule's `until` to a presence window ahead,
+   * so a tab that closed without a word stops ticking within that window by itself, even when
+   * this server restarted meanwhile and forgot who was there. A `bye` or the sweep below
+   * removes the schedule at once.
    */
   async function startClock(user: string): Promise<boolean> {
     present.set(user, clock.now());
@@ -142,6 +145,7 @@ export function createDemo(options: DemoOptions): Demo {
       event: 'clock',
       data: { source: 'recurring schedule' },
       ttlMs: 3 * clockMs,
+      until: clock.now() + presenceMs,
     });
     if (!ok(answer)) logger.warn({ status: answer.status, body: answer.body, user }, 'demo: clock schedule refused');
     return ok(answer);
@@ -192,8 +196,7 @@ export function createDemo(options: DemoOptions): Demo {
   router.post('/api/presence', body, (ctx) => {
     const { name, bye } = validate(nameBody.extend({ bye: z.boolean().optional() }), ctx.request.body);
     if (bye) stopClock(name);
-    else if (present.has(name)) present.set(name, clock.now());
-    else void startClock(name).catch((err: unknown) => logger.debug({ err }, 'demo: clock not started'));
+    else void startClock(name).catch((err: unknown) => logger.debug({ err }, 'demo: clock not renewed'));
     ctx.status = 204;
   });
 
@@ -215,7 +218,7 @@ export function createDemo(options: DemoOptions): Demo {
               ...(user === to && to !== from ? { push } : {}),
             })),
           })
-        : await api('POST', `/v1/rooms/${toRoom}/messages`, { event: 'chat', data, push });
+        : await api('POST', `/v1/rooms/${toRoom}/messages`, { event: 'chat', data, push, key: msgId });
     if (!ok(answer)) return fail(ctx, answer);
     ctx.status = 202;
     ctx.body = { msgId };

@@ -1,7 +1,7 @@
 import Router from '@koa/router';
 import { z } from 'zod';
 import { AppError } from '../errors.js';
-import { MIN_EVERY_MS, SCHEDULED_ID_PATTERN } from '../queue/schedules.js';
+import { MAX_SCHEDULE_AHEAD_MS, MIN_EVERY_MS, SCHEDULED_ID_PATTERN } from '../queue/schedules.js';
 import { serializeData, validate } from './body.js';
 import type { AppDeps } from './deps.js';
 import type { Guards } from './guards.js';
@@ -27,6 +27,8 @@ const recurringBody = z
     data: messageData,
     /** Each message is dropped, never delivered, this long after it is sent. */
     ttlMs: ttlMs.optional(),
+    /** Nothing is sent after this time (ISO 8601 or epoch ms): the schedule lapses by itself. */
+    until: z.union([z.iso.datetime({ offset: true }), z.number().int().min(0)]).optional(),
   })
   .refine((b) => (b.every === undefined) !== (b.cron === undefined), {
     message: 'give exactly one of every (ms) or cron',
@@ -58,6 +60,12 @@ export function scheduleRoutes(deps: AppDeps, guards: Guards): Router {
     const name = validate(scheduleName, ctx.params.name);
     const input = validate(recurringBody, ctx.request.body);
     const data = serializeData(input.data, config.MESSAGE_MAX_BYTES);
+    const until = input.until === undefined ? undefined : typeof input.until === 'number' ? input.until : Date.parse(input.until);
+    if (until !== undefined && (until <= deps.clock.now() || until > deps.clock.now() + MAX_SCHEDULE_AHEAD_MS)) {
+      throw new AppError('PB_ERR_VALIDATION', 'until: must be in the future, at most a year ahead', {
+        details: [{ path: 'until', message: 'must be in the future, at most a year ahead' }],
+      });
+    }
     const { created, view } = await storage.write(() => schedules.upsertRecurring(userId, name, {
       every: input.every,
       cron: input.cron,
@@ -65,6 +73,7 @@ export function scheduleRoutes(deps: AppDeps, guards: Guards): Router {
       event: input.event,
       data,
       ttlMs: input.ttlMs,
+      until,
     }));
     ctx.status = created ? 201 : 200;
     ctx.body = { userId, ...view };

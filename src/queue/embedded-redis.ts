@@ -10,6 +10,16 @@ export interface EmbeddedRedis {
   stop(): Promise<void>;
 }
 
+export interface EmbeddedRedisOptions {
+  /** The redis-server executable, looked up on PATH unless it is a path. @defaultValue 'redis-server' */
+  command?: string;
+}
+
+/** redis-server could not be run: it is not installed (not on PATH). */
+export class RedisServerMissingError extends Error {
+  override name = 'RedisServerMissingError';
+}
+
 /** True when something accepts connections at `target` within `timeoutMs`. */
 export function isListening(target: NetConnectOpts, timeoutMs = 300): Promise<boolean> {
   return new Promise((done) => {
@@ -33,7 +43,12 @@ export function isListening(target: NetConnectOpts, timeoutMs = 300): Promise<bo
  * same directory; starting a second one on the same append-only file would
  * corrupt it, so that one is adopted instead, and stopped on exit like ours.
  */
-export async function startEmbeddedRedis(dataDir: string, logger: Logger): Promise<EmbeddedRedis> {
+export async function startEmbeddedRedis(
+  dataDir: string,
+  logger: Logger,
+  options: EmbeddedRedisOptions = {},
+): Promise<EmbeddedRedis> {
+  const command = options.command ?? 'redis-server';
   const dir = resolve(dataDir);
   mkdirSync(dir, { recursive: true });
   const socket = resolve(dir, 'redis.sock');
@@ -46,7 +61,7 @@ export async function startEmbeddedRedis(dataDir: string, logger: Logger): Promi
   }
 
   const child = spawn(
-    'redis-server',
+    command,
     [
       '--port', '0',
       '--unixsocket', socket,
@@ -68,7 +83,13 @@ export async function startEmbeddedRedis(dataDir: string, logger: Logger): Promi
   child.stdout.on('data', collect);
   child.stderr.on('data', collect);
   await new Promise<void>((ready, fail) => {
-    child.once('error', (err) => fail(new Error(`cannot run redis-server (is it installed?): ${err.message}`)));
+    child.once('error', (err: NodeJS.ErrnoException) =>
+      fail(
+        err.code === 'ENOENT'
+          ? new RedisServerMissingError(`${command} is not on PATH (apt-get install -y redis-server)`)
+          : new Error(`cannot run ${command}: ${err.message}`),
+      ),
+    );
     void exited.then((code) => fail(new Error(`redis-server exited with ${code}:\n${output}`)));
     child.stdout.on('data', () => {
       // Redis 7 says "Ready to accept connections" on TCP, "ready to accept connections at <socket>" on a socket.

@@ -35,6 +35,8 @@ export interface RecurringSpec {
   /** JSON text of the data sent each time. */
   data: string;
   ttlMs?: number | undefined;
+  /** Epoch ms after which nothing more is sent: the schedule then lapses. @defaultValue none: forever */
+  until?: number | undefined;
 }
 
 export interface RecurringView {
@@ -45,7 +47,9 @@ export interface RecurringView {
   event: string;
   data: unknown;
   ttlMs?: number;
-  /** When the next message is due, ISO time; null when none is planned. */
+  /** ISO time after which nothing more is sent. */
+  until?: string;
+  /** When the next message is due, ISO time; null when none is planned (e.g. past `until`). */
   next: string | null;
 }
 
@@ -72,17 +76,53 @@ export interface Schedules {
   removeRecurring(userId: string, name: string): Promise<boolean>;
 }
 
-/**
- * Throws PB_ERR_VALIDATION unless `cron` parses and fires at least once, with
- * the same parser BullMQ uses, so a schedule never fails inside BullMQ.
- */
-export function validateCron(cron: string, tz: string | undefined): void {
+/** Names of a cron pattern's fields: 5 of them, or 6 with seconds first. */
+const CRON_FIELDS = {
+  5: ['minute', 'hour', 'day-of-month', 'month', 'day-of-week'],
+  6: ['second', 'minute', 'hour', 'day-of-month', 'month', 'day-of-week'],
+} as const;
+
+function cronError(cron: string, tz: string | undefined): string | undefined {
   try {
     CronExpressionParser.parse(cron, tz === undefined ? {} : { tz }).next();
+    return undefined;
   } catch (err) {
-    const reason = err instanceof Error ? err.message : String(err);
-    throw new AppError('PB_ERR_VALIDATION', `cron: ${reason}`, { details: [{ path: 'cron', message: reason }] });
+    // "Validation error, cannot resolve alias ..." reads better without its category.
+    return (err instanceof Error ? err.message : String(err)).replace(/^(Validation|Constraint) error, /, '');
   }
+}
+
+/**
+ * Throws PB_ERR_VALIDATION unless `cron` parses and fires at least once, with
+ * the same parser BullMQ uses, so a schedule never fails inside BullMQ. The
+ * message names the field that is wrong (cron-parser alone says only
+ * `cannot resolve alias "bog"`): each field is tried with `*` in the others.
+ */
+export function validateCron(cron: string, tz: string | undefined): void {
+  const reason = cronError(cron, tz);
+  if (reason === undefined) return;
+  const zone = tz === undefined ? undefined : cronError('* * * * *', tz);
+  if (zone !== undefined) {
+    const message = `cron: the time zone tz "${tz}" is wrong: ${zone}`;
+    throw new AppError('PB_ERR_VALIDATION', message, { details: [{ path: 'tz', message }] });
+  }
+  const fields = cron.trim().split(/\s+/);
+  const names = fields.length === 5 || fields.length === 6 ? CRON_FIELDS[fields.length] : undefined;
+  let message = `cron "${cron}": ${reason}`;
+  let field: string | undefined;
+  if (names === undefined && !cron.trim().startsWith('@')) {
+    message += ` (a pattern has 5 fields, ${CRON_FIELDS[5].join(' ')}, or 6 with second first; this one has ${fields.length})`;
+  }
+  for (const [i, name] of (names ?? []).entries()) {
+    const alone = fields.map((f, j) => (j === i ? f : '*')).join(' ');
+    const wrong = cronError(alone, tz);
+    if (wrong !== undefined) {
+      field = name;
+      message = `cron: the ${name} field "${fields[i]}" is wrong: ${wrong} (fields: ${names?.join(' ')})`;
+      break;
+    }
+  }
+  throw new AppError('PB_ERR_VALIDATION', message, { details: [{ path: 'cron', message, ...(field ? { field } : {}) }] });
 }
 
 /**
@@ -107,6 +147,9 @@ export function createSchedules(deps: { queues: JobQueues; redis: RedisClient; k
   function view(name: string, json: Awaited<ReturnType<typeof queue.getJobScheduler>>): RecurringView | undefined {
     const data = json?.template?.data;
     if (json === undefined || data === undefined) return undefined;
+    const until = json.endDate;
+    // Past `until` BullMQ plans no further job but keeps the scheduler, with the last time it ran.
+    const ended = until !== undefined && until < clock.now();
     return {
       name,
       ...(json.every !== undefined && json.every !== null ? { every: Number(json.every) } : {}),
@@ -115,7 +158,8 @@ export function createSchedules(deps: { queues: JobQueues; redis: RedisClient; k
       event: data.event,
       data: JSON.parse(data.data) as unknown,
       ...(data.ttlMs !== undefined ? { ttlMs: data.ttlMs } : {}),
-      next: json.next ? new Date(Number(json.next)).toISOString() : null,
+      ...(until !== undefined ? { until: new Date(until).toISOString() } : {}),
+      next: json.next && !ended ? new Date(Number(json.next)).toISOString() : null,
     };
   }
 
@@ -183,12 +227,24 @@ export function createSchedules(deps: { queues: JobQueues; redis: RedisClient; k
       // listing skips, rather than a scheduler nobody can list.
       const created = (await redis.hset(keys.schedules(userId), name, id)) === 1;
       const data: DeliverJobData = { userId, event: spec.event, data: spec.data, ttlMs: spec.ttlMs };
+      const until = spec.until === undefined ? {} : { endDate: spec.until };
       await queue.upsertJobScheduler(
         id,
-        spec.cron !== undefined ? { pattern: spec.cron, ...(spec.tz ? { tz: spec.tz } : {}) } : { every: spec.every },
-        { name: JOB_RECURRING, data },
+        spec.cron !== undefined
+          ? { pattern: spec.cron, ...(spec.tz ? { tz: spec.tz } : {}), ...until }
+          : { every: spec.every, ...until },
+        // Each iteration's outcome is the message in the mailbox; kept as completed jobs too, a 1 s
+        // schedule alone would fill the queue's completed list (KEEP_COMPLETED) in minutes.
+        { name: JOB_RECURRING, data, opts: { removeOnComplete: true } },
       );
       const result = view(name, await queue.getJobScheduler(id));
+      if (result === undefined && spec.until !== undefined && spec.until <= clock.now()) {
+        // BullMQ stores no scheduler whose end has passed (it passed during this call).
+        await redis.hdel(keys.schedules(userId), name);
+        throw new AppError('PB_ERR_VALIDATION', 'until: that time has passed', {
+          details: [{ path: 'until', message: 'in the past' }],
+        });
+      }
       if (result === undefined) throw new Error(`job scheduler ${id} vanished right after its upsert`);
       return { created, view: result };
     },

@@ -16,7 +16,7 @@ export interface ScriptCommands {
   pbAck(...args: Arg[]): Promise<[acked: number, wake: number, ...ids: string[]]>;
   pbNack(...args: Arg[]): Promise<number>;
   // Admin (src/queue/admin).
-  pbAdminCounts(mailbox: string, dead: string, group: string): Promise<[number, number, number, string]>;
+  pbAdminCounts(...args: Arg[]): Promise<AdminCountsReply>;
   pbAdminPurge(mailbox: string, dead: string, counted: string, group: string): Promise<[number, number, number, number]>;
   pbAdminDelete(mailbox: string, counted: string, group: string, id: string): Promise<number>;
   pbAdminRetry(...args: Arg[]): Promise<[number, ...string[]]>;
@@ -70,6 +70,15 @@ export type PushDueReply = [
   data: string,
   ...subscriptions: string[], // id1, json1, id2, json2, ...
 ];
+/** See admin-counts.lua. */
+export type AdminCountsReply = [
+  length: number,
+  inflight: number,
+  dead: number,
+  oldest: string,
+  expiredWaiting: number,
+  expiredInflight: number,
+];
 /** See join.lua. */
 export type JoinReply = [
   others: number,
@@ -84,7 +93,7 @@ const scripts: Record<keyof ScriptCommands, { file: string; numberOfKeys: number
   pbRelease: { file: 'release.lua', numberOfKeys: 2 },
   pbAck: { file: 'ack.lua', numberOfKeys: 9 },
   pbNack: { file: 'nack.lua', numberOfKeys: 3 },
-  pbAdminCounts: { file: 'admin-counts.lua', numberOfKeys: 2 },
+  pbAdminCounts: { file: 'admin-counts.lua', numberOfKeys: 3 },
   pbAdminPurge: { file: 'admin-purge.lua', numberOfKeys: 3 },
   pbAdminDelete: { file: 'admin-delete.lua', numberOfKeys: 2 },
   pbAdminRetry: { file: 'admin-retry.lua', numberOfKeys: 4 },

@@ -42,6 +42,26 @@ async function received(url: string, count: number): Promise<string[]> {
 }
 
 describe('the embedded Redis', () => {
+  it('is the default without REDIS_URL: a private append-only redis-server under DATA_DIR, reported at start-up', async () => {
+    const ownDir = mkdtempSync(join(tmpdir(), 'postbox-default-'));
+    try {
+      const server = await spawnServer({ DATA_DIR: ownDir });
+      try {
+        const pid = Number(readFileSync(join(ownDir, 'redis.pid'), 'utf8').trim());
+        expect(alive(pid)).toBe(true);
+        expect(server.output()).toContain(`Redis checked: the embedded redis-server at ${join(ownDir, 'redis.sock')}`);
+        expect(server.output()).toContain('append-only (appendfsync everysec)');
+        expect(server.output()).not.toMatch(/nobody configured|6379/);
+        const id = await enqueue(server.url, 'default');
+        expect(await received(server.url, 1)).toEqual([id]);
+      } finally {
+        expect(await server.kill('SIGTERM')).toBe(0);
+      }
+    } finally {
+      rmSync(ownDir, { recursive: true, force: true });
+    }
+  });
+
   it('keeps messages in its append-only file across a clean restart, and stops with the server', async () => {
     const first = await spawnServer(env);
     const ids = [await enqueue(first.url, 1), await enqueue(first.url, 2)];

@@ -22,10 +22,11 @@ afterAll(async () => {
   await redis?.stop();
 });
 
-async function waiting(userId: string): Promise<number> {
-  const res = await app.admin(`/admin/queues/${userId}`);
-  if (res.status === 404) return 0;
-  return ((await res.json()) as { waiting: number }).waiting;
+/** Entries stored in the user's mailbox, expired or not (the admin's counts leave expired ones out at once). */
+let plain: ReturnType<TestRedis['client']> | undefined;
+async function stored(userId: string): Promise<number> {
+  plain ??= redis.client();
+  return plain.xlen(createKeys('pb').mailbox(userId));
 }
 
 function metric(text: string, name: string): number {
@@ -39,11 +40,11 @@ describe('housekeeping', () => {
     for (let i = 0; i < 3; i += 1) await app.enqueue('away', { short: i }, { ttlMs: 200 });
     const keep = await app.enqueue('away', { keep: true });
     await app.enqueue('away-too', 'brief', { ttlMs: 200 });
-    expect(await waiting('away')).toBe(4);
+    // All four were stored (enqueue answered each with an id); housekeeping may already be at work.
 
     // Nobody is connected, so only housekeeping can drop them.
     const deadline = Date.now() + 10_000;
-    while ((await waiting('away')) > 1 || (await waiting('away-too')) > 0) {
+    while ((await stored('away')) > 1 || (await stored('away-too')) > 0) {
       if (Date.now() > deadline) throw new Error('expired messages still in the mailbox after 10 s');
       await sleep(100);
     }

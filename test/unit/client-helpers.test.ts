@@ -39,14 +39,14 @@ describe('backoffDelay', () => {
 
   it('can pick any delay from zero to the ceiling', () => {
     expect(backoffDelay(3, {}, () => 0)).toBe(0);
-    expect(backoffDelay(3, {}, () => 0.5)).toBe(1000);
+    expect(backoffDelay(3, {}, () => 0.5)).toBe(500);
   });
 
-  it('defaults to 500 ms .. 30 s with Math.random', () => {
+  it('defaults to 250 ms .. 10 s with Math.random', () => {
     const random = vi.spyOn(Math, 'random').mockReturnValue(0.999999);
     try {
-      expect(backoffDelay(1)).toBe(499);
-      expect(backoffDelay(50)).toBe(29_999);
+      expect(backoffDelay(1)).toBe(249);
+      expect(backoffDelay(50)).toBe(9_999);
     } finally {
       random.mockRestore();
     }

@@ -141,7 +141,8 @@ function renderStats(stats) {
   const streams = stats.nodes.reduce((sum, n) => sum + n.streams, 0);
   $('t-streams').textContent = fmtNumber(streams);
   $('t-nodes').textContent = `${stats.nodes.length} node${stats.nodes.length === 1 ? '' : 's'} · this one ${stats.node.streams}`;
-  renderChart(stats.series);
+  // Times come as ISO 8601 strings; the chart computes with epoch ms.
+  renderChart(stats.series.map((p) => ({ ...p, t: Date.parse(p.t) })));
   $('rates-now').replaceChildren(
     h('span', {}, 'last minute: '),
     ...SERIES.map((s) => h('span', {}, `${s.name} `, h('b', {}, fmtRate(stats.rates.perSecond[s.name])), ` ${UNIT}`)),
@@ -321,7 +322,7 @@ function renderDetail(view) {
       h('td', { className: 'mono' }, m.id),
       h('td', {}, m.event),
       h('td', { className: 'data mono', title: preview(m.data) }, preview(m.data)),
-      h('td', { className: 'num' }, fmtAge(now - m.enqueuedAt)),
+      h('td', { className: 'num' }, fmtAge(now - Date.parse(m.enqueuedAt))),
       h('td', { className: 'num' }, actionButton('delete', () => deleteMessage(view.userId, m.id), true)),
     ),
   );

@@ -65,7 +65,7 @@ export function createAdminQueries(deps: {
     purge: repairs.purge,
     retryDead: repairs.retryDead,
     deleteMessage: repairs.deleteMessage,
-    inspect: createInspect({ redis, keys, maxInflight: options.maxInflight }),
+    inspect: createInspect({ redis, clock, keys, maxInflight: options.maxInflight }),
     rooms: (after, limit) => listRooms(redis, keys, after, limit),
     async room(room, after, limit) {
       // One extra member tells whether another page exists.

@@ -19,8 +19,10 @@ export interface FanoutView {
   skipped: number;
   /** Percent, as the worker reports it. */
   progress: number;
-  sentAt: number;
-  finishedAt: number | null;
+  /** ISO 8601. */
+  sentAt: string;
+  /** ISO 8601; null while it runs. */
+  finishedAt: string | null;
   failedReason: string | null;
 }
 
@@ -65,11 +67,12 @@ export async function recentFanouts(queue: Queue<FanoutJobData>, room: string, p
         delivered: done.delivered ?? job.data.delivered ?? 0,
         skipped: done.skipped ?? job.data.skipped ?? 0,
         progress: typeof job.progress === 'number' ? job.progress : 0,
-        sentAt: job.timestamp,
-        finishedAt: job.finishedOn ?? null,
+        sentAt: new Date(job.timestamp).toISOString(),
+        finishedAt: job.finishedOn === undefined ? null : new Date(job.finishedOn).toISOString(),
         failedReason: job.failedReason || null,
       });
     }
   });
-  return out.sort((a, b) => b.sentAt - a.sentAt);
+  // ISO 8601 strings of one format sort as their times do.
+  return out.sort((a, b) => (a.sentAt < b.sentAt ? 1 : a.sentAt > b.sentAt ? -1 : 0));
 }

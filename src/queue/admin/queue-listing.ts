@@ -9,12 +9,12 @@ import type { IndexEntry, UsersIndex } from '../users-index.js';
 /** One user's queue as the admin listing shows it. */
 export interface QueueCounts {
   userId: string;
-  /** Messages not yet written to a stream. */
+  /** Messages not yet written to a stream (past their TTL excluded). */
   waiting: number;
-  /** Written, not acked. */
+  /** Written, not acked (past their TTL excluded: the user's queue view and the totals count those). */
   inflight: number;
   dead: number;
-  /** Age of the oldest message not yet acked (waiting or in flight), ms; null when there is none. */
+  /** Age of the oldest message not yet acked (waiting or in flight) nor expired, ms; null when there is none. */
   oldestAgeMs: number | null;
 }
 
@@ -40,6 +40,8 @@ export interface QueueTotals {
   users: number;
   waiting: number;
   inflight: number;
+  /** Past their TTL, not swept yet (not in `waiting` nor `inflight`). */
+  expired: number;
   dead: number;
   /** More users than ADMIN_SCAN_MAX_USERS: the totals cover the first ones of the index. */
   truncated: boolean;
@@ -95,31 +97,38 @@ export function createQueueListing(deps: {
   const { clock, keys, index, scanMaxUsers } = deps;
   const indexPage = (after: IndexEntry | undefined, count: number) => index.page(after, count);
 
-  /** Counts of these users in one round trip; undefined for a user with nothing left. */
-  async function countsOf(userIds: string[]): Promise<Array<QueueCounts | undefined>> {
+  /**
+   * Counts of these users in one round trip. `row` is undefined for a user with nothing that
+   * will be delivered and no dead letters: messages past their TTL alone are not a backlog.
+   */
+  async function countsOf(userIds: string[]): Promise<Array<{ row: QueueCounts | undefined; expired: number }>> {
     if (userIds.length === 0) return [];
-    const replies = await Promise.all(userIds.map((u) => redis.pbAdminCounts(keys.mailbox(u), keys.dead(u), GROUP)));
     const now = clock.now();
+    const replies = await Promise.all(userIds.map((u) => readCounts(redis, keys, u, now)));
     return userIds.map((userId, i) => {
-      const [length, inflight, dead, oldest] = replies[i] as [number, number, number, string];
-      if (length === 0 && dead === 0) return undefined;
-      const oldestAgeMs = oldest === '' ? null : Math.max(0, now - enqueuedAtOf(oldest));
-      return { userId, waiting: length - inflight, inflight, dead, oldestAgeMs };
+      const c = replies[i] as Counts;
+      if (c.waiting + c.inflight === 0 && c.dead === 0) return { row: undefined, expired: c.expired };
+      const oldestAgeMs = c.oldest === '' ? null : Math.max(0, now - enqueuedAtOf(c.oldest));
+      return { row: { userId, waiting: c.waiting, inflight: c.inflight, dead: c.dead, oldestAgeMs }, expired: c.expired };
     });
   }
 
-  /** Every user with something queued among the first `scanMaxUsers` of the index. */
-  async function scan(): Promise<{ rows: QueueCounts[]; truncated: boolean }> {
+  /** Every user with something queued among the first `scanMaxUsers` of the index, and their expired messages. */
+  async function scan(): Promise<{ rows: QueueCounts[]; expired: number; truncated: boolean }> {
     const rows: QueueCounts[] = [];
+    let expired = 0;
     let after: IndexEntry | undefined;
     let scanned = 0;
     for (;;) {
       const want = Math.min(CHUNK, scanMaxUsers - scanned);
-      if (want <= 0) return { rows, truncated: (await indexPage(after, 1)).length > 0 };
+      if (want <= 0) return { rows, expired, truncated: (await indexPage(after, 1)).length > 0 };
       const entries = await indexPage(after, want);
-      for (const c of await countsOf(entries.map((e) => e.userId))) if (c !== undefined) rows.push(c);
+      for (const c of await countsOf(entries.map((e) => e.userId))) {
+        if (c.row !== undefined) rows.push(c.row);
+        expired += c.expired;
+      }
       scanned += entries.length;
-      if (entries.length < want) return { rows, truncated: false };
+      if (entries.length < want) return { rows, expired, truncated: false };
       after = entries[entries.length - 1];
     }
   }
@@ -137,7 +146,7 @@ export function createQueueListing(deps: {
       const counts = await countsOf(entries.map((e) => e.userId));
       for (let i = 0; i < entries.length; i += 1) {
         after = entries[i];
-        const c = counts[i];
+        const c = counts[i]?.row;
         if (c !== undefined) queues.push(c);
         if (queues.length === limit) break;
       }
@@ -180,8 +189,8 @@ export function createQueueListing(deps: {
     },
 
     async totals() {
-      const { rows, truncated } = await scan();
-      const totals: QueueTotals = { users: rows.length, waiting: 0, inflight: 0, dead: 0, truncated };
+      const { rows, expired, truncated } = await scan();
+      const totals: QueueTotals = { users: rows.length, waiting: 0, inflight: 0, expired, dead: 0, truncated };
       for (const r of rows) {
         totals.waiting += r.waiting;
         totals.inflight += r.inflight;
@@ -189,5 +198,37 @@ export function createQueueListing(deps: {
       }
       return totals;
     },
+  };
+}
+
+/** Expired ids examined, and entries walked for the oldest one alive, per user and call (admin-counts.lua). */
+const EXPIRED_SCAN_MAX = 1000;
+
+/** One user's counts, messages past their TTL apart (they will never be delivered). */
+export interface Counts {
+  waiting: number;
+  inflight: number;
+  expired: number;
+  dead: number;
+  /** The oldest entry neither acked nor expired, '' when none. */
+  oldest: string;
+}
+
+/** Reads one user's counts (one script call, so one round trip shared by auto-pipelining). */
+export async function readCounts(redis: ScriptedRedis, keys: Keys, userId: string, now: number): Promise<Counts> {
+  const [length, inflight, dead, oldest, expiredWaiting, expiredInflight] = await redis.pbAdminCounts(
+    keys.mailbox(userId),
+    keys.dead(userId),
+    keys.expiries(userId),
+    GROUP,
+    now,
+    EXPIRED_SCAN_MAX,
+  );
+  return {
+    waiting: Math.max(0, length - inflight - expiredWaiting),
+    inflight: Math.max(0, inflight - expiredInflight),
+    expired: expiredWaiting + expiredInflight,
+    dead,
+    oldest,
   };
 }
