@@ -1,14 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { freePort } from './start-redis.js';
+import { TEST_KEYS } from './test-keys.js';
+import { waitUntil } from './wait-until.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
-
-export const TEST_KEYS = {
-  API_KEY: 'test-api-key-0123456789',
-  ADMIN_KEY: 'test-admin-key-0123456789',
-  TOKEN_SECRET: 'test-token-secret-0123456789-0123456789',
-};
 
 /** The real server as its own process (`node --import tsx src/main.ts`), so a test can SIGKILL it. */
 export interface ServerProcess {
@@ -40,20 +36,26 @@ export async function spawnServer(env: Record<string, string | number>, port?: n
   child.stderr?.on('data', (c: Buffer) => (output += c.toString()));
   const exited = new Promise<number | null>((r) => child.once('exit', (code, signal) => r(code ?? (signal ? -1 : null))));
   const url = `http://127.0.0.1:${listenPort}`;
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`server exited early:\n${output}`);
+  const gone = () => child.exitCode !== null || child.signalCode !== null;
+  const ready = async () => {
     try {
-      if ((await fetch(`${url}/readyz`)).status === 200) break;
+      return (await fetch(`${url}/readyz`)).status === 200;
     } catch {
-      // not listening yet
+      return false; // not listening yet
     }
-    if (Date.now() > deadline) {
-      child.kill('SIGKILL');
-      throw new Error(`server not ready within 20 s:\n${output}`);
-    }
-    await new Promise((r) => setTimeout(r, 100));
+  };
+  try {
+    // An exit ends the wait too: there is nothing left to wait for.
+    // tsx compiles the sources at start: seconds on a loaded machine.
+    await waitUntil(async () => gone() || (await ready()), 'the server answers /readyz', {
+      timeoutMs: 30_000,
+      intervalMs: 100,
+    });
+  } catch (err) {
+    child.kill('SIGKILL');
+    throw new Error(`${(err as Error).message}:\n${output}`, { cause: err });
   }
+  if (gone()) throw new Error(`server exited early:\n${output}`);
   return {
     url,
     port: listenPort,

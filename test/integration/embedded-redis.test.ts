@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { openSse } from '../helpers/read-sse.js';
-import { spawnServer, TEST_KEYS } from '../helpers/spawn-server.js';
+import { spawnServer } from '../helpers/spawn-server.js';
+import { TEST_KEYS } from '../helpers/test-keys.js';
 
 const dataDir = mkdtempSync(join(tmpdir(), 'postbox-embedded-'));
 afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
@@ -36,7 +37,7 @@ async function received(url: string, count: number): Promise<string[]> {
   const tokenRes = await fetch(`${url}/v1/tokens`, { method: 'POST', headers, body: '{"userId":"embedded-user"}' });
   const { token } = (await tokenRes.json()) as { token: string };
   const sse = await openSse(`${url}/v1/stream?token=${token}`);
-  const events = await sse.waitFor(count, 10_000);
+  const events = await sse.waitFor(count);
   sse.close();
   return events.map((e) => e.id ?? '');
 }

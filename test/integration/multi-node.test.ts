@@ -1,40 +1,19 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startApp, type TestApp } from '../helpers/start-app.js';
-import { startRedis, type TestRedis } from '../helpers/start-redis.js';
-import { openSse, sleep, type SseReader } from '../helpers/read-sse.js';
+import { describe, expect, it } from 'vitest';
+import { timesSeen, waitPastAckTimeout } from '../helpers/past-ack-timeout.js';
+import type { SseReader } from '../helpers/read-sse.js';
+import type { TestApp } from '../helpers/start-app.js';
+import { useNodes } from '../helpers/use-node.js';
+import { waitUntil } from '../helpers/wait-until.js';
 
 // Two nodes on one Redis, as behind a load balancer: one user's tabs land on different nodes.
-let redis: TestRedis;
-let one: TestApp;
-let two: TestApp;
-const readers: SseReader[] = [];
-
-const settings = { KEY_PREFIX: 'multi', ACK_TIMEOUT_MS: 800, DRAIN_INTERVAL_MS: 50, MAX_DELIVERIES: 10 };
-
-beforeAll(async () => {
-  redis = await startRedis();
-  [one, two] = await Promise.all([startApp(redis.url, settings), startApp(redis.url, settings)]);
-});
-afterAll(async () => {
-  for (const r of readers) r.close();
-  await Promise.allSettled([one?.close(), two?.close()]);
-  await redis?.stop();
-});
+const nodes = useNodes(2, { KEY_PREFIX: 'multi', ACK_TIMEOUT_MS: 800, DRAIN_INTERVAL_MS: 50, MAX_DELIVERIES: 10 });
+/** Node 1 and node 2. */
+const apps = (): [TestApp, TestApp] => [nodes[0]!.app, nodes[1]!.app];
 
 async function tab(node: TestApp, userId: string): Promise<SseReader> {
-  const token = await node.token(userId);
-  const reader = await openSse(`${node.url}/v1/stream?token=${encodeURIComponent(token)}`);
+  const reader = await node.openStream(userId);
   expect(reader.status).toBe(200);
-  readers.push(reader);
   return reader;
-}
-
-async function waitUntil(check: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await sleep(20);
-  }
 }
 
 const idsOf = (reader: SseReader) => reader.events.map((e) => e.id ?? '');
@@ -47,6 +26,7 @@ const firstSeen = (reader: SseReader, skip: Set<string>) => [...new Set(idsOf(re
  * Returns its id, acked.
  */
 async function warmUp(userId: string, a: SseReader, b: SseReader): Promise<string> {
+  const [one] = apps();
   const id = await one.enqueue(userId, 'warm-up');
   await waitUntil(() => idsOf(a).includes(id) && idsOf(b).includes(id), 'the first message reached both tabs');
   await one.ack(await one.token(userId), [id]);
@@ -54,24 +34,24 @@ async function warmUp(userId: string, a: SseReader, b: SseReader): Promise<strin
 }
 
 async function peerFrames(node: TestApp, direction: 'sent' | 'received'): Promise<number> {
-  const text = await (await fetch(`${node.url}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(`postbox_peer_frames_total{direction="${direction}"}`));
-  expect(line, `metric line for ${direction}`).toBeDefined();
-  return Number(line!.split(' ').at(-1));
+  const value = await node.metric(`postbox_peer_frames_total{direction="${direction}"}`);
+  expect(value, `metric line for ${direction}`).toBeDefined();
+  return value!;
 }
 
 describe('a user with tabs on several nodes', () => {
   it('a user whose tabs are all on one node causes no traffic between nodes', async () => {
+    const [one, two] = apps();
     const a1 = await tab(one, 'solo');
     const a2 = await tab(one, 'solo');
     const ids: string[] = [];
     for (let i = 0; i < 5; i += 1) ids.push(await (i % 2 === 0 ? one : two).enqueue('solo', { i }));
-    await a1.waitFor(5, 10_000);
-    await a2.waitFor(5, 10_000);
+    await a1.waitFor(5);
+    await a2.waitFor(5);
     expect(firstSeen(a1, new Set())).toEqual(ids);
     expect(firstSeen(a2, new Set())).toEqual(ids);
     await one.ack(await one.token('solo'), ids);
-    for (const node of [one, two]) {
+    for (const node of apps()) {
       expect(await peerFrames(node, 'sent')).toBe(0);
       expect(await peerFrames(node, 'received')).toBe(0);
     }
@@ -80,6 +60,7 @@ describe('a user with tabs on several nodes', () => {
   });
 
   it('delivers every message to the tabs on both nodes, in order, with the same ids', async () => {
+    const [one, two] = apps();
     const a = await tab(one, 'both');
     const b = await tab(two, 'both');
     const warm = await warmUp('both', a, b);
@@ -104,6 +85,7 @@ describe('a user with tabs on several nodes', () => {
   });
 
   it('keeps one order on both tabs when messages arrive through both nodes at once', async () => {
+    const [one, two] = apps();
     const a = await tab(one, 'burst');
     const b = await tab(two, 'burst');
     const skip = new Set([await warmUp('burst', a, b)]);
@@ -122,10 +104,11 @@ describe('a user with tabs on several nodes', () => {
   });
 
   it('redelivers an unacked message to both tabs, and one ack through either node stops it on both', async () => {
+    const [one, two] = apps();
     const a = await tab(one, 'acker');
     const b = await tab(two, 'acker');
     await warmUp('acker', a, b);
-    const count = (reader: SseReader, id: string) => idsOf(reader).filter((x) => x === id).length;
+    const count = timesSeen;
 
     const unacked = await one.enqueue('acker', 'no ack yet');
     await waitUntil(() => count(a, unacked) >= 2 && count(b, unacked) >= 2, 'both tabs got it twice');
@@ -136,15 +119,16 @@ describe('a user with tabs on several nodes', () => {
     const res = await two.ack(await two.token('acker'), [acked, unacked]);
     expect(await res.json()).toEqual({ acked: 2 });
     const seen = [count(a, acked), count(b, acked), count(a, unacked), count(b, unacked)];
-    await sleep(2000); // more than two ack timeouts
+    const canary = await waitPastAckTimeout([a, b], () => one.enqueue('acker', 'canary'));
     expect([count(a, acked), count(b, acked), count(a, unacked), count(b, unacked)]).toEqual(seen);
-    const view = (await (await one.admin('/admin/queues/acker')).json()) as { waiting: number; inflight: number };
-    expect(view).toMatchObject({ waiting: 0, inflight: 0 });
+    await one.ack(await one.token('acker'), [canary]);
+    expect(await one.counts('acker')).toMatchObject({ waiting: 0, inflight: 0 });
     a.close();
     b.close();
   });
 
   it('keeps delivering to the tab on node 1 after the tab on node 2 closes', async () => {
+    const [one, two] = apps();
     const a = await tab(one, 'leaver');
     const b = await tab(two, 'leaver');
     const warm = await warmUp('leaver', a, b);
@@ -153,7 +137,7 @@ describe('a user with tabs on several nodes', () => {
     await one.ack(await one.token('leaver'), [before]);
 
     b.close();
-    await waitUntil(() => two.node.hub.count('leaver') === 0, 'node 2 saw its tab close');
+    await waitUntil(() => two.postbox.hub.count('leaver') === 0, 'node 2 saw its tab close');
     const after: string[] = [];
     for (let i = 0; i < 6; i += 1) after.push(await (i % 2 === 0 ? two : one).enqueue('leaver', { after: i }));
     const skip = new Set([warm, before]);
@@ -169,23 +153,30 @@ describe('a user with tabs on several nodes', () => {
     b2.close();
   });
 
-  it('keeps delivering to the tab on node 2 after the tab on node 1, which was draining the user, closes', async () => {
-    // Node 1 had the user first, so it drains it and passes the messages to node 2.
+  it('keeps delivering to the other tab after the tab on the node that drains the user closes', async () => {
+    const nodesNow = apps();
+    const [one, two] = nodesNow;
     const a = await tab(one, 'handover');
-    await sleep(100);
     const b = await tab(two, 'handover');
     const skip = new Set([await warmUp('handover', a, b)]);
+    // One node holds the user's lease: it pops, and passes what it wrote to the other. Whose
+    // count of frames sent moves tells which (rather than hoping the first to connect wins).
+    const sentBefore = await Promise.all(nodesNow.map((node) => peerFrames(node, 'sent')));
     const before = await two.enqueue('handover', 'before');
     await waitUntil(() => idsOf(a).includes(before) && idsOf(b).includes(before), 'both tabs got it');
     await two.ack(await two.token('handover'), [before]);
     skip.add(before);
+    const sent = await Promise.all(nodesNow.map(async (node, i) => (await peerFrames(node, 'sent')) - sentBefore[i]!));
+    expect(sent[0]! + sent[1]!, 'the drainer passed the message on').toBeGreaterThan(0);
+    const drainer = sent[0]! >= sent[1]! ? 0 : 1;
+    const [leaving, staying] = drainer === 0 ? [a, b] : [b, a];
 
-    a.close();
-    await waitUntil(() => one.node.hub.count('handover') === 0, 'node 1 saw its tab close');
+    leaving.close();
+    await waitUntil(() => nodesNow[drainer]!.postbox.hub.count('handover') === 0, 'the draining node saw its tab close');
     const after: string[] = [];
     for (let i = 0; i < 6; i += 1) after.push(await (i % 2 === 0 ? one : two).enqueue('handover', { after: i }));
-    await waitUntil(() => firstSeen(b, skip).length >= 6, 'the tab on node 2 got all 6');
-    expect(firstSeen(b, skip)).toEqual(after);
-    b.close();
+    await waitUntil(() => firstSeen(staying, skip).length >= 6, 'the other tab got all 6');
+    expect(firstSeen(staying, skip)).toEqual(after);
+    staying.close();
   });
 });
