@@ -53,7 +53,8 @@ export async function startRedis(): Promise<TestRedis> {
     child = proc;
     let output = '';
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`redis-server did not start:\n${output}`)), 10_000);
+      // Generous: a loaded machine is slow to start a process, not wrong.
+      const timer = setTimeout(() => reject(new Error(`redis-server did not start within 30 s:\n${output}`)), 30_000);
       proc.stdout?.on('data', (chunk: Buffer) => {
         output += chunk.toString();
         if (/Ready to accept connections/.test(output)) {

@@ -138,12 +138,13 @@ describe('DELETE /admin/queues/:userId', () => {
     first.close();
     for (let i = 0; i < 3; i += 1) await app.enqueue('purged', i);
 
+    const purgedFrom = Date.now();
     const res = await json<{ removed: Record<string, number> }>(await del('/admin/queues/purged'));
     expect(res.removed).toEqual({ waiting: 3, inflight: 1, dead: 1 });
     expect(await view('purged')).toMatchObject({ waiting: 0, inflight: 0, dead: 0 });
     const [line] = auditOf('purge');
     expect(line).toMatchObject({ level: 30, audit: { actor: 'admin', action: 'purge', target: { userId: 'purged' } } });
-    expect(Date.parse((line!.audit as { at: string }).at)).toBeGreaterThan(Date.now() - 60_000);
+    expect(Date.parse((line!.audit as { at: string }).at)).toBeGreaterThanOrEqual(purgedFrom);
     // Nothing purged is delivered any more, not even past the ack timeout of what was in
     // flight; a new enqueue is, as usual.
     const sse = await app.openStream('purged');

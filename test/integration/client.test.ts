@@ -81,8 +81,12 @@ describe('client against a real server', () => {
     await waitUntil(drained('batcher'), 'every message is acked');
     expect(seen).toEqual(ids);
     expect(ackRequests.flat().sort()).toEqual([...ids].sort());
-    // 150 acks, at most 100 per batch (MAX_INFLIGHT 100 lets 100 through first): a handful of requests.
-    expect(ackRequests.length).toBeLessThanOrEqual(5);
+    // Batched, not one request per message. How many requests it takes depends on how fast the
+    // messages come (a batch goes 100 ms after its first id, or at 100 ids), so a slow machine
+    // may make more: the count is not asserted here; client-ack-batcher.test.ts pins the rules
+    // with a fake clock. The first 100 arrive in one drain pass and go together.
+    expect(Math.max(...ackRequests.map((r) => r.length))).toBeGreaterThan(1);
+    expect(ackRequests.length).toBeLessThan(150);
     expect(await app.metric('postbox_messages_acked_total')).toBe(ackedBefore + 150);
   });
 
