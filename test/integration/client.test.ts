@@ -84,7 +84,7 @@ describe('client against a real server', () => {
     // Batched, not one request per message. How many requests it takes depends on how fast the
     // messages come (a batch goes 100 ms after its first id, or at 100 ids), so a slow machine
     // may make more: the count is not asserted here; client-ack-batcher.test.ts pins the rules
-    // with a fake clock. The first 100 arrive in one drain pass and go together.
+    // with a fake clock.
     expect(Math.max(...ackRequests.map((r) => r.length))).toBeGreaterThan(1);
     expect(ackRequests.length).toBeLessThan(150);
     expect(await app.metric('postbox_messages_acked_total')).toBe(ackedBefore + 150);

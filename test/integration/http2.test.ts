@@ -186,7 +186,9 @@ describe('backpressure over HTTP/2', () => {
     const slow = await startNodeForTest(node.redis, {
       ...tls,
       KEY_PREFIX: 'pbslow',
-      WRITE_STALL_MS: 1000,
+      // Far longer than an event-loop pause of this loaded process: the healthy reader below must
+      // not look stalled. The stalled one is waited for, however long it takes.
+      WRITE_STALL_MS: 3000,
       MESSAGE_MAX_BYTES: 1024 * 1024,
       BODY_MAX_BYTES: 2 * 1024 * 1024,
       MAX_INFLIGHT: 20,
