@@ -72,7 +72,10 @@ export interface TestNode {
   readonly redis: TestRedis;
   /** Its log lines when `logs` was given, oldest first; kept across restart(). */
   readonly logs: LogLine[];
-  /** Closes the node and starts it again on the same port, with the same settings (a deploy, a crash-free restart). */
+  /**
+   * Closes the node (unless the test already did, to act while it is down) and starts it
+   * again on the same port with the same settings, as a deploy would. Returns the new app.
+   */
   restart(): Promise<TestApp>;
 }
 
@@ -128,6 +131,11 @@ export function useNodes(count: number, overrides: Overrides = {}, options: Node
   return Array.from({ length: count }, () => useNode(overrides, { ...options, redis }));
 }
 
+export interface TestScopedNodeOptions extends Omit<NodeOptions, 'redis'> {
+  /** With `logs`: the array the lines go to. @defaultValue a new one, out of reach */
+  logLines?: LogLine[];
+}
+
 /**
  * A node that only the current test needs (its own KEY_PREFIX or settings),
  * closed when the test ends, passed or failed. Closing it earlier is fine.
@@ -135,7 +143,7 @@ export function useNodes(count: number, overrides: Overrides = {}, options: Node
 export async function startNodeForTest(
   redis: TestRedis,
   overrides: Overrides = {},
-  options: Omit<NodeOptions, 'redis'> & { logLines?: LogLine[] } = {},
+  options: TestScopedNodeOptions = {},
 ): Promise<TestApp> {
   const logger = options.logs === undefined ? undefined : captureLogs(options.logs, options.logLines).logger;
   const app = await startApp(redis.url, overrides, {

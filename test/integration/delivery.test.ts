@@ -149,8 +149,11 @@ describe('delivery', () => {
     // before it is all it got.
     const aliceNext = await app.enqueue('alice', 'alice again');
     const bobNext = await app.enqueue('bob', 'bob again');
-    await aliceSse.waitFor(2);
-    await bobSse.waitFor(2);
+    // By id: the first may come again (ACK_TIMEOUT_MS) before the second arrives.
+    await waitUntil(
+      () => timesSeen(aliceSse, aliceNext) > 0 && timesSeen(bobSse, bobNext) > 0,
+      'the second message of each arrives',
+    );
     expect(firstSeen(aliceSse)).toEqual([aliceId, aliceNext]);
     expect(firstSeen(bobSse)).toEqual([bobId, bobNext]);
     // Bob acks Alice's id: ignored, and Alice's message is still unacked.

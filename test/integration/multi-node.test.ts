@@ -46,8 +46,9 @@ describe('a user with tabs on several nodes', () => {
     const a2 = await tab(one, 'solo');
     const ids: string[] = [];
     for (let i = 0; i < 5; i += 1) ids.push(await (i % 2 === 0 ? one : two).enqueue('solo', { i }));
-    await a1.waitFor(5);
-    await a2.waitFor(5);
+    // By distinct ids: an unacked message comes again after ACK_TIMEOUT_MS, which a slow run of
+    // enqueues can outlast.
+    await waitUntil(() => firstSeen(a1, new Set()).length >= 5 && firstSeen(a2, new Set()).length >= 5, 'both tabs got 5');
     expect(firstSeen(a1, new Set())).toEqual(ids);
     expect(firstSeen(a2, new Set())).toEqual(ids);
     await one.ack(await one.token('solo'), ids);
