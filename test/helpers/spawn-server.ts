@@ -46,9 +46,9 @@ export async function spawnServer(env: Record<string, string | number>, port?: n
   };
   try {
     // An exit ends the wait too: there is nothing left to wait for.
-    // tsx compiles the sources at start: seconds on a loaded machine.
+    // tsx compiles the sources at start: seconds on an idle machine, over 30 s at load 18.
     await waitUntil(async () => gone() || (await ready()), 'the server answers /readyz', {
-      timeoutMs: 30_000,
+      timeoutMs: 120_000,
       intervalMs: 100,
     });
   } catch (err) {

@@ -42,7 +42,9 @@ async function received(url: string, count: number): Promise<string[]> {
   return events.map((e) => e.id ?? '');
 }
 
-describe('the embedded Redis', () => {
+// Each test starts the server as a process twice (tsx compiles it each time): tens of seconds
+// on a loaded machine.
+describe('the embedded Redis', { timeout: 300_000 }, () => {
   it('keeps messages in its append-only file across a clean restart, and stops with the server', async () => {
     const first = await spawnServer(env);
     const ids = [await enqueue(first.url, 1), await enqueue(first.url, 2)];

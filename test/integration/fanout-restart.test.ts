@@ -31,7 +31,7 @@ async function completed(jobId: string, what: string): Promise<void> {
       return state === 'completed';
     },
     what,
-    { timeoutMs: 60_000, intervalMs: 100 },
+    { timeoutMs: 120_000, intervalMs: 100 },
   );
 }
 
@@ -40,7 +40,8 @@ const progressOf = async (jobId: string) => Number((await queue.getJob(jobId))?.
 
 const memberId = (i: number, prefix = 'm') => `${prefix}${String(i).padStart(5, '0')}`;
 
-describe('room fan-out across node restarts', () => {
+// 20,000 members, twice, and a node started as a process: minutes on a loaded machine.
+describe('room fan-out across node restarts', { timeout: 300_000 }, () => {
   it('completes after its node is SIGKILLed mid-way, with every member reached exactly once', async () => {
     // Small chunks (1000 round trips) so the fan-out is caught half done with a wide margin; a
     // short lock so the next node takes the stalled job over quickly.
@@ -98,7 +99,7 @@ describe('room fan-out across node restarts', () => {
     const [entry] = await client.xrange(`pb:{${memberId(MEMBERS - 1)}}:m`, '-', '+');
     expect(entry![1]).toEqual(['e', 'news', 'd', '{"n":1}']);
     await second.close();
-  }, 120_000);
+  });
 
   it('hands a fan-out under way back at its cursor on graceful shutdown; the next node finishes it', async () => {
     // Small chunks, as above, so the close lands while the fan-out is under way.
@@ -124,5 +125,5 @@ describe('room fan-out across node restarts', () => {
     for (let i = 0; i < MEMBERS; i += 1) pipeline.xlen(`pb:{${memberId(i, 'g')}}:m`);
     const lengths = ((await pipeline.exec()) ?? []).map(([, n]) => Number(n));
     expect(lengths.filter((n) => n !== 1)).toEqual([]);
-  }, 120_000);
+  });
 });

@@ -26,7 +26,9 @@ async function tokenAt(url: string, userId: string): Promise<string> {
   return ((await res.json()) as { token: string }).token;
 }
 
-describe('faults', () => {
+// Some tests start the server as a process, twice (tsx compiles it each time), or restart
+// redis-server: tens of seconds on a loaded machine.
+describe('faults', { timeout: 300_000 }, () => {
   it('loses no unacked message when the server process is SIGKILLed', async () => {
     const env = { REDIS_URL: redis.url, KEY_PREFIX: 'kill', ACK_TIMEOUT_MS: 60_000, DRAIN_INTERVAL_MS: 50 };
     const first = await spawnServer(env);

@@ -186,9 +186,10 @@ describe('backpressure over HTTP/2', () => {
     const slow = await startNodeForTest(node.redis, {
       ...tls,
       KEY_PREFIX: 'pbslow',
-      // Far longer than an event-loop pause of this loaded process: the healthy reader below must
-      // not look stalled. The stalled one is waited for, however long it takes.
-      WRITE_STALL_MS: 3000,
+      // The default, far longer than an event-loop pause of this process at load 20 (the watchdog
+      // fires in the timers phase, before pending reads run): the healthy reader below must not look
+      // stalled. The stalled one is waited for, however long it takes.
+      WRITE_STALL_MS: 10_000,
       MESSAGE_MAX_BYTES: 1024 * 1024,
       BODY_MAX_BYTES: 2 * 1024 * 1024,
       MAX_INFLIGHT: 20,
@@ -217,7 +218,8 @@ describe('backpressure over HTTP/2', () => {
 
     // The browser reconnects over the same connection: every message comes again, in order, same ids.
     const again = await h2Sse(reader, token);
-    expect((await again.waitFor(20)).map((e) => e.id)).toEqual(ids);
+    // 18 MB, which takes a while on a loaded machine.
+    expect((await again.waitFor(20, 60_000)).map((e) => e.id)).toEqual(ids);
     // The paused stream would keep this client's connection open past GOAWAY until the close deadline.
     reader.destroy();
   });
