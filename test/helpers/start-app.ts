@@ -63,7 +63,13 @@ export async function startApp(redisUrl: string, overrides: Overrides = {}, opti
   const config = testConfig({ ...TEST_KEYS, ...overrides });
   const logger = options.logger ?? pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
   const node = await createPostbox(config, { redisUrl, logger, ...(options.clock ? { clock: options.clock } : {}) });
-  const url = await node.listen(Number(overrides.PORT ?? 0), '127.0.0.1');
+  let url: string;
+  try {
+    url = await node.listen(Number(overrides.PORT ?? 0), '127.0.0.1');
+  } catch (err) {
+    await node.close(); // its Redis connections and workers, or the test process never exits
+    throw err;
+  }
   return buildClient(node, config, url);
 }
 

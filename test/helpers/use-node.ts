@@ -120,7 +120,16 @@ export function useNode(overrides: Overrides | (() => Overrides) = {}, options: 
       const port = Number(new URL(current.url).port);
       app = undefined;
       await current.close();
-      return start(port);
+      // Same port (clients reconnect to it): if another socket took it meanwhile, wait until it
+      // is released. Bounded: 40 tries, 250 ms apart.
+      for (let attempt = 1; ; attempt += 1) {
+        try {
+          return await start(port);
+        } catch (err) {
+          if (attempt >= 40 || (err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
+          await new Promise((resolve) => setTimeout(resolve, 250));
+        }
+      }
     },
   };
 }
