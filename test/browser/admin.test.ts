@@ -1,11 +1,10 @@
 import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { chromium, type Browser, type Page, type Request } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { failUntilDead } from '../helpers/dead-letters.js';
-import { openSse, sleep, type SseReader } from '../helpers/read-sse.js';
-import { startApp, type TestApp } from '../helpers/start-app.js';
-import { startRedis, type TestRedis } from '../helpers/start-redis.js';
+import { useNode } from '../helpers/use-node.js';
+import { waitUntil } from '../helpers/wait-until.js';
 
 // The admin page in headless Chromium, against a real node and Redis.
 const CHROMIUM = '/usr/bin/chromium';
@@ -13,49 +12,54 @@ const root = fileURLToPath(new URL('../../', import.meta.url));
 const ARTIFACTS = `${root}test-artifacts/`;
 const WAIT = { timeout: 20_000 };
 
-let redis: TestRedis;
-let app: TestApp;
 let browser: Browser;
-const streams: SseReader[] = [];
 const pageErrors: string[] = [];
 
-beforeAll(async () => {
+beforeAll(() => {
   if (!existsSync(CHROMIUM)) {
     throw new Error(`Chromium is not installed at ${CHROMIUM}: run apt-get install -y chromium (browser tests never skip)`);
   }
   mkdirSync(ARTIFACTS, { recursive: true });
-  redis = await startRedis();
-  app = await startApp(redis.url, { DRAIN_INTERVAL_MS: 50, ACK_TIMEOUT_MS: 1000, MAX_DELIVERIES: 2 });
+});
+const node = useNode({ DRAIN_INTERVAL_MS: 50, ACK_TIMEOUT_MS: 1000, MAX_DELIVERIES: 2 });
+beforeAll(async () => {
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
   });
 });
 afterAll(async () => {
-  for (const s of streams) s.close();
   await browser?.close();
-  await app?.close();
-  await redis?.stop();
 });
 
 const stream = async (userId: string) => {
-  const token = await app.token(userId);
-  const sse = await openSse(`${app.url}/v1/stream?token=${encodeURIComponent(token)}`);
-  streams.push(sse);
-  return { sse, token };
+  const token = await node.app.token(userId);
+  return { sse: await node.app.openStream(userId, { token }), token };
 };
+
+/** When the node's rate sampler (one sample a second) last sampled, epoch ms. */
+async function lastSample(): Promise<number> {
+  const { series } = (await (await node.app.admin('/admin/stats')).json()) as { series: Array<{ t: number }> };
+  return series.at(-1)?.t ?? 0;
+}
 
 /** Queues that look like a working system: backlogs, a connected user, dead letters, traffic for the chart. */
 async function seed(): Promise<void> {
+  const { app } = node;
   for (let i = 0; i < 2; i += 1) await app.enqueue('dave', { type: 'report.ready', report: 7700 + i });
   // A page whose handler fails on both: dead letters after MAX_DELIVERIES failures each.
   await failUntilDead(app, 'dave', 2);
   const reader = await stream('erin');
   for (let round = 0; round < 4; round += 1) {
-    for (let i = 0; i < 6; i += 1) await app.enqueue('erin', { type: 'chat.message', text: `hello ${round}.${i}` });
-    const events = await reader.sse.waitFor((round + 1) * 6);
-    await app.ack(reader.token, events.slice(round * 6).map((e) => e.id!));
-    await sleep(700);
+    const sampled = await lastSample();
+    const ids: string[] = [];
+    for (let i = 0; i < 6; i += 1) ids.push(await app.enqueue('erin', { type: 'chat.message', text: `hello ${round}.${i}` }));
+    // By id: one may come twice (ACK_TIMEOUT_MS) before the last arrives.
+    const received = () => new Set(reader.sse.events.map((e) => e.id));
+    await waitUntil(() => ids.every((id) => received().has(id)), `erin got round ${round}`);
+    await app.ack(reader.token, ids);
+    // Each round in a sample of its own, so the chart shows traffic over time.
+    await waitUntil(async () => (await lastSample()) > sampled, 'the rate sampler takes another sample');
   }
   for (let i = 0; i < 12; i += 1) await app.enqueue('alice', { type: 'invoice.paid', invoice: 1040 + i, amount: 99 });
   for (let i = 0; i < 4; i += 1) await app.enqueue('bob', { type: 'job.progress', job: 'export-17', percent: 25 * i });
@@ -69,12 +73,12 @@ async function openAdmin(options: { colorScheme?: 'light' | 'dark' } = {}): Prom
   page.on('response', (r) => void (r.status() === 404 && pageErrors.push(`404 ${r.url()}`)));
   // A CSP violation or a failed script shows up as a console error.
   page.on('console', (m) => void (m.type() === 'error' && !/401|Unauthorized/.test(m.text()) && pageErrors.push(m.text())));
-  await page.goto(`${app.url}/admin`);
+  await page.goto(`${node.app.url}/admin`);
   return page;
 }
 
 async function signIn(page: Page): Promise<void> {
-  await page.fill('#key', app.config.ADMIN_KEY);
+  await page.fill('#key', node.app.config.ADMIN_KEY);
   await page.click('#login-form button[type="submit"]');
   await page.locator('#app').waitFor(WAIT);
 }
@@ -83,6 +87,7 @@ const cell = (page: Page, userId: string, col: string) => page.locator(`#queues 
 
 describe('admin page', () => {
   it('asks for the key, shows a user backlog, purges it and shows the count drop', async () => {
+    const { app } = node;
     await seed();
     const page = await openAdmin();
 
@@ -92,7 +97,7 @@ describe('admin page', () => {
     await page.click('#login-form button[type="submit"]');
     await expect.poll(() => page.textContent('#login-error'), WAIT).toMatch(/invalid credentials|not accepted/);
 
-    await page.fill('#key', app.config.ADMIN_KEY);
+    await page.fill('#key', node.app.config.ADMIN_KEY);
     await page.click('#login-form button[type="submit"]');
     await page.locator('#app').waitFor(WAIT);
 
@@ -125,12 +130,19 @@ describe('admin page', () => {
       copyFileSync(`${ARTIFACTS}admin.png`, `${root}docs/admin.png`);
     }
 
-    // Purge asks first; Cancel changes nothing.
+    // Purge asks first; Cancel changes nothing. A purge would be requested as the dialog
+    // closes, before the page's next poll of alice: once that poll is made, none was.
+    const deletes: string[] = [];
+    const watchDeletes = (r: Request) => void (r.method() === 'DELETE' && deletes.push(r.url()));
+    page.on('request', watchDeletes);
     await page.click('#purge');
     await page.locator('#confirm').waitFor(WAIT);
     expect(await page.textContent('#confirm-text')).toContain('alice');
     await page.click('#confirm button[value="cancel"]');
-    await sleep(500);
+    await page.locator('#confirm').waitFor({ state: 'hidden', ...WAIT });
+    await page.waitForRequest((r) => r.method() === 'GET' && r.url().includes('/admin/queues/alice?'), WAIT);
+    page.off('request', watchDeletes);
+    expect(deletes).toEqual([]);
     expect(await page.textContent('#d-waiting')).toBe('12');
 
     await page.click('#purge');

@@ -3,25 +3,23 @@ import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureClientBuilt } from '../helpers/built-client.js';
-import { startApp, type Overrides, type TestApp } from '../helpers/start-app.js';
-import { startRedis, type TestRedis } from '../helpers/start-redis.js';
+import { useNode } from '../helpers/use-node.js';
+import { waitUntil } from '../helpers/wait-until.js';
 
 // The demo chat in headless Chromium, against a real node and Redis.
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const ARTIFACTS = `${root}test-artifacts/`;
-const CONFIG: Overrides = { DEMO: 1, DRAIN_INTERVAL_MS: 50, ACK_TIMEOUT_MS: 3000 };
 const WAIT = { timeout: 20_000 };
 
-let redis: TestRedis;
-let app: TestApp;
 let browser: Browser;
 const pageErrors: Error[] = [];
 
-beforeAll(async () => {
+beforeAll(() => {
   ensureClientBuilt(); // the page imports /client/postbox.js
   mkdirSync(ARTIFACTS, { recursive: true });
-  redis = await startRedis();
-  app = await startApp(redis.url, CONFIG);
+});
+const node = useNode({ DEMO: 1, DRAIN_INTERVAL_MS: 50, ACK_TIMEOUT_MS: 3000 });
+beforeAll(async () => {
   browser = await chromium.launch({
     executablePath: '/usr/bin/chromium',
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
@@ -29,8 +27,6 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await browser?.close();
-  await app?.close();
-  await redis?.stop();
 });
 
 /** Opens the demo as `name` in its own browser context (its own storage), connected. */
@@ -38,7 +34,7 @@ async function openAs(name: string): Promise<Page> {
   const context = await browser.newContext({ viewport: { width: 1000, height: 640 } });
   const page = await context.newPage();
   page.on('pageerror', (error) => pageErrors.push(error));
-  await page.goto(`${app.url}/demo?user=${name}`);
+  await page.goto(`${node.app.url}/demo?user=${name}`);
   await connected(page);
   return page;
 }
@@ -63,13 +59,16 @@ async function openConversation(page: Page, key: string): Promise<void> {
 
 /** Polls `read` until `done` accepts its value; returns that value. */
 async function eventually<T>(read: () => Promise<T>, done: (value: T) => boolean, what: string): Promise<T> {
-  const deadline = Date.now() + WAIT.timeout;
-  for (;;) {
-    const value = await read();
-    if (done(value)) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; last seen: ${JSON.stringify(value)}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  let value: T | undefined;
+  await waitUntil(
+    async () => {
+      value = await read();
+      if (!done(value)) throw new Error(`last seen: ${JSON.stringify(value)}`);
+    },
+    what,
+    { timeoutMs: WAIT.timeout, intervalMs: 50 },
+  );
+  return value as T;
 }
 
 /** The texts shown in one conversation, in order, once they include all of `expected`. */
@@ -84,7 +83,7 @@ function texts(page: Page, conv: string, expected: string[] = []): Promise<strin
 /** Resolves once nothing of the user's is in flight: what the page showed, it has acked. */
 async function settled(userId: string): Promise<void> {
   await eventually(
-    async () => ((await (await app.admin(`/admin/queues/${userId}`)).json()) as { inflight?: number }).inflight,
+    async () => ((await (await node.app.admin(`/admin/queues/${userId}`)).json()) as { inflight?: number }).inflight,
     (inflight) => inflight === 0,
     `${userId} to ack everything`,
   );
@@ -166,14 +165,14 @@ describe('demo chat in a browser', () => {
     for (const text of before) await say(frank, text);
 
     // Stopped right after the sends were accepted: some are delivered and not acked yet, some not delivered.
-    const port = Number(new URL(app.url).port);
+    const app = node.app;
     await app.close();
     await erin.locator('#state[data-state="reconnecting"]').waitFor(WAIT);
     // Sent while the server is down: shown at once as pending, and retried until the server is back.
     const sending = say(erin, 'Sent while the server was down');
     const pending = erin.locator('li.msg[data-status="sending"]', { hasText: 'Sent while the server was down' });
     await pending.locator('.status', { hasText: 'Retrying' }).waitFor(WAIT);
-    app = await startApp(redis.url, { ...CONFIG, PORT: port });
+    await node.restart();
     await sending;
     // Marked sent once the stream brings it back.
     await pending.waitFor({ state: 'detached', ...WAIT });

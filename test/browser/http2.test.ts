@@ -4,27 +4,26 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { h2Connect, h2Enqueue, h2Token, selfSignedCert } from '../helpers/h2-client.js';
-import { startApp, type TestApp } from '../helpers/start-app.js';
-import { startRedis, type TestRedis } from '../helpers/start-redis.js';
+import { h2Connect, h2Enqueue, h2Token, selfSignedCert, type TestCert } from '../helpers/h2-client.js';
+import { useNode } from '../helpers/use-node.js';
 
 // 8 EventSources in one Chromium page against a TLS node: over HTTP/1.1 the 7th would never open.
-let redis: TestRedis;
 let dir: string;
-let app: TestApp;
+let cert: TestCert;
 let browser: Browser;
 let producer: ClientHttp2Session;
 
-beforeAll(async () => {
+beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), 'postbox-tls-'));
-  const cert = selfSignedCert(dir);
-  redis = await startRedis();
-  app = await startApp(redis.url, {
-    TLS_CERT_FILE: cert.TLS_CERT_FILE,
-    TLS_KEY_FILE: cert.TLS_KEY_FILE,
-    DRAIN_INTERVAL_MS: 50,
-  });
-  producer = await h2Connect(app.url, cert.ca);
+  cert = selfSignedCert(dir);
+});
+afterAll(() => {
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+// The overrides are read when the node starts, after the certificate above exists.
+const node = useNode(() => ({ TLS_CERT_FILE: cert.TLS_CERT_FILE, TLS_KEY_FILE: cert.TLS_KEY_FILE, DRAIN_INTERVAL_MS: 50 }));
+beforeAll(async () => {
+  producer = await h2Connect(node.app.url, cert.ca);
   browser = await chromium.launch({
     executablePath: '/usr/bin/chromium',
     // The test certificate is self-signed; the browser still negotiates h2 over TLS.
@@ -40,9 +39,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await browser?.close();
   producer?.destroy();
-  await app?.close();
-  await redis?.stop();
-  if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
 /** Opens 8 EventSources in the page; `tabs` keeps how many opened and the event ids each received. */
@@ -57,6 +53,7 @@ const openTabs = (streamUrl: string) => `
   }`;
 
 it('keeps 8 EventSources of one page open over HTTP/2, and each gets the message', async () => {
+  const { app } = node;
   const token = await h2Token(producer, app.config.API_KEY, 'browser-tabs');
   const page = await browser.newPage();
   await page.goto(`${app.url}/healthz`);
@@ -65,7 +62,7 @@ it('keeps 8 EventSources of one page open over HTTP/2, and each gets the message
   await page.evaluate(openTabs(`/v1/stream?token=${encodeURIComponent(token)}`));
   const tabs = () => page.evaluate('window.tabs') as Promise<{ open: number; received: string[][] }>;
   await expect.poll(async () => (await tabs()).open, { timeout: 20_000 }).toBe(8);
-  expect(app.node.hub.count('browser-tabs')).toBe(8);
+  expect(app.postbox.hub.count('browser-tabs')).toBe(8);
 
   const id = await h2Enqueue(producer, app.config.API_KEY, 'browser-tabs', { text: 'hello, every tab' });
   await expect.poll(async () => (await tabs()).received, { timeout: 20_000 }).toEqual(Array(8).fill([id]));

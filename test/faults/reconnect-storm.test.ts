@@ -56,7 +56,7 @@ describe('a reconnect storm', () => {
     swarm = await openAll();
     expect(swarm.filter((s) => s.status !== 200).map((s) => `${s.userId} ${s.status} ${s.error ?? ''}`)).toEqual([]);
     await until(() => swarm.every((s) => s.ids.length >= 1), 'every page got its message', 60_000);
-    expect(app.node.hub.size).toBe(STREAMS);
+    expect(app.postbox.hub.size).toBe(STREAMS);
 
     // The storm: every connection drops, and every page comes back at once.
     for (const s of swarm) s.socket.destroy();
@@ -66,7 +66,7 @@ describe('a reconnect storm', () => {
     expect(refused.map((s) => `${s.userId} ${s.status} ${s.error ?? ''}`)).toEqual([]);
     await until(() => again.every((s) => s.ids.length >= 1), 'every page got its message again', 60_000);
     for (const s of again) expect(`${s.userId} ${s.ids[0]}`).toBe(`${s.userId} ${ids.get(s.userId)}`);
-    await until(() => app.node.hub.size === STREAMS, 'the old streams are all closed', 30_000);
+    await until(() => app.postbox.hub.size === STREAMS, 'the old streams are all closed', 30_000);
 
     // Nothing became a dead letter, nothing was lost: all 2,000 are in flight, once each.
     const check = redis.client();

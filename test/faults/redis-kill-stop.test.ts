@@ -157,7 +157,7 @@ describe('Redis paused and killed under load', () => {
           length: await c.xlen(`pb:{${user}}:m`),
           idem: await c.get(`pb:{${user}}:idem:m-${i}`),
           view: await (await app.admin(`/admin/queues/${user}`)).json(),
-          streams: app.node.hub.count(user),
+          streams: app.postbox.hub.count(user),
         };
         throw new Error(`not all ${MESSAGES} answered messages arrived within 30 s; missing ${JSON.stringify(missing.slice(0, 10))} (${missing.length}) ${JSON.stringify(state)}`);
       }

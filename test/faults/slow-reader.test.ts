@@ -66,9 +66,9 @@ describe('a reader that never reads', () => {
         })
       ).json()) as { ids: string[] };
       await neverReads(userId);
-      await until(() => app.node.hub.count(userId) === 1, 'the stream is open');
+      await until(() => app.postbox.hub.count(userId) === 1, 'the stream is open');
       // The server closes it (unresponsive: no ack past the ack timeout; or its writes stalled).
-      await until(() => app.node.hub.count(userId) === 0, 'the server closed the stream nobody reads');
+      await until(() => app.postbox.hub.count(userId) === 0, 'the server closed the stream nobody reads');
       const before = await view(userId);
       expect(before.dead).toBe(0);
       expect(before.inflightMessages.every((m) => m.deliveries === 0)).toBe(true);

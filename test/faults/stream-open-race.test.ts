@@ -45,7 +45,7 @@ describe('a page that leaves while its stream opens', () => {
     proxy.resume();
     // The PING behind it is answered after the ack on the same connection: by then the route went on.
     await until(async () => (await fetch(`${app.url}/readyz`)).status === 200, 'the node is ready');
-    expect(app.node.hub.count('leaver')).toBe(0);
+    expect(app.postbox.hub.count('leaver')).toBe(0);
     // MAX_STREAMS_PER_USER is 1: the page's next stream opens, and gets its mail.
     const reader = await openSse(app.streamUrl(token));
     readers.push(reader);

@@ -5,6 +5,7 @@ import { connect, type ClientHttp2Session, type ClientHttp2Stream } from 'node:h
 import { join } from 'node:path';
 import { createParser } from 'eventsource-parser';
 import type { SseEvent } from './read-sse.js';
+import { waitUntil } from './wait-until.js';
 
 export interface TestCert {
   TLS_CERT_FILE: string;
@@ -33,12 +34,11 @@ export function sseCollector(): { events: SseEvent[]; feed(chunk: string): void 
 }
 
 /** Resolves once `events` holds `count`; rejects after `timeoutMs`. */
-export async function waitForEvents(events: SseEvent[], count: number, timeoutMs = 10_000): Promise<SseEvent[]> {
-  const deadline = Date.now() + timeoutMs;
-  while (events.length < count) {
-    if (Date.now() > deadline) throw new Error(`got ${events.length} of ${count} events`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
+export async function waitForEvents(events: SseEvent[], count: number, timeoutMs = 20_000): Promise<SseEvent[]> {
+  const arrived = () => {
+    if (events.length < count) throw new Error(`got ${events.length} of ${count} events`);
+  };
+  await waitUntil(arrived, `${count} events arrived`, timeoutMs);
   return events;
 }
 

@@ -4,7 +4,7 @@ import type { TestApp } from './start-app.js';
 
 /** The node's `push` queue (present when Web Push is on). */
 export function pushQueue(app: TestApp): Queue {
-  const queue = app.node.queues.find((q) => q.name === 'push');
+  const queue = app.postbox.queues.find((q) => q.name === 'push');
   if (!queue) throw new Error('this node has no push queue: is Web Push on?');
   return queue;
 }

@@ -16,7 +16,9 @@ export interface SseReader {
   readonly events: SseEvent[];
   readonly comments: string[];
   readonly retry: number | undefined;
-  /** Resolves when `count` events have arrived in total; rejects after `timeoutMs`. */
+  /** When each of `events` arrived (Date.now(), ms), same index. */
+  readonly arrivals: number[];
+  /** Resolves when `count` events have arrived in total; rejects after `timeoutMs` (default 20 s). */
   waitFor(count: number, timeoutMs?: number): Promise<SseEvent[]>;
   /** Resolves when the server ends the stream. */
   readonly ended: Promise<void>;
@@ -32,12 +34,14 @@ export async function openSse(
   if (options.lastEventId) headers['last-event-id'] = options.lastEventId;
   const res = await fetch(url, { headers, signal: controller.signal });
   const events: SseEvent[] = [];
+  const arrivals: number[] = [];
   const comments: string[] = [];
   const waiters = new Set<() => void>();
   let retry: number | undefined;
   const parser = createParser({
     onEvent(message: EventSourceMessage) {
       events.push({ id: message.id, event: message.event ?? 'message', data: message.data });
+      arrivals.push(Date.now());
       for (const w of waiters) w();
     },
     onComment(comment: string) {
@@ -63,12 +67,13 @@ export async function openSse(
     status: res.status,
     headers: res.headers,
     events,
+    arrivals,
     comments,
     get retry() {
       return retry;
     },
     ended,
-    waitFor(count, timeoutMs = 5000) {
+    waitFor(count, timeoutMs = 20_000) {
       if (events.length >= count) return Promise.resolve(events.slice());
       return new Promise((resolve, reject) => {
         const check = () => {
@@ -91,5 +96,9 @@ export async function openSse(
   };
 }
 
-/** Resolves after `ms`; for asserting that nothing arrives in a window. */
+/**
+ * Resolves after `ms`. Only for asserting that something does NOT happen within
+ * a window, with the configured timeouts a fraction of it (say why at the call);
+ * to wait for something to happen, use waitUntil.
+ */
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));

@@ -1,14 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { freePort } from './start-redis.js';
+import { TEST_KEYS } from './test-keys.js';
+import { waitUntil } from './wait-until.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
-
-export const TEST_KEYS = {
-  API_KEY: 'test-api-key-0123456789',
-  ADMIN_KEY: 'test-admin-key-0123456789',
-  TOKEN_SECRET: 'test-token-secret-0123456789-0123456789',
-};
 
 /** The real server as its own process (`node --import tsx src/main.ts`), so a test can SIGKILL it. */
 export interface ServerProcess {
@@ -20,15 +15,34 @@ export interface ServerProcess {
   kill(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-export async function spawnServer(env: Record<string, string | number>, port?: number): Promise<ServerProcess> {
-  const listenPort = port ?? (await freePort());
+/** The address in the server's `postbox listening` log line (JSON, LOG_LEVEL info), once printed. */
+function listeningUrl(output: string): string | undefined {
+  for (const line of output.split('\n')) {
+    if (!line.includes('"postbox listening"')) continue;
+    try {
+      const { url } = JSON.parse(line) as { url?: unknown };
+      if (typeof url === 'string') return url;
+    } catch {
+      // a line cut in two by the pipe: read it whole next time
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Starts the server and resolves once it answers `/readyz`. It listens on port 0
+ * and its address is read from its log: a port chosen here and handed over
+ * could be taken meanwhile (tsx compiles for seconds, tens of seconds at load 18,
+ * while other tests open connections). `port` pins one, to restart in place.
+ */
+export async function spawnServer(env: Record<string, string | number>, port = 0): Promise<ServerProcess> {
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
     cwd: root,
     env: {
       PATH: process.env.PATH ?? '',
       NODE_ENV: 'production',
       HOST: '127.0.0.1',
-      PORT: String(listenPort),
+      PORT: String(port),
       LOG_LEVEL: 'info',
       ...TEST_KEYS,
       ...Object.fromEntries(Object.entries(env).map(([k, v]) => [k, String(v)])),
@@ -39,29 +53,39 @@ export async function spawnServer(env: Record<string, string | number>, port?: n
   child.stdout?.on('data', (c: Buffer) => (output += c.toString()));
   child.stderr?.on('data', (c: Buffer) => (output += c.toString()));
   const exited = new Promise<number | null>((r) => child.once('exit', (code, signal) => r(code ?? (signal ? -1 : null))));
-  const url = `http://127.0.0.1:${listenPort}`;
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`server exited early:\n${output}`);
+  const gone = () => child.exitCode !== null || child.signalCode !== null;
+  const ready = async () => {
+    const url = listeningUrl(output);
+    if (url === undefined) return false;
     try {
-      if ((await fetch(`${url}/readyz`)).status === 200) break;
+      // A bound per attempt: an answer that never comes is retried, not waited on for ever.
+      return (await fetch(`${url}/readyz`, { signal: AbortSignal.timeout(5000) })).status === 200;
     } catch {
-      // not listening yet
+      return false;
     }
-    if (Date.now() > deadline) {
-      child.kill('SIGKILL');
-      throw new Error(`server not ready within 20 s:\n${output}`);
-    }
-    await new Promise((r) => setTimeout(r, 100));
+  };
+  try {
+    // tsx compiles the sources at start: seconds on an idle machine, over 30 s at load 18.
+    // An exit ends the wait too: there is nothing left to wait for.
+    await waitUntil(async () => gone() || (await ready()), 'the server answers /readyz', {
+      timeoutMs: 120_000,
+      intervalMs: 100,
+    });
+  } catch (err) {
+    child.kill('SIGKILL');
+    throw new Error(`${(err as Error).message}:\n${output}`, { cause: err });
   }
+  if (gone()) throw new Error(`server exited early:\n${output}`);
+  const url = listeningUrl(output)!;
   return {
     url,
-    port: listenPort,
+    port: Number(new URL(url).port),
     child,
     output: () => output,
     async kill(signal = 'SIGKILL') {
-      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      if (!gone()) child.kill(signal);
       return exited;
     },
   };
 }
+export { TEST_KEYS } from './test-keys.js';

@@ -30,9 +30,12 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/** redis-server's words when another socket holds its port. */
+const PORT_TAKEN = /Address already in use/;
+
 export async function startRedis(): Promise<TestRedis> {
   const dir = mkdtempSync(join(tmpdir(), 'postbox-redis-'));
-  const port = await freePort();
+  let port = 0;
   const clients: Redis[] = [];
   let child: ChildProcess | undefined;
 
@@ -53,7 +56,8 @@ export async function startRedis(): Promise<TestRedis> {
     child = proc;
     let output = '';
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`redis-server did not start:\n${output}`)), 10_000);
+      // Generous: a loaded machine is slow to start a process, not wrong.
+      const timer = setTimeout(() => reject(new Error(`redis-server did not start within 30 s:\n${output}`)), 30_000);
       proc.stdout?.on('data', (chunk: Buffer) => {
         output += chunk.toString();
         if (/Ready to accept connections/.test(output)) {
@@ -78,13 +82,34 @@ export async function startRedis(): Promise<TestRedis> {
     await exited;
   }
 
-  await launch();
+  // A free port found here can be taken before redis-server binds it (by any socket of a busy
+  // machine, outgoing ones included): take another. Bounded: five ports.
+  for (let attempt = 1; ; attempt += 1) {
+    port = await freePort();
+    try {
+      await launch();
+      break;
+    } catch (err) {
+      if (attempt >= 5 || !PORT_TAKEN.test((err as Error).message)) throw err;
+    }
+  }
   return {
     port,
     url: `redis://127.0.0.1:${port}`,
     dir,
     kill,
-    restart: launch,
+    async restart() {
+      // Same port (clients reconnect to it): if a socket took it meanwhile, wait until it is
+      // released. Bounded: 40 tries, 250 ms apart.
+      for (let attempt = 1; ; attempt += 1) {
+        try {
+          return await launch();
+        } catch (err) {
+          if (attempt >= 40 || !PORT_TAKEN.test((err as Error).message)) throw err;
+          await new Promise((resolve) => setTimeout(resolve, 250));
+        }
+      }
+    },
     client() {
       const c = new Redis(port, '127.0.0.1', { maxRetriesPerRequest: 1 });
       // Tests kill this server on purpose; reconnection errors are expected noise.

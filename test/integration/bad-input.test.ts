@@ -1,24 +1,12 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { SignJWT } from 'jose';
-import { startApp, type TestApp } from '../helpers/start-app.js';
-import { startRedis, type TestRedis } from '../helpers/start-redis.js';
-import { openSse } from '../helpers/read-sse.js';
+import { startNodeForTest, useNode } from '../helpers/use-node.js';
 
-let redis: TestRedis;
-let app: TestApp;
-
-beforeAll(async () => {
-  redis = await startRedis();
-  app = await startApp(redis.url, {
-    BODY_MAX_BYTES: 4096,
-    MESSAGE_MAX_BYTES: 1024,
-    QUEUE_MAX_LENGTH: 3,
-    MAX_STREAMS_PER_USER: 2,
-  });
-});
-afterAll(async () => {
-  await app?.close();
-  await redis?.stop();
+const node = useNode({
+  BODY_MAX_BYTES: 4096,
+  MESSAGE_MAX_BYTES: 1024,
+  QUEUE_MAX_LENGTH: 3,
+  MAX_STREAMS_PER_USER: 2,
 });
 
 async function errorOf(res: Response): Promise<{ status: number; code: string; message: string }> {
@@ -32,7 +20,7 @@ async function errorOf(res: Response): Promise<{ status: number; code: string; m
  * keys (stalled checks) come and go on their own timers, so they are not counted.
  */
 async function keyCount(): Promise<number> {
-  const keys = await redis.client().keys('*');
+  const keys = await node.redis.client().keys('*');
   return keys.filter((k) => !k.startsWith('pb:bull:')).length;
 }
 
@@ -73,34 +61,31 @@ describe('bad input on enqueue', () => {
   for (const [name, path, body, status, code] of cases) {
     it(`rejects ${name} with ${status} ${code} and changes nothing`, async () => {
       const before = await keyCount();
-      const res = await app.produce(path, body);
+      const res = await node.app.produce(path, body);
       expect(await errorOf(res)).toMatchObject({ status, code });
       expect(await keyCount()).toBe(before);
     });
   }
 
   it('rejects a non-JSON content type with 415', async () => {
-    const res = await app.produce('/v1/users/u1/messages', 'data=1', {
+    const res = await node.app.produce('/v1/users/u1/messages', 'data=1', {
       headers: { 'content-type': 'application/x-www-form-urlencoded' },
     });
     expect(await errorOf(res)).toMatchObject({ status: 415, code: 'PB_ERR_UNSUPPORTED_MEDIA_TYPE' });
   });
 
   it('rejects a batch of 1001 small messages by count when the body fits', async () => {
-    const big = await startApp(redis.url, { KEY_PREFIX: 'big' });
-    try {
-      const res = await big.produce('/v1/messages', {
-        messages: Array.from({ length: 1001 }, () => ({ userId: 'u', data: 1 })),
-      });
-      const err = await errorOf(res);
-      expect(err).toMatchObject({ status: 400, code: 'PB_ERR_VALIDATION' });
-      expect(err.message).toMatch(/1000/);
-    } finally {
-      await big.close();
-    }
+    const big = await startNodeForTest(node.redis, { KEY_PREFIX: 'big' });
+    const res = await big.produce('/v1/messages', {
+      messages: Array.from({ length: 1001 }, () => ({ userId: 'u', data: 1 })),
+    });
+    const err = await errorOf(res);
+    expect(err).toMatchObject({ status: 400, code: 'PB_ERR_VALIDATION' });
+    expect(err.message).toMatch(/1000/);
   });
 
   it('answers 429 with Retry-After when the queue is full, and keeps the queue as it was', async () => {
+    const { app, redis } = node;
     for (let i = 0; i < 3; i += 1) await app.enqueue('full-user', i);
     const res = await app.produce('/v1/users/full-user/messages', { data: 'one too many' });
     expect(res.headers.get('retry-after')).toMatch(/^\d+$/);
@@ -119,6 +104,7 @@ describe('bad input on enqueue', () => {
 
 describe('bad credentials', () => {
   it('401 without credentials, 401 with an unknown key, 403 with the admin key or a token', async () => {
+    const { app, redis } = node;
     const url = `${app.url}/v1/users/u1/messages`;
     const post = (auth?: string) =>
       fetch(url, {
@@ -134,6 +120,7 @@ describe('bad credentials', () => {
   });
 
   it('refuses streams with a missing, forged or expired token, or a key', async () => {
+    const { app } = node;
     const stream = (query: string) => fetch(`${app.url}/v1/stream${query}`);
     expect(await errorOf(await stream(''))).toMatchObject({ status: 401, code: 'PB_ERR_TOKEN_INVALID' });
     expect(await errorOf(await stream('?token=abc.def.ghi'))).toMatchObject({ status: 401 });
@@ -161,6 +148,7 @@ describe('bad credentials', () => {
   });
 
   it('refuses acks without a token and rejects malformed ids', async () => {
+    const { app } = node;
     const res = await fetch(`${app.url}/v1/acks`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
@@ -173,22 +161,25 @@ describe('bad credentials', () => {
   });
 
   it('rejects a malformed Last-Event-ID with 400', async () => {
+    const { app } = node;
     const token = await app.token('u-last');
     const res = await fetch(`${app.url}/v1/stream?token=${token}`, { headers: { 'last-event-id': '../../etc' } });
     expect(await errorOf(res)).toMatchObject({ status: 400, code: 'PB_ERR_VALIDATION' });
   });
 
   it('answers 429 to one stream too many for a user', async () => {
+    const { app } = node;
     const token = await app.token('many-tabs');
-    const a = await openSse(`${app.url}/v1/stream?token=${token}`);
-    const b = await openSse(`${app.url}/v1/stream?token=${token}`);
-    const c = await fetch(`${app.url}/v1/stream?token=${token}`);
+    const a = await app.openStream('many-tabs', { token });
+    const b = await app.openStream('many-tabs', { token });
+    const c = await fetch(app.streamUrl(token));
     expect(await errorOf(c)).toMatchObject({ status: 429, code: 'PB_ERR_TOO_MANY_STREAMS' });
     a.close();
     b.close();
   });
 
   it('rejects bad token requests', async () => {
+    const { app } = node;
     expect(await errorOf(await app.produce('/v1/tokens', { userId: 'a b' }))).toMatchObject({ status: 400 });
     expect(await errorOf(await app.produce('/v1/tokens', { userId: 'ok', ttlSeconds: 0 }))).toMatchObject({
       status: 400,
@@ -198,6 +189,7 @@ describe('bad credentials', () => {
 
 describe('routes', () => {
   it('answers 404 JSON for an unknown route and 405 for a wrong method', async () => {
+    const { app } = node;
     expect(await errorOf(await fetch(`${app.url}/nope`))).toMatchObject({ status: 404, code: 'PB_ERR_NOT_FOUND' });
     expect(await errorOf(await fetch(`${app.url}/v1/tokens`))).toMatchObject({ status: 405 });
   });

@@ -66,7 +66,7 @@ describe('the client against real nodes', () => {
     second.on('message', (msg: PostboxMessage) => void handledSecond.push(msg.id));
     second.onAcked((ids: string[]) => dismissed.push(ids));
     await waitUntil(() => first.state === 'open' && second.state === 'open', 'both tabs are open');
-    await waitUntil(() => node(0).node.hub.count('two-nodes') === 1 && node(1).node.hub.count('two-nodes') === 1, 'each node holds one');
+    await waitUntil(() => node(0).postbox.hub.count('two-nodes') === 1 && node(1).postbox.hub.count('two-nodes') === 1, 'each node holds one');
 
     const id = await node(0).enqueue('two-nodes', { text: 'for both tabs' });
     await waitUntil(() => handledFirst.includes(id) && handledSecond.includes(id), 'both tabs have it');

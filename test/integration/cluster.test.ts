@@ -90,7 +90,7 @@ describe('on a Redis Cluster', () => {
     await sleep(200);
     expect(messages(late).map((e) => e.data)).toEqual(['1']);
     late.close();
-    await waitUntil(async () => app().node.hub.count(expiring) === 0, 'the stream closed');
+    await waitUntil(async () => app().postbox.hub.count(expiring) === 0, 'the stream closed');
     await failUntilDead(app(), users[1]!, 1);
     await failUntilDead(app(), users[5]!, 1);
     expect((await view(users[5]!)).deadLetters[0]).toMatchObject({ reason: 'max-deliveries' });

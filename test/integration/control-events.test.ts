@@ -58,7 +58,7 @@ describe('counts for a badge', () => {
     await waitUntil(() => messages(tab).length === 2, 'written');
     expect(tab.events[0]).toEqual({ id: undefined, event: 'postbox.counts', data: JSON.stringify({ waiting: 2, inflight: 0 }) });
     tab.close();
-    await waitUntil(() => app.node.hub.count('opener') === 0, 'closed');
+    await waitUntil(() => app.postbox.hub.count('opener') === 0, 'closed');
     // The next stream: both are in flight now, and come again after the counts.
     const again = await stream('opener');
     await waitUntil(() => messages(again).length === 2, 'the catch-up');
@@ -89,7 +89,7 @@ describe('"you missed something"', () => {
     const plain = await stream('away', false);
     await waitUntil(() => messages(plain).length === 1, 'the kept message');
     plain.close();
-    await waitUntil(() => app.node.hub.count('away') === 0, 'closed');
+    await waitUntil(() => app.postbox.hub.count('away') === 0, 'closed');
     const tab = await stream('away');
     await waitUntil(() => messages(tab).length === 1, 'the kept message again');
     expect(tab.events.map((e) => e.event)).toEqual(['postbox.counts', 'postbox.expired', 'message']);
@@ -97,7 +97,7 @@ describe('"you missed something"', () => {
     expect(json(tab.events[1])).toEqual({ count: 3, ids: expired });
     expect(messages(tab)[0]?.id).toBe(kept);
     tab.close();
-    await waitUntil(() => app.node.hub.count('away') === 0, 'closed');
+    await waitUntil(() => app.postbox.hub.count('away') === 0, 'closed');
 
     // Taken: the stream after gets the counts only.
     const next = await stream('away');
@@ -123,7 +123,7 @@ describe('"you missed something"', () => {
       await waitUntil(async () => (await client.get(createKeys('small').missedCount('queued'))) === '1', 'the pop noted it');
       expect(messages(tab)).toHaveLength(1);
       tab.close();
-      await waitUntil(() => small.node.hub.count('queued') === 0, 'closed');
+      await waitUntil(() => small.postbox.hub.count('queued') === 0, 'closed');
       const next = await openSse(`${small.streamUrl(token)}&notices=1`);
       readers.push(next);
       await waitUntil(() => control(next, 'expired').length === 1, 'the notice');

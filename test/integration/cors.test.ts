@@ -1,28 +1,16 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startApp, type TestApp } from '../helpers/start-app.js';
-import { startRedis, type TestRedis } from '../helpers/start-redis.js';
-import { openSse } from '../helpers/read-sse.js';
+import { describe, expect, it } from 'vitest';
+import { useNode, useRedis } from '../helpers/use-node.js';
 
-let redis: TestRedis;
-let open: TestApp;
-let strict: TestApp;
-
-beforeAll(async () => {
-  redis = await startRedis();
-  open = await startApp(redis.url);
-  strict = await startApp(redis.url, { CORS_ORIGINS: 'https://app.example.com,https://other.example.com' });
-});
-afterAll(async () => {
-  await open?.close();
-  await strict?.close();
-  await redis?.stop();
-});
+const redis = useRedis();
+const openNode = useNode({}, { redis });
+const strictNode = useNode({ CORS_ORIGINS: 'https://app.example.com,https://other.example.com' }, { redis });
 
 describe('CORS on subscriber routes', () => {
   it('lets a page on any origin open a stream and ack by default', async () => {
+    const open = openNode.app;
     const token = await open.token('cors-user');
     const id = await open.enqueue('cors-user', 'hi');
-    const sse = await openSse(`${open.url}/v1/stream?token=${token}`, { headers: { origin: 'https://app.example.com' } });
+    const sse = await open.openStream('cors-user', { token, headers: { origin: 'https://app.example.com' } });
     expect(sse.headers.get('access-control-allow-origin')).toBe('*');
     await sse.waitFor(1);
     sse.close();
@@ -47,6 +35,7 @@ describe('CORS on subscriber routes', () => {
   });
 
   it('answers errors with the CORS header too, so the page can read them', async () => {
+    const open = openNode.app;
     const res = await fetch(`${open.url}/v1/acks`, {
       method: 'POST',
       headers: { origin: 'https://app.example.com', 'content-type': 'application/json' },
@@ -57,6 +46,7 @@ describe('CORS on subscriber routes', () => {
   });
 
   it('allows only the configured origins when CORS_ORIGINS lists them', async () => {
+    const strict = strictNode.app;
     const token = await strict.token('cors-strict');
     const allowed = await fetch(`${strict.url}/v1/acks`, {
       method: 'OPTIONS',
@@ -69,12 +59,13 @@ describe('CORS on subscriber routes', () => {
       headers: { origin: 'https://evil.example.com', 'access-control-request-method': 'POST' },
     });
     expect(refused.headers.get('access-control-allow-origin')).toBeNull();
-    const sse = await openSse(`${strict.url}/v1/stream?token=${token}`, { headers: { origin: 'https://evil.example.com' } });
+    const sse = await strict.openStream('cors-strict', { token, headers: { origin: 'https://evil.example.com' } });
     expect(sse.headers.get('access-control-allow-origin')).toBeNull();
     sse.close();
   });
 
   it('does not add CORS headers to producer routes', async () => {
+    const open = openNode.app;
     const res = await open.produce('/v1/tokens', { userId: 'x' }, { headers: { origin: 'https://app.example.com' } });
     expect(res.status).toBe(201);
     expect(res.headers.get('access-control-allow-origin')).toBeNull();

@@ -189,7 +189,7 @@ describe('what counts as a delivery', () => {
       const [event] = await reader.waitFor(1);
       expect(event!.id).toBe(id);
       reader.close();
-      await waitUntil(async () => app.node.hub.count('flaky'), (n) => n === 0, 'the stream closed on the server');
+      await waitUntil(async () => app.postbox.hub.count('flaky'), (n) => n === 0, 'the stream closed on the server');
       const v = await view(app, 'flaky');
       expect(v).toMatchObject({ dead: 0, inflight: 1 });
       expect(v.inflightMessages[0]).toMatchObject({ deliveries: 0, attempts: i });
@@ -210,7 +210,7 @@ describe('Last-Event-ID', () => {
     const first = await open(app, 'resumer');
     await first.waitFor(4);
     first.close();
-    await waitUntil(async () => app.node.hub.count('resumer'), (n) => n === 0, 'the first stream closed');
+    await waitUntil(async () => app.postbox.hub.count('resumer'), (n) => n === 0, 'the first stream closed');
     // The browser saw up to the third; it reconnects with that id, its handlers possibly unfinished.
     const second = await open(app, 'resumer', ids[2]);
     await second.waitFor(4);
@@ -224,14 +224,14 @@ describe('Last-Event-ID', () => {
     const first = await open(optIn, 'resumer');
     await first.waitFor(4);
     first.close();
-    await waitUntil(async () => optIn.node.hub.count('resumer'), (n) => n === 0, 'the first stream closed');
+    await waitUntil(async () => optIn.postbox.hub.count('resumer'), (n) => n === 0, 'the first stream closed');
     const second = await open(optIn, 'resumer', ids[2]);
     const [event] = await second.waitFor(1);
     expect(event).toMatchObject({ id: ids[3], data: '3' });
     expect((await view(optIn, 'resumer')).inflight).toBe(1);
     second.close();
     // The query form works too (EventSource cannot set headers on a new connection).
-    await waitUntil(async () => optIn.node.hub.count('resumer'), (n) => n === 0, 'the second stream closed');
+    await waitUntil(async () => optIn.postbox.hub.count('resumer'), (n) => n === 0, 'the second stream closed');
     const token = await optIn.token('resumer');
     const third = await openSse(optIn.streamUrl(token) + `&lastEventId=${ids[3]}`);
     readers.push(third);
@@ -246,7 +246,7 @@ describe('Last-Event-ID', () => {
     if (res !== undefined) expect(res.status).toBe(400);
     const query = await fetch(app.streamUrl(token) + '&lastEventId=12-x');
     expect(query.status).toBe(400);
-    expect(app.node.hub.count('malformed')).toBe(0);
+    expect(app.postbox.hub.count('malformed')).toBe(0);
   });
 });
 
@@ -258,7 +258,7 @@ describe('HEAD /v1/stream', () => {
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/);
     expect(await res.text()).toBe('');
-    expect(app.node.hub.count('monitored')).toBe(0);
+    expect(app.postbox.hub.count('monitored')).toBe(0);
     expect(await view(app, 'monitored')).toMatchObject({ waiting: 1, inflight: 0 });
     expect((await fetch(app.streamUrl('forged'), { method: 'HEAD' })).status).toBe(401);
     // The browser then gets it, once, as a first delivery.

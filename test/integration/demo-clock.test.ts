@@ -51,7 +51,7 @@ const stored = (userId: string) => (plain ??= redis.client()).xlen(`pb:{${userId
 
 /** Until no iteration of this user's schedules is planned or running. */
 async function noTickPending(userId: string): Promise<void> {
-  const scheduled = app.node.queues.find((q) => q.name === 'scheduled')!;
+  const scheduled = app.postbox.queues.find((q) => q.name === 'scheduled')!;
   const pending = async () => (await scheduled.getJobs(['delayed', 'waiting', 'prioritized', 'active'])).filter((j) => j?.data?.userId === userId);
   await eventually(pending, (jobs) => jobs.length === 0, `no pending tick of ${userId}`);
 }
@@ -99,7 +99,7 @@ describe('recurring schedules with until', () => {
     await whileTicking(5);
     expect(await stored('lapsing')).toBe(length);
     // Every iteration's job was removed on completion: the messages are the record.
-    const completed = await app.node.queues.find((q) => q.name === 'scheduled')!.getCompleted(0, 1000);
+    const completed = await app.postbox.queues.find((q) => q.name === 'scheduled')!.getCompleted(0, 1000);
     expect(completed.filter((j) => j.name === 'recurring')).toEqual([]);
   });
 

@@ -2,36 +2,50 @@ import { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bullPrefix } from '../../src/queue/job-queues.js';
 import { bullConnection } from '../../src/queue/redis.js';
-import { sleep } from '../helpers/read-sse.js';
-import { spawnServer, TEST_KEYS, type ServerProcess } from '../helpers/spawn-server.js';
-import { startApp, type TestApp } from '../helpers/start-app.js';
-import { startRedis, type TestRedis } from '../helpers/start-redis.js';
+import { spawnServer, type ServerProcess } from '../helpers/spawn-server.js';
+import { TEST_KEYS } from '../helpers/test-keys.js';
+import { startNodeForTest, useRedis } from '../helpers/use-node.js';
+import { waitUntil } from '../helpers/wait-until.js';
 
 const MEMBERS = 20_000;
 
-let redis: TestRedis;
+// The first node of the first test is a process of its own, to be SIGKILLed.
+const redis = useRedis();
 let server: ServerProcess | undefined;
-let second: TestApp | undefined;
 let queue: Queue;
 
-beforeAll(async () => {
-  redis = await startRedis();
+beforeAll(() => {
   queue = new Queue('fanout', { prefix: bullPrefix('pb'), connection: bullConnection({ url: redis.url }, 'worker') });
 });
 afterAll(async () => {
   await server?.kill();
-  await second?.close();
   await queue?.close();
-  await redis?.stop();
 });
+
+/** Waits until the fan-out job completes; throws at once if it fails. */
+async function completed(jobId: string, what: string): Promise<void> {
+  await waitUntil(
+    async () => {
+      const state = await (await queue.getJob(jobId))!.getState();
+      if (state === 'failed') throw new Error(`fan-out job ${jobId} failed`);
+      return state === 'completed';
+    },
+    what,
+    { timeoutMs: 120_000, intervalMs: 100 },
+  );
+}
+
+/** How far the fan-out job has got, in percent. */
+const progressOf = async (jobId: string) => Number((await queue.getJob(jobId))?.progress ?? 0);
 
 const memberId = (i: number, prefix = 'm') => `${prefix}${String(i).padStart(5, '0')}`;
 
-describe('room fan-out across node restarts', () => {
+// 20,000 members, twice, and a node started as a process: minutes on a loaded machine.
+describe('room fan-out across node restarts', { timeout: 300_000 }, () => {
   it('completes after its node is SIGKILLed mid-way, with every member reached exactly once', async () => {
-    // Small chunks so the fan-out takes long enough to be caught half done; a short lock so
-    // the next node takes the stalled job over quickly.
-    const env = { REDIS_URL: redis.url, FANOUT_CHUNK_SIZE: 50, JOB_LOCK_MS: 1000, DRAIN_INTERVAL_MS: 50 };
+    // Small chunks (1000 round trips) so the fan-out is caught half done with a wide margin; a
+    // short lock so the next node takes the stalled job over quickly.
+    const env = { REDIS_URL: redis.url, FANOUT_CHUNK_SIZE: 20, JOB_LOCK_MS: 1000, DRAIN_INTERVAL_MS: 50 };
     server = await spawnServer(env);
     const call = (path: string, body: unknown) =>
       fetch(server!.url + path, {
@@ -49,15 +63,13 @@ describe('room fan-out across node restarts', () => {
     const { jobId, members } = (await res.json()) as { jobId: string; members: number };
     expect(members).toBe(MEMBERS);
 
-    // Kill the node once the job has reached some members but not all.
-    const deadline = Date.now() + 20_000;
-    for (;;) {
-      const job = await queue.getJob(jobId);
-      const progress = Number(job?.progress ?? 0);
-      if (progress >= 5) break;
-      if (Date.now() > deadline) throw new Error(`fan-out made no progress:\n${server.output()}`);
-      await sleep(10);
-    }
+    // Kill the node once the job has reached some members but not all: stop it first (SIGSTOP,
+    // at once), so that what is read next cannot move, then kill it.
+    await waitUntil(async () => (await progressOf(jobId)) >= 5, 'the fan-out makes progress', {
+      intervalMs: 10,
+    });
+    server.child.kill('SIGSTOP');
+    expect(await progressOf(jobId), 'the fan-out was caught before it finished').toBeLessThan(100);
     await server.kill('SIGKILL');
     server = undefined;
     const client = redis.client();
@@ -73,14 +85,8 @@ describe('room fan-out across node restarts', () => {
     expect(await (await queue.getJob(jobId))!.getState()).toBe('active');
 
     // Another node takes the stalled job over and resumes at its cursor.
-    second = await startApp(redis.url, { JOB_LOCK_MS: 1000, FANOUT_CHUNK_SIZE: 500 });
-    const finish = Date.now() + 30_000;
-    for (;;) {
-      const state = await (await queue.getJob(jobId))!.getState();
-      if (state === 'completed') break;
-      if (state === 'failed' || Date.now() > finish) throw new Error(`fan-out job ended ${state}`);
-      await sleep(100);
-    }
+    const second = await startNodeForTest(redis, { JOB_LOCK_MS: 1000, FANOUT_CHUNK_SIZE: 500 });
+    await completed(jobId, 'the next node completes the fan-out');
     const job = (await queue.getJob(jobId))!;
     expect(job.returnvalue).toEqual({ delivered: MEMBERS, skipped: 0, expired: false });
     expect(job.progress).toBe(100);
@@ -93,41 +99,31 @@ describe('room fan-out across node restarts', () => {
     const [entry] = await client.xrange(`pb:{${memberId(MEMBERS - 1)}}:m`, '-', '+');
     expect(entry![1]).toEqual(['e', 'news', 'd', '{"n":1}']);
     await second.close();
-    second = undefined;
-  }, 90_000);
+  });
 
   it('hands a fan-out under way back at its cursor on graceful shutdown; the next node finishes it', async () => {
-    const first = await startApp(redis.url, { FANOUT_CHUNK_SIZE: 50, JOB_LOCK_MS: 30_000 });
-    let firstClosed = false;
-    try {
-      for (let start = 0; start < MEMBERS; start += 1000) {
-        const userIds = Array.from({ length: 1000 }, (_, i) => memberId(start + i, 'g'));
-        await first.produce('/v1/rooms/graceful-room/members', { userIds });
-      }
-      const res = await first.produce('/v1/rooms/graceful-room/messages', { data: 'bye' });
-      const { jobId } = (await res.json()) as { jobId: string };
-      while (Number((await queue.getJob(jobId))?.progress ?? 0) < 5) await sleep(10);
-      await first.close();
-      firstClosed = true;
-      // Back in the queue at once, not left active until its 30 s lock expires.
-      const job = (await queue.getJob(jobId))!;
-      expect(await job.getState()).toBe('waiting');
-      expect(Number(job.progress)).toBeLessThan(100);
-
-      second = await startApp(redis.url, { FANOUT_CHUNK_SIZE: 500 });
-      const finish = Date.now() + 30_000;
-      while ((await (await queue.getJob(jobId))!.getState()) !== 'completed') {
-        if (Date.now() > finish) throw new Error('fan-out not completed after the graceful hand-over');
-        await sleep(100);
-      }
-      expect((await queue.getJob(jobId))!.returnvalue).toEqual({ delivered: MEMBERS, skipped: 0, expired: false });
-      const client = redis.client();
-      const pipeline = client.pipeline();
-      for (let i = 0; i < MEMBERS; i += 1) pipeline.xlen(`pb:{${memberId(i, 'g')}}:m`);
-      const lengths = ((await pipeline.exec()) ?? []).map(([, n]) => Number(n));
-      expect(lengths.filter((n) => n !== 1)).toEqual([]);
-    } finally {
-      if (!firstClosed) await first.close();
+    // Small chunks, as above, so the close lands while the fan-out is under way.
+    const first = await startNodeForTest(redis, { FANOUT_CHUNK_SIZE: 20, JOB_LOCK_MS: 30_000 });
+    for (let start = 0; start < MEMBERS; start += 1000) {
+      const userIds = Array.from({ length: 1000 }, (_, i) => memberId(start + i, 'g'));
+      await first.produce('/v1/rooms/graceful-room/members', { userIds });
     }
-  }, 90_000);
+    const res = await first.produce('/v1/rooms/graceful-room/messages', { data: 'bye' });
+    const { jobId } = (await res.json()) as { jobId: string };
+    await waitUntil(async () => (await progressOf(jobId)) >= 5, 'the fan-out makes progress', { intervalMs: 10 });
+    await first.close();
+    // Back in the queue at once, not left active until its 30 s lock expires.
+    const job = (await queue.getJob(jobId))!;
+    expect(await job.getState()).toBe('waiting');
+    expect(Number(job.progress)).toBeLessThan(100);
+
+    await startNodeForTest(redis, { FANOUT_CHUNK_SIZE: 500 });
+    await completed(jobId, 'the next node completes the fan-out after the graceful hand-over');
+    expect((await queue.getJob(jobId))!.returnvalue).toEqual({ delivered: MEMBERS, skipped: 0, expired: false });
+    const client = redis.client();
+    const pipeline = client.pipeline();
+    for (let i = 0; i < MEMBERS; i += 1) pipeline.xlen(`pb:{${memberId(i, 'g')}}:m`);
+    const lengths = ((await pipeline.exec()) ?? []).map(([, n]) => Number(n));
+    expect(lengths.filter((n) => n !== 1)).toEqual([]);
+  });
 });

@@ -146,7 +146,7 @@ describe('a user with tabs on several nodes', () => {
 
       const [leaving, staying, on] = closing === 'first' ? [a, b, node(0)] : [b, a, node(1)];
       leaving.close();
-      await waitUntil(() => on.node.hub.count(userId) === 0, 'the node saw its tab close');
+      await waitUntil(() => on.postbox.hub.count(userId) === 0, 'the node saw its tab close');
       const after: string[] = [];
       for (let i = 0; i < 6; i += 1) after.push(await node(i).enqueue(userId, { i }));
       await waitUntil(() => after.every((id) => count(staying, id) >= 1), 'the remaining tab got all 6');

@@ -160,7 +160,7 @@ describe('a message a stream holds', () => {
     expect(payloadOf(got).id).toBe(stuck);
     // Not before one ack timeout in flight (less the ms rounding of Redis's idle time).
     expect(got!.receivedAt).toBeGreaterThanOrEqual(before + ACK_TIMEOUT_MS - 5);
-    expect(short.node.hub.count('stuck')).toBe(1);
+    expect(short.postbox.hub.count('stuck')).toBe(1);
     expect(await finishedCheck(short, 'stuck', stuck)).toMatchObject({ result: 'pushed', subscriptions: 1, sent: 1 });
   });
 });

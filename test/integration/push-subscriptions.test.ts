@@ -180,6 +180,6 @@ describe('with push off (no VAPID keys)', () => {
       expect(await res.json()).toMatchObject({ error: { code: 'PB_ERR_PUSH_DISABLED' } });
     }
     expect(await off.enqueue('nopush', 'stored', { push: { title: 'kept, never pushed' } })).toMatch(/^\d+-\d+$/);
-    expect(off.node.queues.map((q) => q.name)).not.toContain('push');
+    expect(off.postbox.queues.map((q) => q.name)).not.toContain('push');
   });
 });

@@ -85,7 +85,7 @@ describe('message status', () => {
     await waitUntil(() => messages(first).length === 1, 'the first write');
     const written = (await waitForState(app, 'twice', id, 'inflight')).firstDeliveredAt;
     first.close();
-    await waitUntil(() => app.node.hub.count('twice') === 0, 'the first stream closed');
+    await waitUntil(() => app.postbox.hub.count('twice') === 0, 'the first stream closed');
     // A new stream claims what was in flight: a second write of the same message.
     const second = await stream(app, 'twice');
     await waitUntil(() => messages(second).length === 1, 'the second write');
@@ -134,7 +134,7 @@ describe('message status', () => {
     reader.close();
     // Past its TTL it reads expired at once; the next stream's pop drops it and writes the receipt.
     await waitForState(app, 'late-once', once, 'expired');
-    await waitUntil(() => app.node.hub.count('late-once') === 0, 'the first stream closed');
+    await waitUntil(() => app.postbox.hub.count('late-once') === 0, 'the first stream closed');
     const again = await stream(app, 'late-once');
     await waitUntil(async () => (await client.hexists(keys.receipts('late-once'), once)) === 1, 'the receipt is written');
     const gone = (await statusOf(app, 'late-once', once)) as StatusBody;

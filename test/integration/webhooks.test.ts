@@ -261,7 +261,7 @@ describe('webhooks, other settings', () => {
       const first = await stream(node, 'wh-first');
       await waitUntil(() => messageIds(first).length === 1, 'the first write');
       first.close();
-      await waitUntil(() => node.node.hub.count('wh-first') === 0, 'closed');
+      await waitUntil(() => node.postbox.hub.count('wh-first') === 0, 'closed');
       const second = await stream(node, 'wh-first');
       await waitUntil(() => messageIds(second).length === 1, 'the second write');
       expect(await ack(node, 'wh-first', [id])).toBe(1);
@@ -302,7 +302,7 @@ describe('webhooks, other settings', () => {
       expect(s.lastFailure?.error).toMatch(/request failed/);
       expect(await metric(node, 'postbox_webhooks_events_failed_total')).toBe(1);
       expect(await metric(node, 'postbox_webhooks_requests_total{result="error"}')).toBe(3);
-      const [job] = await (node.node.queues.find((q) => q.name === 'webhooks') as Queue).getFailed();
+      const [job] = await (node.postbox.queues.find((q) => q.name === 'webhooks') as Queue).getFailed();
       expect(job?.attemptsMade).toBe(3);
       expect((job?.data as { events: Event[] }).events).toEqual([expect.objectContaining({ id: `wh-given-up/${id}/message.acked` })]);
       tab.close();

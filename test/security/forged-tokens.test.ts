@@ -82,8 +82,8 @@ describe('forged stream tokens', () => {
       const { error } = (await stream.json()) as { error: { code: string } };
       expect(error.code).toBe(status === 401 ? 'PB_ERR_TOKEN_INVALID' : 'PB_ERR_FORBIDDEN');
     }
-    expect(app.node.hub.count('victim')).toBe(1);
-    expect(app.node.hub.count('someone-else')).toBe(0);
+    expect(app.postbox.hub.count('victim')).toBe(1);
+    expect(app.postbox.hub.count('someone-else')).toBe(0);
     const view = (await (await app.admin('/admin/queues/victim')).json()) as { inflight: number; inflightMessages: Array<{ deliveries: number }> };
     expect(view.inflight).toBe(1);
     expect(view.inflightMessages[0]?.deliveries).toBe(0);
@@ -129,6 +129,6 @@ describe('forged stream tokens', () => {
     const reader = await openSse(app.streamUrl(token));
     readers.push(reader);
     expect(reader.status).toBe(200);
-    expect(app.node.hub.count('genuine')).toBe(1);
+    expect(app.postbox.hub.count('genuine')).toBe(1);
   });
 });

@@ -34,7 +34,7 @@ afterAll(async () => {
 async function quiet(): Promise<void> {
   const deadline = Date.now() + 20_000;
   for (;;) {
-    const counts = await Promise.all(app.node.queues.map((q) => q.getJobCounts('waiting', 'active', 'prioritized')));
+    const counts = await Promise.all(app.postbox.queues.map((q) => q.getJobCounts('waiting', 'active', 'prioritized')));
     if (counts.every((c) => (c.waiting ?? 0) + (c.active ?? 0) + (c.prioritized ?? 0) === 0)) return;
     if (Date.now() > deadline) throw new Error(`jobs still running: ${JSON.stringify(counts)}`);
     await sleep(20);

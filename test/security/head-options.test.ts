@@ -87,7 +87,7 @@ describe('HEAD and OPTIONS on every route', () => {
         }
       }
     }
-    expect(app.node.hub.count('present')).toBe(0);
+    expect(app.postbox.hub.count('present')).toBe(0);
     expect(snapshotDiff(before, await redisSnapshot(redis.client(), 'pb'))).toEqual([]);
   });
 

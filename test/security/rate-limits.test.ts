@@ -147,7 +147,7 @@ describe('stream limits of a node', () => {
     expect(Number(third.headers['retry-after'])).toBeGreaterThanOrEqual(1);
     first.close();
     const deadline = Date.now() + 10_000;
-    while (streams.node.hub.size > 1 && Date.now() < deadline) await sleep(20);
+    while (streams.postbox.hub.size > 1 && Date.now() < deadline) await sleep(20);
     const again = await rawRequest(streams.streamUrl(c!), { localAddress: '127.0.0.4' });
     expect(again.status).toBe(200);
     expect(await metric(streams, 'postbox_rate_limited_total{limit="node_streams"}')).toBe(1);

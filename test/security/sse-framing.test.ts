@@ -104,7 +104,7 @@ describe('SSE framing of hostile data', () => {
       const res = await fetch(`${app.streamUrl(token)}&lastEventId=${encodeURIComponent(lastEventId)}`);
       expect(`${JSON.stringify(lastEventId)} ${res.status}`).toBe(`${JSON.stringify(lastEventId)} 400`);
     }
-    expect(app.node.hub.count('hostile-events')).toBe(0);
+    expect(app.postbox.hub.count('hostile-events')).toBe(0);
     expect(((await (await app.admin('/admin/queues/hostile-events')).json()) as { error?: { code: string } }).error?.code).toBe(
       'PB_ERR_USER_NOT_FOUND',
     );
