@@ -3,6 +3,7 @@ import type { WebhookEventType } from '../config.js';
 import { EVENT_ID_PATTERN, GROUP, enqueuedAtOf, type Keys } from './keys.js';
 import type { RedisClient } from './redis.js';
 import { SCHEDULED_ID_PATTERN, type Schedules } from './schedules.js';
+import { readCounts } from './admin/queue-listing.js';
 import { withScripts, type StatusReply } from './scripts.js';
 
 /*
@@ -240,8 +241,9 @@ export function createStatusQueries(deps: {
     },
 
     async counts(userId) {
-      const [length, inflight] = await redis.pbAdminCounts(keys.mailbox(userId), keys.dead(userId), GROUP);
-      return { waiting: Math.max(0, length - inflight), inflight };
+      // As the admin counts them: what is past its TTL is neither waiting nor in flight any more.
+      const { waiting, inflight } = await readCounts(redis, keys, userId, clock.now());
+      return { waiting, inflight };
     },
   };
 }

@@ -15,13 +15,13 @@ export interface ServerProcess {
   kill(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** The address in the server's `postbox listening` log line (JSON, LOG_LEVEL info), once printed. */
+/** The address in the server's `postbox listening on …` log line (JSON, LOG_LEVEL info), once printed. */
 function listeningUrl(output: string): string | undefined {
   for (const line of output.split('\n')) {
-    if (!line.includes('"postbox listening"')) continue;
+    if (!line.includes('"postbox listening')) continue;
     try {
-      const { url } = JSON.parse(line) as { url?: unknown };
-      if (typeof url === 'string') return url;
+      const { listen } = JSON.parse(line) as { listen?: { url?: unknown } };
+      if (typeof listen?.url === 'string') return listen.url;
     } catch {
       // a line cut in two by the pipe: read it whole next time
     }

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { redisSnapshot, snapshotDiff } from '../helpers/redis-snapshot.js';
 import { startApp, type TestApp } from '../helpers/start-app.js';
 import { startRedis, type TestRedis } from '../helpers/start-redis.js';
+import { waitUntil } from '../helpers/wait-until.js';
 
 // JSON.parse in V8 (and @hapi/bourne's __proto__ scan behind @koa/bodyparser) walks deep input
 // without recursion; JSON.stringify recurses, and threw a RangeError (a 500) on 10,000 levels.
@@ -49,6 +50,11 @@ describe('deeply nested data', () => {
       ['65 levels', arrays(65)],
     ] as const) {
       it(`${name}: refuses ${shape} with 400 naming the limit, and stores nothing`, async () => {
+        // The room message an earlier test accepted fans out in the background: let it finish first.
+        await waitUntil(async () => {
+          const c = await app.queue('fanout').getJobCounts('active', 'waiting', 'prioritized');
+          return (c.active ?? 0) + (c.waiting ?? 0) + (c.prioritized ?? 0) === 0;
+        }, 'no fan-out under way');
         const before = await redisSnapshot(redis.client(), 'pb');
         const res = await send(method, path, body(text));
         expect(res.status).toBe(400);
