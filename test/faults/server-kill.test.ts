@@ -13,7 +13,7 @@ const servers: ServerProcess[] = [];
 /** KILL_ROUNDS: the soak (npm run test:soak) kills more often. */
 const ROUNDS = Number(process.env.KILL_ROUNDS ?? 3);
 const MESSAGES = 20;
-const ENV = { KEY_PREFIX: 'kill', MAX_DELIVERIES: 1, MAX_ATTEMPTS: ROUNDS + 5, ACK_TIMEOUT_MS: 60_000, DRAIN_INTERVAL_MS: 50, LOG_LEVEL: 'warn' };
+const ENV = { KEY_PREFIX: 'kill', MAX_DELIVERIES: 1, MAX_ATTEMPTS: ROUNDS + 5, ACK_TIMEOUT_MS: 60_000, DRAIN_INTERVAL_MS: 50 };
 
 beforeAll(async () => {
   redis = await startRedis();

@@ -36,6 +36,10 @@ function listeningUrl(output: string): string | undefined {
  * while other tests open connections). `port` pins one, to restart in place.
  */
 export async function spawnServer(env: Record<string, string | number>, port = 0): Promise<ServerProcess> {
+  // The address is read from an info line: a quieter level would leave nothing to read.
+  if (env.LOG_LEVEL !== undefined && !['trace', 'debug', 'info'].includes(String(env.LOG_LEVEL))) {
+    throw new Error(`spawnServer needs LOG_LEVEL info or lower to find the address, not ${env.LOG_LEVEL}`);
+  }
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
     cwd: root,
     env: {

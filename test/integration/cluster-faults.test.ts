@@ -20,7 +20,7 @@ afterAll(async () => {
 
 async function node(port?: number): Promise<ServerProcess> {
   const server = await spawnServer(
-    { REDIS_CLUSTER_NODES: cluster.seeds, ACK_TIMEOUT_MS: 1000, DRAIN_INTERVAL_MS: 50, LOG_LEVEL: 'warn' },
+    { REDIS_CLUSTER_NODES: cluster.seeds, ACK_TIMEOUT_MS: 1000, DRAIN_INTERVAL_MS: 50 },
     port,
   );
   servers.push(server);
