@@ -322,6 +322,9 @@ const schema = z.object({
 
 export type RawConfig = z.infer<typeof schema>;
 
+/** The name of every variable postbox reads. */
+export const CONFIG_VARIABLES = Object.keys(schema.shape) as Array<keyof RawConfig>;
+
 /** The validated configuration, with keys always present. */
 export interface Config
   extends Omit<RawConfig, 'API_KEY' | 'ADMIN_KEY' | 'TOKEN_SECRET' | 'DEMO' | 'MAX_ATTEMPTS' | 'HTTP_MAX_CONNECTIONS' | 'HOST'> {

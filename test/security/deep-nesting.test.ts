@@ -4,8 +4,8 @@ import { startApp, type TestApp } from '../helpers/start-app.js';
 import { startRedis, type TestRedis } from '../helpers/start-redis.js';
 import { waitUntil } from '../helpers/wait-until.js';
 
-// JSON.parse in V8 (and @hapi/bourne's __proto__ scan behind @koa/bodyparser) walks deep input
-// without recursion; JSON.stringify recurses, and threw a RangeError (a 500) on 10,000 levels.
+// JSON.parse in V8 walks deep input without recursion; JSON.stringify recurses, and threw a
+// RangeError (a 500) on 10,000 levels.
 let redis: TestRedis;
 let app: TestApp;
 
