@@ -79,7 +79,12 @@ const schema = z.object({
   ADMIN_KEY: z.string().min(16).optional(),
   /** HS256 secret of stream tokens. Generated in development. */
   TOKEN_SECRET: z.string().min(32).optional(),
-  /** Worst-case delay between an enqueue and its delivery; enqueues for connected users wake the drain at once. @defaultValue 1000 */
+  /**
+   * How often the drain looks at the ack deadlines of what this node wrote (redeliveries are due
+   * then), ms. Enqueues for connected users wake the drain at once; a lost wake is caught by a
+   * sweep of every connected user every 5 minutes, or at once when the pub/sub connection
+   * comes back. @defaultValue 1000
+   */
   DRAIN_INTERVAL_MS: int(10, 60_000).default(1000),
   /** A message written but not acked within this time is delivered again. @defaultValue 30000 */
   ACK_TIMEOUT_MS: int(100, 86_400_000).default(30_000),

@@ -117,9 +117,10 @@ export const KEEP_FAILED = { count: 5000, age: 7 * 24 * 3600 };
 export const EVENTS_MAX_LEN = 1000;
 
 /**
- * A full mailbox or a Redis outage fails an append; retry for about 17 minutes
- * (1 + 2 + … + 512 s). A fan-out resumes at its recorded cursor, so its
- * retries cost only the members left.
+ * A Redis outage (or, for a scheduled message, a full mailbox) fails a job; it is tried 10
+ * times, 1, 2, … 256 s apart: about 8½ minutes. A fan-out resumes at its recorded cursor, so
+ * its retries cost only the members left; members whose mailbox is full are skipped (counted
+ * in the job's result and logged), not retried.
  */
 const retriedJob: DefaultJobOptions = {
   attempts: 10,
