@@ -13,7 +13,7 @@ export interface Metrics {
   /** From enqueue (the event id's time) to the first write on a stream, seconds. */
   enqueueToWrite: Histogram;
   streamsClosed: Counter<'reason'>;
-  /** Frames passed between nodes for users with streams on several nodes (src/delivery/peer-delivery.ts). */
+  /** Frames passed between nodes for users with streams on several nodes (published by pop.lua, written by src/delivery/drain-worker.ts). */
   peerFrames: Counter<'direction'>;
 }
 

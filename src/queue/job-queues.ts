@@ -7,7 +7,8 @@ import { bullConnection, type RedisConnectionSettings } from './redis.js';
 
 /**
  * The BullMQ queues of postbox. Queue names may not contain `:`; the key
- * prefix (`<KEY_PREFIX>:bull`) keeps them apart from the mailboxes.
+ * prefix (`{<KEY_PREFIX>}:bull`: one hash tag, so on a Redis Cluster each queue's keys share a
+ * slot, as BullMQ requires) keeps them apart from the mailboxes.
  */
 export const QUEUE_NAMES = {
   /** Delayed messages (`delayMs` / `deliverAt`) and the iterations of recurring schedules. */

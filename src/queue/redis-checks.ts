@@ -91,9 +91,24 @@ export function durabilityOf(f: NodeFacts): string {
   return 'unknown (CONFIG is disabled): check its persistence yourself';
 }
 
+/** Sharded pub/sub (SSUBSCRIBE, SPUBLISH) came with Redis 7.0. */
+const MIN_REDIS_MAJOR = 7;
+
+/** Throws when a node's `redis_version` is older than 7.0; an unknown version passes (INFO may be renamed). */
+export function refuseOldRedis(versions: ReadonlyArray<string | undefined>): void {
+  const old = versions.filter((v): v is string => v !== undefined && Number(v.split('.')[0]) < MIN_REDIS_MAJOR);
+  if (old.length > 0) {
+    throw new RedisSetupError(
+      `Redis ${old.join(', ')} is too old: postbox needs Redis ${MIN_REDIS_MAJOR}.0 or newer ` +
+        '(it delivers through sharded pub/sub, SSUBSCRIBE and SPUBLISH)',
+    );
+  }
+}
+
 /**
  * Start-up checks of the Redis postbox is about to use, and a report of what was checked
  * (version, persistence, eviction policy, where the keys go), logged once:
+ * - a Redis older than 7.0 is refused: delivery uses sharded pub/sub (SSUBSCRIBE, SPUBLISH);
  * - a cluster node reached without REDIS_CLUSTER_NODES is refused, with the setting to use;
  * - storage that keeps nothing on disk (`appendonly no` and no `save` points) loses every
  *   message on a restart: refused in production unless ALLOW_VOLATILE_REDIS=1, warned about
@@ -105,6 +120,7 @@ export function durabilityOf(f: NodeFacts): string {
 export async function checkRedis(redis: RedisClient, logger: Logger, options: RedisCheckOptions): Promise<NodeFacts[]> {
   const nodes: RedisClient[] = redis instanceof Cluster ? redis.nodes('master') : [redis];
   const all = await Promise.all(nodes.map(facts));
+  refuseOldRedis(all.map((f) => f.version));
   if (!options.cluster && all.some((f) => f.clusterEnabled)) {
     throw new RedisSetupError(
       'REDIS_URL points at a Redis Cluster node (INFO cluster says cluster_enabled:1): ' +

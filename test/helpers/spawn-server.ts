@@ -5,6 +5,15 @@ import { waitUntil } from './wait-until.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 
+/**
+ * Every server this test process started and that has not exited: killed when the process
+ * exits, so a test that timed out while a server was starting leaves no orphan behind.
+ */
+const running = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of running) child.kill('SIGKILL');
+});
+
 /** The real server as its own process (`node --import tsx src/main.ts`), so a test can SIGKILL it. */
 export interface ServerProcess {
   readonly url: string;
@@ -53,6 +62,8 @@ export async function spawnServer(env: Record<string, string | number>, port = 0
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  running.add(child);
+  child.once('exit', () => running.delete(child));
   let output = '';
   child.stdout?.on('data', (c: Buffer) => (output += c.toString()));
   child.stderr?.on('data', (c: Buffer) => (output += c.toString()));
