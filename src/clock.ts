@@ -9,6 +9,9 @@ export interface Clock {
   clearTimeout(handle: NodeJS.Timeout | undefined): void;
   setInterval(fn: () => void, ms: number): NodeJS.Timeout;
   clearInterval(handle: NodeJS.Timeout | undefined): void;
+  /** Runs `fn` in this turn of the event loop's check phase: after the I/O callbacks the turn polled. */
+  setImmediate(fn: () => void): NodeJS.Immediate;
+  clearImmediate(handle: NodeJS.Immediate | undefined): void;
 }
 
 export const systemClock: Clock = {
@@ -17,4 +20,6 @@ export const systemClock: Clock = {
   clearTimeout: (h) => clearTimeout(h),
   setInterval: (fn, ms) => setInterval(fn, ms),
   clearInterval: (h) => clearInterval(h),
+  setImmediate: (fn) => setImmediate(fn),
+  clearImmediate: (h) => clearImmediate(h),
 };

@@ -76,6 +76,8 @@ export class SseSession {
   private readonly clock: Clock;
   private readonly writeStallMs: number;
   private stallTimer: NodeJS.Timeout | undefined;
+  /** The stall timer fired on a stream that looked stalled: the verdict waits for this turn's I/O. */
+  private stallCheck: NodeJS.Immediate | undefined;
   /** Bytes written since the stall timer was armed, to tell a slow reader from a stopped one. */
   private queuedSinceArm = 0;
   private closed = false;
@@ -123,10 +125,7 @@ export class SseSession {
       res.socket?.setKeepAlive(true);
     }
     res.on('close', () => this.finish('client closed'));
-    res.on('drain', () => {
-      this.clock.clearTimeout(this.stallTimer);
-      this.stallTimer = undefined;
-    });
+    res.on('drain', () => this.disarmStallTimer());
     this.write(`retry: ${options.retryMs}\n\n`);
   }
 
@@ -213,7 +212,7 @@ export class SseSession {
     this.lastWriteAt = this.clock.now();
     // Both responses are Writables; only their write overloads' callback types differ.
     const ok = (this.res as Writable).write(text);
-    if (this.stallTimer !== undefined) {
+    if (this.stallTimer !== undefined || this.stallCheck !== undefined) {
       this.queuedSinceArm += Buffer.byteLength(text);
     } else if (!ok) {
       this.armStallTimer();
@@ -229,21 +228,42 @@ export class SseSession {
     const bufferedAtArm = this.res.writableLength;
     this.queuedSinceArm = 0;
     this.stallTimer = this.clock.setTimeout(() => {
-      const flushed = bufferedAtArm + this.queuedSinceArm - this.res.writableLength;
       this.stallTimer = undefined;
-      if (flushed > 0 && this.res.writableLength > 0) {
-        this.armStallTimer();
-      } else if (flushed <= 0) {
-        this.res.destroy();
-        this.finish('write stalled');
-      }
+      this.judgeStall(bufferedAtArm, false);
     }, this.writeStallMs);
+  }
+
+  /** A stall window ended (`bufferedAtArm` bytes waited when it began). `final`: already looked again. */
+  private judgeStall(bufferedAtArm: number, final: boolean): void {
+    const flushed = bufferedAtArm + this.queuedSinceArm - this.res.writableLength;
+    if (flushed > 0) {
+      // Moving: watch the next window, unless nothing waits any more ('drain' is on its way).
+      if (this.res.writableLength > 0) this.armStallTimer();
+    } else if (!final) {
+      // Timers run before the event loop polls for I/O: a socket that flushed in this same turn
+      // has not said so yet (its write callbacks and 'drain' come later in the turn). Look again
+      // after them, in the check phase, before closing a stream that was only slow to report.
+      this.stallCheck = this.clock.setImmediate(() => {
+        this.stallCheck = undefined;
+        this.judgeStall(bufferedAtArm, true);
+      });
+    } else {
+      this.res.destroy();
+      this.finish('write stalled');
+    }
+  }
+
+  private disarmStallTimer(): void {
+    this.clock.clearTimeout(this.stallTimer);
+    this.stallTimer = undefined;
+    this.clock.clearImmediate(this.stallCheck);
+    this.stallCheck = undefined;
   }
 
   private finish(reason: string): void {
     if (this.closed) return;
     this.closed = true;
-    this.clock.clearTimeout(this.stallTimer);
+    this.disarmStallTimer();
     for (const handler of this.closeHandlers) handler(reason);
   }
 }

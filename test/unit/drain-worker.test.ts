@@ -18,6 +18,9 @@ function fakeClock(start = 1_000_000): Clock & { advance(ms: number): void } {
     setInterval: (fn, ms) => (timers.set(next, { at: now + ms, fn, every: ms }), handle(next++)),
     clearTimeout: (h) => void timers.delete(h as unknown as number),
     clearInterval: (h) => void timers.delete(h as unknown as number),
+    // Due at once: the next advance runs it.
+    setImmediate: (fn) => (timers.set(next, { at: now, fn }), next++) as unknown as NodeJS.Immediate,
+    clearImmediate: (h) => void timers.delete(h as unknown as number),
     advance(ms) {
       const until = now + ms;
       for (;;) {

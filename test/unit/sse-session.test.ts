@@ -9,11 +9,17 @@ import { SseSession } from '../../src/delivery/sse-session.js';
  * whose reader the test drives, and time is a clock the test advances.
  */
 
-/** A clock that moves only when told to: timers fire in `advance`, in time order. */
+/**
+ * A clock that moves only when told to: timers fire in `advance`, in time order, each in a turn
+ * of its own as Node's event loop runs them: the timer, then that turn's I/O (`duringNextPoll`),
+ * then its setImmediate callbacks.
+ */
 class ManualClock implements Clock {
   private at = 0;
   private nextId = 1;
   private readonly timers = new Map<number, { due: number; fn: () => void; every?: number }>();
+  private readonly immediates = new Map<number, () => void>();
+  private poll: (() => void) | undefined;
 
   now(): number {
     return this.at;
@@ -30,9 +36,21 @@ class ManualClock implements Clock {
   clearInterval(handle: NodeJS.Timeout | undefined): void {
     this.clearTimeout(handle);
   }
-  /** Timers set and not yet fired or cleared. */
+  setImmediate(fn: () => void): NodeJS.Immediate {
+    const id = this.nextId++;
+    this.immediates.set(id, fn);
+    return id as unknown as NodeJS.Immediate;
+  }
+  clearImmediate(handle: NodeJS.Immediate | undefined): void {
+    if (handle !== undefined) this.immediates.delete(handle as unknown as number);
+  }
+  /** Timers and immediates set and not yet fired or cleared. */
   get pending(): number {
-    return this.timers.size;
+    return this.timers.size + this.immediates.size;
+  }
+  /** `io` runs in the turn of the next timer to fire, after it and before the turn's immediates. */
+  duringNextPoll(io: () => void): void {
+    this.poll = io;
   }
   /** Moves time forward by `ms`, firing every timer that falls due on the way. */
   advance(ms: number): void {
@@ -46,6 +64,13 @@ class ManualClock implements Clock {
       if (timer.every === undefined) this.timers.delete(id);
       else timer.due += timer.every;
       timer.fn();
+      const io = this.poll;
+      this.poll = undefined;
+      io?.();
+      // Bounded: what the immediates run now set waits for the next turn.
+      const immediates = [...this.immediates.values()];
+      this.immediates.clear();
+      for (const fn of immediates) fn();
     }
     this.at = end;
   }
@@ -178,6 +203,27 @@ describe('SseSession stall watchdog', () => {
     expect(session.isOpen).toBe(true);
     clock.advance(1);
     expect(reasons).toEqual(['write stalled']);
+  });
+
+  it('looks again after the I/O of the turn its timer fired in: a socket that flushed then keeps its stream', () => {
+    const drained = open();
+    drained.session.send(frame(1));
+    // The timer fires with the buffer still full; the socket's write completes in the same turn.
+    drained.clock.duringNextPoll(() => drained.res.readAll());
+    drained.clock.advance(WRITE_STALL_MS);
+    expect(drained.session.isOpen).toBe(true);
+    expect(drained.reasons).toEqual([]);
+    expect(drained.clock.pending).toBe(0); // drained: disarmed
+
+    const moving = open();
+    moving.session.send(frame(1));
+    moving.session.send(frame(2));
+    moving.clock.duringNextPoll(() => moving.res.read());
+    moving.clock.advance(WRITE_STALL_MS);
+    expect(moving.session.isOpen).toBe(true);
+    expect(moving.clock.pending).toBe(1); // moving: armed for the next window
+    moving.clock.advance(WRITE_STALL_MS);
+    expect(moving.reasons).toEqual(['write stalled']);
   });
 
   it('writes nothing after it closed, by its own close or by the watchdog', () => {
