@@ -13,15 +13,30 @@ export interface EmbeddedRedis {
 export interface EmbeddedRedisOptions {
   /** The redis-server executable, looked up on PATH unless it is a path. @defaultValue 'redis-server' */
   command?: string;
+  /**
+   * How long redis-server may take to say it accepts connections before start-up fails (and it
+   * is stopped), ms. @defaultValue 60000 (READY_TIMEOUT_MS)
+   */
+  readyTimeoutMs?: number;
 }
+
+/**
+ * How long a connect may take before it counts as nobody listening, ms. Generous: where nothing
+ * listens the connect is refused at once, so the bound only decides for a server that is there
+ * but slow to answer, or for this process's own event loop held up (start-up on a loaded machine
+ * runs late timers before the I/O they raced), and either must not be taken for no server.
+ */
+export const CONNECT_TIMEOUT_MS = 10_000;
+/** How long the embedded redis-server may take to start, ms: a loaded machine is slow, not broken. */
+export const READY_TIMEOUT_MS = 60_000;
 
 /** redis-server could not be run: it is not installed (not on PATH). */
 export class RedisServerMissingError extends Error {
   override name = 'RedisServerMissingError';
 }
 
-/** True when something accepts connections at `target` within `timeoutMs`. */
-export function isListening(target: NetConnectOpts, timeoutMs = 300): Promise<boolean> {
+/** True when something accepts connections at `target` within `timeoutMs` (ms). */
+export function isListening(target: NetConnectOpts, timeoutMs = CONNECT_TIMEOUT_MS): Promise<boolean> {
   return new Promise((done) => {
     const socket = connect(target);
     const finish = (ok: boolean) => {
@@ -49,6 +64,7 @@ export async function startEmbeddedRedis(
   options: EmbeddedRedisOptions = {},
 ): Promise<EmbeddedRedis> {
   const command = options.command ?? 'redis-server';
+  const readyTimeoutMs = options.readyTimeoutMs ?? READY_TIMEOUT_MS;
   const dir = resolve(dataDir);
   mkdirSync(dir, { recursive: true });
   const socket = resolve(dir, 'redis.sock');
@@ -85,20 +101,36 @@ export async function startEmbeddedRedis(
   };
   child.stdout.on('data', collect);
   child.stderr.on('data', collect);
-  await new Promise<void>((ready, fail) => {
-    child.once('error', (err: NodeJS.ErrnoException) =>
-      fail(
-        err.code === 'ENOENT'
-          ? new RedisServerMissingError(`${command} is not on PATH (apt-get install -y redis-server)`)
-          : new Error(`cannot run ${command}: ${err.message}`),
-      ),
-    );
-    void exited.then((code) => fail(new Error(`redis-server exited with ${code}:\n${output}`)));
-    child.stdout.on('data', () => {
-      // Redis 7 says "Ready to accept connections" on TCP, "ready to accept connections at <socket>" on a socket.
-      if (/ready to accept connections/i.test(output)) ready();
+  let limit: NodeJS.Timeout | undefined;
+  try {
+    await new Promise<void>((ready, fail) => {
+      child.once('error', (err: NodeJS.ErrnoException) =>
+        fail(
+          err.code === 'ENOENT'
+            ? new RedisServerMissingError(`${command} is not on PATH (apt-get install -y redis-server)`)
+            : new Error(`cannot run ${command}: ${err.message}`),
+        ),
+      );
+      void exited.then((code) => fail(new Error(`redis-server exited with ${code}:\n${output}`)));
+      child.stdout.on('data', () => {
+        // Redis 7 says "Ready to accept connections" on TCP, "ready to accept connections at <socket>" on a socket.
+        if (/ready to accept connections/i.test(output)) ready();
+      });
+      limit = setTimeout(
+        () => fail(new Error(`redis-server did not say it accepts connections within ${readyTimeoutMs} ms:\n${output}`)),
+        readyTimeoutMs,
+      );
     });
-  });
+  } catch (err) {
+    // Ours, and not ready: it goes, so a later start finds no half-started server on the directory.
+    if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
+      child.kill('SIGKILL');
+      await exited;
+    }
+    throw err;
+  } finally {
+    clearTimeout(limit);
+  }
   logger.info({ dir, socket, pid: child.pid }, 'embedded redis-server started (append-only file under data dir)');
   return {
     url: socket,

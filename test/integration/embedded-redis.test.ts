@@ -1,7 +1,10 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pino } from 'pino';
 import { describe, expect, it, onTestFinished } from 'vitest';
+import { isListening, startEmbeddedRedis } from '../../src/queue/embedded-redis.js';
 import { openSse } from '../helpers/read-sse.js';
 import { spawnServer } from '../helpers/spawn-server.js';
 import { TEST_KEYS } from '../helpers/test-keys.js';
@@ -108,5 +111,40 @@ describe('the embedded Redis', { timeout: 300_000 }, () => {
       expect(await second.kill('SIGTERM')).toBe(0);
     }
     expect(alive(orphan)).toBe(false);
+  });
+});
+
+describe('waiting for the embedded Redis on a loaded machine', () => {
+  it('takes a socket that accepted for listening even when this process looks late, after its timers', async () => {
+    const { dataDir } = freshDataDir();
+    const path = join(dataDir, 'listening.sock');
+    const server = createServer((socket) => socket.destroy());
+    await new Promise<void>((resolve) => server.listen(path, resolve));
+    try {
+      const answer = isListening({ path });
+      // The event loop held up for a second (a start-up on a loaded machine): when it runs again,
+      // its timers come before the I/O that completed meanwhile.
+      const until = Date.now() + 1000;
+      while (Date.now() < until) {
+        // busy
+      }
+      expect(await answer).toBe(true);
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+
+  it('gives up on a redis-server that never says it is ready, after readyTimeoutMs, and stops it', async () => {
+    const { dataDir } = freshDataDir();
+    // Stands in for a redis-server that hangs before it listens: it notes its pid and sleeps.
+    const command = join(dataDir, 'silent-redis-server');
+    writeFileSync(command, `#!/bin/sh\necho $$ > "${join(dataDir, 'silent.pid')}"\nexec sleep 600\n`);
+    chmodSync(command, 0o755);
+    await expect(startEmbeddedRedis(dataDir, pino({ level: 'silent' }), { command, readyTimeoutMs: 2000 })).rejects.toThrow(
+      /did not say it accepts connections within 2000 ms/,
+    );
+    // Killed and waited for: gone, whether or not it had got as far as noting its pid.
+    const pidFile = join(dataDir, 'silent.pid');
+    if (existsSync(pidFile)) expect(alive(Number(readFileSync(pidFile, 'utf8').trim()))).toBe(false);
   });
 });
