@@ -195,6 +195,15 @@ const schema = z.object({
    * past it a new connection is closed at once. @defaultValue MAX_STREAMS_PER_NODE + 1000
    */
   HTTP_MAX_CONNECTIONS: int(1, 10_000_000).optional(),
+  /**
+   * After SIGTERM or SIGINT, how long the graceful close may take before the process logs so and
+   * exits with code 1, ms. The close waits for the drain pass under way, for the jobs the workers
+   * are running (a webhook or push send: up to WEBHOOK_TIMEOUT_MS, PUSH_TIMEOUT_MS) and up to 5 s
+   * for requests under way; keep it below the orchestrator's own deadline (Kubernetes sends
+   * SIGKILL after terminationGracePeriodSeconds, 30 s by default) so that line is written.
+   * @defaultValue 25000
+   */
+  SHUTDOWN_TIMEOUT_MS: int(1000, 3_600_000).default(25_000),
   /** How long an idempotency `key` is remembered. @defaultValue 86400000 (24 h) */
   DEDUP_WINDOW_MS: int(1000, 30 * 86_400_000).default(86_400_000),
   /** Lifetime of a stream token when the request does not say. @defaultValue 3600 */

@@ -63,10 +63,17 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'shutting down');
+    // Unref'd: it never keeps the process alive, it only cuts a close that hangs.
     const force = setTimeout(() => {
-      logger.error('shutdown took longer than 10 s; exiting');
+      logger.error(
+        { signal, shutdownTimeoutMs: config.SHUTDOWN_TIMEOUT_MS },
+        `shutdown took longer than SHUTDOWN_TIMEOUT_MS (${config.SHUTDOWN_TIMEOUT_MS} ms); exiting`,
+      );
+      // Its SIGTERM goes now (not waited for): no private redis-server is left serving DATA_DIR.
+      void embedded?.stop();
+      logger.flush();
       process.exit(1);
-    }, 10_000);
+    }, config.SHUTDOWN_TIMEOUT_MS);
     force.unref();
     await node.close();
     await embedded?.stop();

@@ -1,3 +1,4 @@
+import { connect } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import type { LogLine } from '../helpers/log-capture.js';
 import { openSse } from '../helpers/read-sse.js';
@@ -129,5 +130,28 @@ describe('faults', { timeout: 300_000 }, () => {
     expect(await server.kill('SIGTERM')).toBe(0);
     await sse.ended;
     expect(server.output()).toMatch(/"msg":"stopped"/);
+  });
+
+  it('exits with code 1, and says so, when the graceful close outlasts SHUTDOWN_TIMEOUT_MS', async () => {
+    const server = await spawnServer({ REDIS_URL: redis.url, KEY_PREFIX: 'slowstop', SHUTDOWN_TIMEOUT_MS: 1000 });
+    // A request under way whose body never comes: the close gives it 5 s, longer than the timeout.
+    const socket = connect(server.port, '127.0.0.1');
+    socket.on('error', () => undefined);
+    let answer = '';
+    socket.on('data', (chunk: Buffer) => (answer += chunk.toString('latin1')));
+    socket.write(
+      'POST /v1/users/slow-body/messages HTTP/1.1\r\nHost: 127.0.0.1\r\n' +
+        `Authorization: Bearer ${TEST_KEYS.API_KEY}\r\nContent-Type: application/json\r\n` +
+        'Content-Length: 100\r\nExpect: 100-continue\r\n\r\n',
+    );
+    // Node answers 100 Continue once it has read the headers: the request is under way.
+    await waitUntil(() => answer.startsWith('HTTP/1.1 100 Continue'), 'the server reads the request headers');
+    try {
+      expect(await server.kill('SIGTERM')).toBe(1);
+      expect(server.output()).toContain('shutdown took longer than SHUTDOWN_TIMEOUT_MS (1000 ms); exiting');
+      expect(server.output()).not.toMatch(/"msg":"stopped"/);
+    } finally {
+      socket.destroy();
+    }
   });
 });
