@@ -1,13 +1,13 @@
 import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type Page, type Request } from 'playwright-core';
+import type { Browser, Page, Request } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { launchChromium } from '../helpers/chromium.js';
 import { failUntilDead } from '../helpers/dead-letters.js';
 import { useNode } from '../helpers/use-node.js';
 import { waitUntil } from '../helpers/wait-until.js';
 
 // The admin page in headless Chromium, against a real node and Redis.
-const CHROMIUM = '/usr/bin/chromium';
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const ARTIFACTS = `${root}test-artifacts/`;
 const WAIT = { timeout: 20_000 };
@@ -16,17 +16,11 @@ let browser: Browser;
 const pageErrors: string[] = [];
 
 beforeAll(() => {
-  if (!existsSync(CHROMIUM)) {
-    throw new Error(`Chromium is not installed at ${CHROMIUM}: run apt-get install -y chromium (browser tests never skip)`);
-  }
   mkdirSync(ARTIFACTS, { recursive: true });
 });
 const node = useNode({ DRAIN_INTERVAL_MS: 50, ACK_TIMEOUT_MS: 1000, MAX_DELIVERIES: 2 });
 beforeAll(async () => {
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-  });
+  browser = await launchChromium();
 });
 afterAll(async () => {
   await browser?.close();

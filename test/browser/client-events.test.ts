@@ -1,6 +1,7 @@
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureClientBuilt } from '../helpers/built-client.js';
+import { launchChromium } from '../helpers/chromium.js';
 import { startApp, type TestApp } from '../helpers/start-app.js';
 import { startRedis, type TestRedis } from '../helpers/start-redis.js';
 
@@ -16,10 +17,7 @@ beforeAll(async () => {
   ensureClientBuilt();
   redis = await startRedis();
   app = await startApp(redis.url, { DRAIN_INTERVAL_MS: 50, ACK_TIMEOUT_MS: 2000 });
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-  });
+  browser = await launchChromium();
 });
 afterAll(async () => {
   await browser?.close();

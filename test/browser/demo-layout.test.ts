@@ -1,8 +1,9 @@
 import { copyFileSync, mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureClientBuilt } from '../helpers/built-client.js';
+import { launchChromium } from '../helpers/chromium.js';
 import { startApp, type Overrides, type TestApp } from '../helpers/start-app.js';
 import { startRedis, type TestRedis } from '../helpers/start-redis.js';
 
@@ -26,10 +27,7 @@ beforeAll(async () => {
   mkdirSync(ARTIFACTS, { recursive: true });
   redis = await startRedis();
   app = await startApp(redis.url, CONFIG);
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-  });
+  browser = await launchChromium();
 });
 afterAll(async () => {
   await browser?.close();

@@ -1,8 +1,9 @@
 import { mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type BrowserContext, type Page, type Route } from 'playwright-core';
+import type { Browser, BrowserContext, Page, Route } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureClientBuilt } from '../helpers/built-client.js';
+import { launchChromium } from '../helpers/chromium.js';
 import { startApp, type TestApp } from '../helpers/start-app.js';
 import { startRedis, type TestRedis } from '../helpers/start-redis.js';
 
@@ -24,10 +25,7 @@ beforeAll(async () => {
   mkdirSync(ARTIFACTS, { recursive: true });
   redis = await startRedis();
   app = await startApp(redis.url, { DEMO: 1, DRAIN_INTERVAL_MS: 50, ACK_TIMEOUT_MS: 3000 });
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-  });
+  browser = await launchChromium();
 });
 afterAll(async () => {
   await browser?.close();

@@ -1,6 +1,7 @@
-import { chromium, type Browser, type BrowserContext, type Page, type Worker } from 'playwright-core';
+import type { Browser, BrowserContext, Page, Worker } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureClientBuilt } from '../helpers/built-client.js';
+import { launchChromium } from '../helpers/chromium.js';
 import { startPushService, type TestPushService } from '../helpers/push-service.js';
 import { startPushApp, type PushTestApp } from '../helpers/start-push-app.js';
 import { startRedis, type TestRedis } from '../helpers/start-redis.js';
@@ -32,10 +33,7 @@ beforeAll(async () => {
   redis = await startRedis();
   push = await startPushService();
   app = await startPushApp(redis.url, { ca: push.ca, overrides: { DEMO: 1, DRAIN_INTERVAL_MS: 50, PUSH_AFTER_MS: 200 } });
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-  });
+  browser = await launchChromium();
 });
 afterAll(async () => {
   await browser?.close();

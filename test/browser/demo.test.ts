@@ -1,8 +1,9 @@
 import { mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureClientBuilt } from '../helpers/built-client.js';
+import { launchChromium } from '../helpers/chromium.js';
 import { useNode } from '../helpers/use-node.js';
 import { waitUntil } from '../helpers/wait-until.js';
 
@@ -20,10 +21,7 @@ beforeAll(() => {
 });
 const node = useNode({ DEMO: 1, DRAIN_INTERVAL_MS: 50, ACK_TIMEOUT_MS: 3000 });
 beforeAll(async () => {
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-  });
+  browser = await launchChromium();
 });
 afterAll(async () => {
   await browser?.close();

@@ -2,8 +2,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import type { ClientHttp2Session } from 'node:http2';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { launchChromium } from '../helpers/chromium.js';
 import { h2Connect, h2Enqueue, h2Token, selfSignedCert, type TestCert } from '../helpers/h2-client.js';
 import { useNode } from '../helpers/use-node.js';
 
@@ -24,17 +25,8 @@ afterAll(() => {
 const node = useNode(() => ({ TLS_CERT_FILE: cert.TLS_CERT_FILE, TLS_KEY_FILE: cert.TLS_KEY_FILE, DRAIN_INTERVAL_MS: 50 }));
 beforeAll(async () => {
   producer = await h2Connect(node.app.url, cert.ca);
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    // The test certificate is self-signed; the browser still negotiates h2 over TLS.
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-background-networking',
-      '--ignore-certificate-errors',
-    ],
-  });
+  // The test certificate is self-signed; the browser still negotiates h2 over TLS.
+  browser = await launchChromium(['--ignore-certificate-errors']);
 });
 afterAll(async () => {
   await browser?.close();

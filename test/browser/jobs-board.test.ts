@@ -1,5 +1,6 @@
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { launchChromium } from '../helpers/chromium.js';
 import { startApp, type TestApp } from '../helpers/start-app.js';
 import { startRedis, type TestRedis } from '../helpers/start-redis.js';
 
@@ -11,10 +12,7 @@ let browser: Browser;
 beforeAll(async () => {
   redis = await startRedis();
   app = await startApp(redis.url, { DRAIN_INTERVAL_MS: 50 });
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-  });
+  browser = await launchChromium();
 });
 afterAll(async () => {
   await browser?.close();

@@ -1,8 +1,9 @@
 import { execFileSync } from 'node:child_process';
 import { statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type BrowserContext, type CDPSession, type Page, type Worker } from 'playwright-core';
+import type { Browser, BrowserContext, CDPSession, Page, Worker } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { launchChromium } from '../helpers/chromium.js';
 import { startPushService, type TestPushService } from '../helpers/push-service.js';
 import { startPushApp, type PushTestApp } from '../helpers/start-push-app.js';
 import { startRedis, type TestRedis } from '../helpers/start-redis.js';
@@ -70,10 +71,7 @@ beforeAll(async () => {
   redis = await startRedis();
   push = await startPushService();
   app = await startPushApp(redis.url, { ca: push.ca, overrides: { PUSH_AFTER_MS: 100, DRAIN_INTERVAL_MS: 50 } });
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-  });
+  browser = await launchChromium();
 });
 afterAll(async () => {
   await browser?.close();

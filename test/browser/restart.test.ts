@@ -1,6 +1,7 @@
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureClientBuilt } from '../helpers/built-client.js';
+import { launchChromium } from '../helpers/chromium.js';
 import { sleep } from '../helpers/read-sse.js';
 import { spawnServer, TEST_KEYS, type ServerProcess } from '../helpers/spawn-server.js';
 import { freePort, startRedis, type TestRedis } from '../helpers/start-redis.js';
@@ -20,10 +21,7 @@ beforeAll(async () => {
   redis = await startRedis();
   port = await freePort();
   server = await spawnServer(env(), port);
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-  });
+  browser = await launchChromium();
 });
 afterAll(async () => {
   await browser?.close();
