@@ -4,6 +4,7 @@ import { ensureClientBuilt } from '../helpers/built-client.js';
 import { launchChromium } from '../helpers/chromium.js';
 import { startApp, type TestApp } from '../helpers/start-app.js';
 import { startRedis, type TestRedis } from '../helpers/start-redis.js';
+import { eventually } from '../helpers/wait-until.js';
 
 // The client library in Chromium's own EventSource: a message whose event name the page never
 // listed reaches it anyway (the server names each event first), and one with no handler is held,
@@ -50,15 +51,8 @@ const seen = (p: Page) => p.evaluate(() => (globalThis as unknown as { seen: str
 const view = async (userId: string) =>
   (await (await app.admin(`/admin/queues/${userId}`)).json()) as { waiting: number; inflight: number; dead: number };
 
-async function waitFor(p: Page, predicate: (seen: string[]) => boolean, what: string): Promise<string[]> {
-  const deadline = Date.now() + WAIT.timeout;
-  for (;;) {
-    const now = await seen(p);
-    if (predicate(now)) return now;
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}; seen ${JSON.stringify(now)}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+const waitFor = (p: Page, predicate: (seen: string[]) => boolean, what: string): Promise<string[]> =>
+  eventually(() => seen(p), predicate, what, { timeoutMs: WAIT.timeout, intervalMs: 50 });
 
 describe('event names the page never listed', () => {
   it('reach a handler registered for them with on(), though `events` never named them', async () => {

@@ -5,6 +5,7 @@ import { launchChromium } from '../helpers/chromium.js';
 import { startPushService, type TestPushService } from '../helpers/push-service.js';
 import { startPushApp, type PushTestApp } from '../helpers/start-push-app.js';
 import { startRedis, type TestRedis } from '../helpers/start-redis.js';
+import { eventually } from '../helpers/wait-until.js';
 
 /*
  * The demo's "notify me when closed" in headless Chromium. Chromium's own push service cannot be
@@ -57,17 +58,6 @@ function notifications(worker: Worker): Promise<Array<{ title: string; body: str
   });
 }
 
-async function until<T>(read: () => Promise<T>, holds: (value: T) => boolean): Promise<T> {
-  const deadline = Date.now() + WAIT.timeout;
-  let value = await read();
-  while (!holds(value) && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 50));
-    value = await read();
-  }
-  if (!holds(value)) throw new Error(`condition not met; last value ${JSON.stringify(value)}`);
-  return value;
-}
-
 describe('the demo with Web Push on', () => {
   it('shows the switch on a phone, beside the conversation title, and turns it back off when the browser cannot subscribe', async () => {
     const context = await browser.newContext({ viewport: PHONE });
@@ -117,15 +107,15 @@ describe('the demo with Web Push on', () => {
     const got = await push.waitFor((all) => all.some((r) => r.subscriptionId === push.idOf(subscription) && r.status === 201), WAIT.timeout);
     const plaintext = got.find((r) => r.subscriptionId === push.idOf(subscription))!.payload!;
     expect(JSON.parse(plaintext)).toMatchObject({ title: 'omar', body: 'Are you coming tonight?', event: 'chat' });
-    const registrationId = await until(async () => registrations.get(`${app.url}/demo`), (id) => id !== undefined);
+    const registrationId = await eventually(async () => registrations.get(`${app.url}/demo`), (id) => id !== undefined, 'the /demo registration');
     await cdp.send('ServiceWorker.deliverPushMessage', { origin: app.url, registrationId: registrationId!, data: plaintext });
-    expect(await until(() => notifications(worker), (list) => list.length === 1)).toEqual([{ title: 'omar', body: 'Are you coming tonight?' }]);
+    expect(await eventually(() => notifications(worker), (list) => list.length === 1, 'one notification')).toEqual([{ title: 'omar', body: 'Are you coming tonight?' }]);
 
     // Nia opens the demo instead of the notification: the stream brings the message, the notification goes.
     const back = await openDemo(nia, 'nia');
     await back.click('button[data-conv="@omar"]');
     await back.locator('li.msg .text', { hasText: 'Are you coming tonight?' }).waitFor(WAIT);
-    await until(() => notifications(worker), (list) => list.length === 0);
+    await eventually(() => notifications(worker), (list) => list.length === 0, 'the notification gone');
     expect(pageErrors).toEqual([]);
     await Promise.all([nia.close(), omarContext.close()]);
   });

@@ -2,9 +2,9 @@ import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureClientBuilt } from '../helpers/built-client.js';
 import { launchChromium } from '../helpers/chromium.js';
-import { sleep } from '../helpers/read-sse.js';
 import { spawnServer, TEST_KEYS, type ServerProcess } from '../helpers/spawn-server.js';
 import { freePort, startRedis, type TestRedis } from '../helpers/start-redis.js';
+import { eventually } from '../helpers/wait-until.js';
 
 // A page with the real client (served at /client/postbox.js) in headless Chromium, and a real
 // server process stopped with SIGTERM and started again on the same port.
@@ -46,15 +46,8 @@ interface PageLog {
 
 const readLog = (page: Page) => page.evaluate(() => (globalThis as unknown as { pb: PageLog }).pb);
 
-async function until(page: Page, done: (log: PageLog) => boolean, what: string): Promise<PageLog> {
-  const deadline = Date.now() + WAIT_MS;
-  for (;;) {
-    const log = await readLog(page);
-    if (done(log)) return log;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(log)}`);
-    await sleep(25);
-  }
-}
+const until = (page: Page, done: (log: PageLog) => boolean, what: string): Promise<PageLog> =>
+  eventually(() => readLog(page), done, what, WAIT_MS);
 
 describe('a server restart', () => {
   it('sends postbox.restart, and the client comes back with short jittered retries instead of a long backoff', async () => {

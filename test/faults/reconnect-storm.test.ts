@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { systemClock } from '../../src/clock.js';
 import { createTokens } from '../../src/http/tokens.js';
-import { sleep } from '../helpers/read-sse.js';
 import { openSwarmStream, type SwarmStream } from '../helpers/sse-swarm.js';
 import { startApp, type TestApp } from '../helpers/start-app.js';
 import { startRedis, type TestRedis } from '../helpers/start-redis.js';
+import { waitUntil } from '../helpers/wait-until.js';
 
 // 2,000 pages, each from its own address, holding one unacked message each; every connection
 // drops at once (a network blip, a proxy restart) and every page reconnects in the same instant.
@@ -26,13 +26,6 @@ afterAll(async () => {
   await redis?.stop();
 });
 
-async function until(check: () => boolean | Promise<boolean>, what: string, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting until ${what}`);
-    await sleep(50);
-  }
-}
 
 describe('a reconnect storm', () => {
   it(`takes ${STREAMS} streams reconnecting at once: every one opens (200) and gets its in-flight message again`, { timeout: 180_000 }, async () => {
@@ -55,7 +48,7 @@ describe('a reconnect storm', () => {
     };
     swarm = await openAll();
     expect(swarm.filter((s) => s.status !== 200).map((s) => `${s.userId} ${s.status} ${s.error ?? ''}`)).toEqual([]);
-    await until(() => swarm.every((s) => s.ids.length >= 1), 'every page got its message', 60_000);
+    await waitUntil(() => swarm.every((s) => s.ids.length >= 1), 'every page got its message', 60_000);
     expect(app.postbox.hub.size).toBe(STREAMS);
 
     // The storm: every connection drops, and every page comes back at once.
@@ -64,9 +57,9 @@ describe('a reconnect storm', () => {
     swarm = again;
     const refused = again.filter((s) => s.status !== 200);
     expect(refused.map((s) => `${s.userId} ${s.status} ${s.error ?? ''}`)).toEqual([]);
-    await until(() => again.every((s) => s.ids.length >= 1), 'every page got its message again', 60_000);
+    await waitUntil(() => again.every((s) => s.ids.length >= 1), 'every page got its message again', 60_000);
     for (const s of again) expect(`${s.userId} ${s.ids[0]}`).toBe(`${s.userId} ${ids.get(s.userId)}`);
-    await until(() => app.postbox.hub.size === STREAMS, 'the old streams are all closed', 30_000);
+    await waitUntil(() => app.postbox.hub.size === STREAMS, 'the old streams are all closed', 30_000);
 
     // Nothing became a dead letter, nothing was lost: all 2,000 are in flight, once each.
     const check = redis.client();

@@ -1,10 +1,10 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { sleep } from '../helpers/read-sse.js';
 import { redisSnapshot, snapshotDiff } from '../helpers/redis-snapshot.js';
 import { LEVEL, startLoggedApp, type LogLine } from '../helpers/start-logged-app.js';
 import type { TestApp } from '../helpers/start-app.js';
 import { startRedis, type TestRedis } from '../helpers/start-redis.js';
 import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.js';
+import { waitUntil } from '../helpers/wait-until.js';
 
 // What a 503 tells the producer, with a real TCP proxy between postbox and Redis:
 // PB_ERR_REDIS_UNAVAILABLE: nothing was sent, nothing stored; PB_ERR_OUTCOME_UNKNOWN: sent,
@@ -42,16 +42,9 @@ afterAll(async () => {
 });
 
 async function ready(node: TestApp): Promise<void> {
-  await until(async () => (await fetch(`${node.url}/readyz`)).status === 200, 'the node is ready');
+  await waitUntil(async () => (await fetch(`${node.url}/readyz`)).status === 200, 'the node is ready');
 }
 
-async function until(check: () => Promise<boolean> | boolean, what: string, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await sleep(25);
-  }
-}
 
 interface Answer {
   status: number;
@@ -78,7 +71,7 @@ describe('what a 503 means', () => {
     expect(await stored('pb', 'stalled')).toEqual([]);
     proxy.resume();
     // The command waited in the network, as in a paused Redis: it runs now.
-    await until(async () => (await stored('pb', 'stalled')).length === 1, 'the enqueue ran');
+    await waitUntil(async () => (await stored('pb', 'stalled')).length === 1, 'the enqueue ran');
     // Retrying with the same key, as the 503 says, gives the message that was stored: once.
     await ready(app);
     const retry = await enqueue(app, 'stalled', 'sent into a stall', 'stall-1');
@@ -89,7 +82,7 @@ describe('what a 503 means', () => {
   it('answers PB_ERR_OUTCOME_UNKNOWN when the connection drops after the command was sent (and Redis ran it)', async () => {
     proxy.stall('down');
     const pending = enqueue(app, 'dropped', 'its reply is lost', 'drop-1');
-    await until(async () => (await stored('pb', 'dropped')).length === 1, 'Redis ran the enqueue');
+    await waitUntil(async () => (await stored('pb', 'dropped')).length === 1, 'Redis ran the enqueue');
     proxy.drop();
     expect(await pending).toMatchObject({ status: 503, code: 'PB_ERR_OUTCOME_UNKNOWN' });
     proxy.resume();
@@ -102,7 +95,7 @@ describe('what a 503 means', () => {
     await enqueue(app, 'refused', 'before');
     proxy.refuse(true);
     proxy.drop();
-    await until(async () => (await fetch(`${app.url}/readyz`)).status === 503, 'the node sees Redis down');
+    await waitUntil(async () => (await fetch(`${app.url}/readyz`)).status === 503, 'the node sees Redis down');
     const before = await redisSnapshot(redis.client(), 'pb');
     const single = await enqueue(app, 'refused', 'during', 'refused-1');
     expect(single).toMatchObject({ status: 503, code: 'PB_ERR_REDIS_UNAVAILABLE', retryAfter: '1' });
@@ -166,7 +159,7 @@ describe('what a 503 means', () => {
     for (const id of known) expect(now).toContain(id);
     proxy.resume();
     // Redis had run all of them: "unknown" was the truth, not "refused".
-    await until(async () => (await stored('pb', 'midway')).length === 9, 'all eight are stored');
+    await waitUntil(async () => (await stored('pb', 'midway')).length === 9, 'all eight are stored');
   });
 
   it('with rate limits on, a stalled limiter refuses the request before the enqueue is sent: nothing is stored', async () => {
@@ -181,7 +174,7 @@ describe('what a 503 means', () => {
     // With the connection down, the limiter refuses at once.
     limitedProxy.refuse(true);
     limitedProxy.drop();
-    await until(async () => (await fetch(`${limited.url}/readyz`)).status === 503, 'the node sees Redis down');
+    await waitUntil(async () => (await fetch(`${limited.url}/readyz`)).status === 503, 'the node sees Redis down');
     expect(await enqueue(limited, 'gated', 'down')).toMatchObject({ status: 503, code: 'PB_ERR_REDIS_UNAVAILABLE' });
   });
 });
@@ -191,7 +184,7 @@ describe('logging an outage', () => {
     const mark = app.logs().length;
     proxy.refuse(true);
     proxy.drop();
-    await until(async () => (await fetch(`${app.url}/readyz`)).status === 503, 'the node sees Redis down');
+    await waitUntil(async () => (await fetch(`${app.url}/readyz`)).status === 503, 'the node sees Redis down');
     for (let i = 0; i < 30; i += 1) expect((await enqueue(app, 'outage', i)).status).toBe(503);
     for (let i = 0; i < 10; i += 1) expect((await app.admin('/admin/queues/outage')).status).toBe(503);
     const during = app.logs().slice(mark);
@@ -199,7 +192,7 @@ describe('logging an outage', () => {
     expect(errors.map((l) => l.msg)).toEqual(['storage unavailable: requests answer 503 until Redis answers again']);
     proxy.refuse(false);
     const ended = () => app.logs().slice(mark).find((l) => l.msg === 'storage available again');
-    await until(() => ended() !== undefined, 'the end of the outage is logged');
+    await waitUntil(() => ended() !== undefined, 'the end of the outage is logged');
     const end = ended();
     expect(end).toMatchObject({ level: LEVEL.info, failedRequests: { refused: 40 } });
     const metrics = await (await fetch(`${app.url}/metrics`)).text();

@@ -1,8 +1,9 @@
 import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openSse, sleep, type SseReader } from '../helpers/read-sse.js';
+import { openSse, type SseReader } from '../helpers/read-sse.js';
 import { startApp, type TestApp } from '../helpers/start-app.js';
 import { startRedis, type TestRedis } from '../helpers/start-redis.js';
+import { waitUntil } from '../helpers/wait-until.js';
 
 // A page that opens its stream and never reads it: a small backlog fits in the kernel's socket
 // buffers (the server's writes all succeed), a big one fills them. Either way the stream must be
@@ -45,13 +46,6 @@ interface View {
 
 const view = async (userId: string) => (await (await app.admin(`/admin/queues/${userId}`)).json()) as View;
 
-async function until(check: () => Promise<boolean> | boolean, what: string, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await sleep(50);
-  }
-}
 
 describe('a reader that never reads', () => {
   for (const [name, count, size] of [
@@ -66,9 +60,9 @@ describe('a reader that never reads', () => {
         })
       ).json()) as { ids: string[] };
       await neverReads(userId);
-      await until(() => app.postbox.hub.count(userId) === 1, 'the stream is open');
+      await waitUntil(() => app.postbox.hub.count(userId) === 1, 'the stream is open', 30_000);
       // The server closes it (unresponsive: no ack past the ack timeout; or its writes stalled).
-      await until(() => app.postbox.hub.count(userId) === 0, 'the server closed the stream nobody reads');
+      await waitUntil(() => app.postbox.hub.count(userId) === 0, 'the server closed the stream nobody reads', 30_000);
       const before = await view(userId);
       expect(before.dead).toBe(0);
       expect(before.inflightMessages.every((m) => m.deliveries === 0)).toBe(true);
@@ -78,17 +72,21 @@ describe('a reader that never reads', () => {
       const token = await app.token(userId);
       // A page that reads and acks: it gets every message, in order.
       let acked = 0;
-      await until(async () => {
+      // Each ack's answer, checked after the wait (a check that throws is only "not yet" to waitUntil).
+      const ackStatuses: number[] = [];
+      await waitUntil(async () => {
         const got = reader.events.filter((e) => e.id && !e.event.startsWith('postbox.'));
         if (got.length > acked) {
-          expect((await app.ack(token, got.slice(acked).map((e) => e.id as string))).status).toBe(200);
+          const answer = app.ack(token, got.slice(acked).map((e) => e.id as string));
+          ackStatuses.push(await answer.then((res) => res.status, () => -1)); // -1: no answer
           acked = got.length;
         }
         return acked >= count;
-      }, 'the real page got everything');
+      }, 'the real page got everything', 30_000);
+      expect(ackStatuses.filter((status) => status !== 200)).toEqual([]);
       const got = reader.events.filter((e) => e.id && !e.event.startsWith('postbox.')).map((e) => e.id);
       expect([...new Set(got)]).toEqual(ids);
-      await until(async () => (await view(userId)).inflight === 0, 'everything is acked');
+      await waitUntil(async () => (await view(userId)).inflight === 0, 'everything is acked', 30_000);
       expect(await view(userId)).toMatchObject({ dead: 0, waiting: 0, inflight: 0 });
     });
   }

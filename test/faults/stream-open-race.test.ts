@@ -1,8 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openSse, sleep, type SseReader } from '../helpers/read-sse.js';
+import { openSse, type SseReader } from '../helpers/read-sse.js';
 import { startApp, type TestApp } from '../helpers/start-app.js';
 import { startRedis, type TestRedis } from '../helpers/start-redis.js';
 import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.js';
+import { waitUntil } from '../helpers/wait-until.js';
 
 // A page that leaves while its stream is still being opened: here the open waits on a
 // Last-Event-ID ack (LAST_EVENT_ID_ACKS=1) to a stalled Redis, and the page gives up first.
@@ -24,13 +25,6 @@ afterAll(async () => {
   await redis?.stop();
 });
 
-async function until(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await sleep(25);
-  }
-}
 
 describe('a page that leaves while its stream opens', () => {
   it('leaves no stream behind: no slot of the user taken, nothing written to it', async () => {
@@ -39,12 +33,12 @@ describe('a page that leaves while its stream opens', () => {
     const controller = new AbortController();
     const pending = fetch(app.streamUrl(token), { headers: { 'last-event-id': '1-0' }, signal: controller.signal }).catch(() => undefined);
     // The request is in, its ack held in the stall; the page gives up.
-    await until(() => proxy.held('up').includes('leaver'), 'the Last-Event-ID ack is waiting on Redis');
+    await waitUntil(() => proxy.held('up').includes('leaver'), 'the Last-Event-ID ack is waiting on Redis');
     controller.abort();
     await pending;
     proxy.resume();
     // The PING behind it is answered after the ack on the same connection: by then the route went on.
-    await until(async () => (await fetch(`${app.url}/readyz`)).status === 200, 'the node is ready');
+    await waitUntil(async () => (await fetch(`${app.url}/readyz`)).status === 200, 'the node is ready');
     expect(app.postbox.hub.count('leaver')).toBe(0);
     // MAX_STREAMS_PER_USER is 1: the page's next stream opens, and gets its mail.
     const reader = await openSse(app.streamUrl(token));

@@ -1,5 +1,5 @@
-import { sleep } from './read-sse.js';
 import type { TestApp } from './start-app.js';
+import { eventually } from './wait-until.js';
 
 /** What `GET /v1/users/:userId/messages/:id` answers (src/queue/receipts.ts MessageStatus). */
 export interface StatusBody {
@@ -18,15 +18,6 @@ export interface StatusBody {
   deliverAt?: string;
 }
 
-/** Polls `check` every 25 ms until it holds; throws naming `what` after `timeoutMs`. Bounded in time. */
-export async function waitUntil(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await sleep(25);
-  }
-}
-
 /** The status of one message, or the HTTP status when it is not 200. */
 export async function statusOf(app: TestApp, userId: string, id: string): Promise<StatusBody | number> {
   const res = await fetch(`${app.url}/v1/users/${encodeURIComponent(userId)}/messages/${encodeURIComponent(id)}`, {
@@ -41,16 +32,13 @@ export async function statusOf(app: TestApp, userId: string, id: string): Promis
 
 /** Waits until the message's status is `state` and returns it. */
 export async function waitForState(app: TestApp, userId: string, id: string, state: string, timeoutMs = 20_000): Promise<StatusBody> {
-  let last: StatusBody | number = 0;
-  await waitUntil(
-    async () => {
-      last = await statusOf(app, userId, id);
-      return typeof last === 'object' && last.state === state;
-    },
-    `${userId}/${id} is ${state} (last: ${JSON.stringify(last)})`,
+  const found = await eventually(
+    () => statusOf(app, userId, id),
+    (status) => typeof status === 'object' && status.state === state,
+    `${userId}/${id} is ${state}`,
     timeoutMs,
   );
-  return last as unknown as StatusBody;
+  return found as StatusBody;
 }
 
 /** One series of /metrics, e.g. `postbox_webhooks_requests_total{result="5xx"}`; 0 when absent. */

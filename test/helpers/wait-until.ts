@@ -41,3 +41,25 @@ export async function waitUntil(check: Check, what: string, options: number | Wa
     await new Promise((resolve) => setTimeout(resolve, intervalMs));
   }
 }
+
+/**
+ * Waits until `done` accepts what `read` returns, and returns that value. On timeout the error
+ * shows the last value read (as JSON), after what waitUntil says.
+ */
+export async function eventually<T>(
+  read: () => T | Promise<T>,
+  done: (value: T) => boolean,
+  what: string,
+  options: number | WaitOptions = {},
+): Promise<T> {
+  let value: T | undefined;
+  await waitUntil(
+    async () => {
+      value = await read();
+      if (!done(value)) throw new Error(`last seen: ${JSON.stringify(value)}`);
+    },
+    what,
+    options,
+  );
+  return value as T;
+}

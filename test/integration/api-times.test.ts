@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { failUntilDead } from '../helpers/dead-letters.js';
 import { startApp, type TestApp } from '../helpers/start-app.js';
 import { startRedis, type TestRedis } from '../helpers/start-redis.js';
+import { eventually } from '../helpers/wait-until.js';
 
 // One convention for times in JSON responses: instants are ISO 8601 strings in UTC with ms
 // (`…At`, `next`, `until`, the stats' `at`, `nodes[].at` and `series[].t`), durations are
@@ -36,15 +37,13 @@ async function body(res: Response): Promise<unknown> {
 }
 
 /** /admin/stats once the rate sampler has taken two samples (one chart point). */
-async function statsWithSeries(): Promise<unknown> {
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    const stats = (await body(await app.admin('/admin/stats'))) as { series: unknown[] };
-    if (stats.series.length > 0) return stats;
-    if (Date.now() > deadline) throw new Error('no chart point in /admin/stats after 20 s');
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
+const statsWithSeries = (): Promise<unknown> =>
+  eventually(
+    async () => (await body(await app.admin('/admin/stats'))) as { series: unknown[] },
+    (stats) => stats.series.length > 0,
+    'a chart point in /admin/stats',
+    { intervalMs: 200 },
+  );
 
 describe('times in the API', () => {
   it('are ISO 8601 strings for instants and integer ms for durations, in every response', async () => {

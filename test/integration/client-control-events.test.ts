@@ -10,7 +10,8 @@ import type {
 } from '../../src/client/postbox.js';
 import { createKeys } from '../../src/queue/keys.js';
 import { importBuiltClient } from '../helpers/built-client.js';
-import { statusOf, waitUntil } from '../helpers/receipt-checks.js';
+import { statusOf } from '../helpers/receipt-checks.js';
+import { waitUntil } from '../helpers/wait-until.js';
 import { startApp, type TestApp } from '../helpers/start-app.js';
 import { startRedis, type TestRedis } from '../helpers/start-redis.js';
 

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openSse, sleep, type SseReader } from '../helpers/read-sse.js';
 import { startCluster, type TestCluster } from '../helpers/start-cluster.js';
 import { TEST_KEYS, spawnServer, type ServerProcess } from '../helpers/spawn-server.js';
+import { waitUntil } from '../helpers/wait-until.js';
 
 // Real postbox processes on a 3-master Redis Cluster: killed and restarted under load, nothing
 // answered is lost, nothing acked comes again, nothing reaches another user.
@@ -81,13 +82,6 @@ async function page(server: ServerProcess, userId: string) {
   };
 }
 
-async function waitUntil(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await sleep(50);
-  }
-}
 
 describe('faults on a Redis Cluster', () => {
   it('loses nothing in flight when the node holding the streams is SIGKILLed', { timeout: 60_000 }, async () => {
@@ -135,14 +129,14 @@ describe('faults on a Redis Cluster', () => {
         await sleep(10);
       }
     })();
-    await waitUntil(() => sent.size >= 40, 'traffic flows');
+    await waitUntil(() => sent.size >= 40, 'traffic flows', 30_000);
     // Restart each node in turn on its own port, with a graceful SIGTERM.
     for (const server of [first, second]) {
       const port = server.port;
       expect(await server.kill('SIGTERM')).toBe(0);
       servers.push(await node(port));
       const before = sent.size;
-      await waitUntil(() => sent.size >= before + 20, 'traffic flows again through both nodes');
+      await waitUntil(() => sent.size >= before + 20, 'traffic flows again through both nodes', 30_000);
     }
     producing = false;
     await producer;

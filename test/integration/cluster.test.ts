@@ -3,6 +3,7 @@ import { failUntilDead } from '../helpers/dead-letters.js';
 import { openSse, sleep, type SseReader } from '../helpers/read-sse.js';
 import { startApp, type TestApp } from '../helpers/start-app.js';
 import { startCluster, type TestCluster } from '../helpers/start-cluster.js';
+import { waitUntil } from '../helpers/wait-until.js';
 
 // postbox on a 3-master Redis Cluster, with users on every shard.
 let cluster: TestCluster;
@@ -34,13 +35,6 @@ async function tab(on: TestApp, userId: string): Promise<SseReader> {
   return reader;
 }
 
-async function waitUntil(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await sleep(25);
-  }
-}
 
 const messages = (reader: SseReader) => reader.events.filter((e) => !e.event.startsWith('postbox.'));
 const view = async (userId: string, on = app()) =>

@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createKeys } from '../../src/queue/keys.js';
 import { openSse, type SseEvent, type SseReader } from '../helpers/read-sse.js';
-import { waitForState, waitUntil } from '../helpers/receipt-checks.js';
+import { waitForState } from '../helpers/receipt-checks.js';
+import { waitUntil } from '../helpers/wait-until.js';
 import { startApp, type TestApp } from '../helpers/start-app.js';
 import { startRedis, type TestRedis } from '../helpers/start-redis.js';
 

@@ -6,9 +6,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { systemClock } from '../../src/clock.js';
 import { createDemo, type Demo } from '../../src/http/demo-routes.js';
 import { errorMiddleware } from '../../src/http/error-middleware.js';
-import { sleep } from '../helpers/read-sse.js';
 import { startApp, type TestApp } from '../helpers/start-app.js';
 import { startRedis, type TestRedis } from '../helpers/start-redis.js';
+import { eventually } from '../helpers/wait-until.js';
 
 // Recurring schedules that end by themselves (`until`) and leave no job behind, and the demo's
 // clock built on them: it lapses soon after its tab stops saying hello, even across a restart
@@ -31,16 +31,6 @@ interface ScheduleView {
   name: string;
   until?: string;
   next: string | null;
-}
-
-async function eventually<T>(read: () => Promise<T>, done: (value: T) => boolean, what: string, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await read();
-    if (done(value)) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(value)}`);
-    await sleep(50);
-  }
 }
 
 const schedules = async (userId: string) =>

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startApp, type TestApp } from '../helpers/start-app.js';
 import { startRedis, type TestRedis } from '../helpers/start-redis.js';
 import { openSse, sleep, type SseReader } from '../helpers/read-sse.js';
+import { waitUntil } from '../helpers/wait-until.js';
 
 // Three nodes on one Redis, as behind a load balancer: one user's tabs land on different nodes.
 let redis: TestRedis;
@@ -29,13 +30,6 @@ async function tab(on: TestApp, userId: string): Promise<SseReader> {
   return reader;
 }
 
-async function waitUntil(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await sleep(20);
-  }
-}
 
 /** Message ids in order of first arrival, control events left out: what a client that drops repeats (as ours does) shows. */
 const firstSeen = (reader: SseReader) => [

@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openSse, type SseReader } from '../helpers/read-sse.js';
-import { statusOf, waitUntil, type StatusBody } from '../helpers/receipt-checks.js';
+import { statusOf, type StatusBody } from '../helpers/receipt-checks.js';
+import { waitUntil } from '../helpers/wait-until.js';
 import { startApp, type TestApp } from '../helpers/start-app.js';
 import { startCluster, type TestCluster } from '../helpers/start-cluster.js';
 import { startWebhookReceiver, type TestWebhookReceiver } from '../helpers/webhook-receiver.js';

@@ -8,7 +8,8 @@ import { createPostbox } from '../../src/postbox.js';
 import { createKeys } from '../../src/queue/keys.js';
 import { failUntilDead } from '../helpers/dead-letters.js';
 import { openSse, type SseReader } from '../helpers/read-sse.js';
-import { statusOf, waitForState, waitUntil, type StatusBody } from '../helpers/receipt-checks.js';
+import { statusOf, waitForState, type StatusBody } from '../helpers/receipt-checks.js';
+import { waitUntil } from '../helpers/wait-until.js';
 import { buildClient, startApp, type TestApp } from '../helpers/start-app.js';
 import { startRedis, type TestRedis } from '../helpers/start-redis.js';
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { waitUntil } from '../helpers/wait-until.js';
+import { eventually, waitUntil } from '../helpers/wait-until.js';
 
 describe('waitUntil', () => {
   it('returns once a sync or async check passes, polling until then', async () => {
@@ -31,5 +31,18 @@ describe('waitUntil', () => {
     await expect(
       waitUntil(() => expect([1, 2]).toHaveLength(3), 'three items', { timeoutMs: 30, intervalMs: 5 }),
     ).rejects.toThrow(/waiting until three items; the last check threw expected \[ 1, 2 \] to have a length of 3/);
+  });
+});
+
+describe('eventually', () => {
+  it('returns the first value read that is accepted', async () => {
+    let n = 0;
+    expect(await eventually(() => (n += 1), (v) => v >= 3, 'three', { intervalMs: 1 })).toBe(3);
+  });
+
+  it('shows the last value read when it gives up', async () => {
+    await expect(eventually(async () => ({ left: 2 }), (v) => v.left === 0, 'none left', { timeoutMs: 30, intervalMs: 5 })).rejects.toThrow(
+      /waiting until none left; the last check threw last seen: \{"left":2\}/,
+    );
   });
 });
