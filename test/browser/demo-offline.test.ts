@@ -4,13 +4,14 @@ import type { Browser, BrowserContext, Page, Route } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureClientBuilt } from '../helpers/built-client.js';
 import { launchChromium } from '../helpers/chromium.js';
+import { connected, openConversation, POLL, texts, WAIT } from '../helpers/demo-page.js';
 import { startApp, type TestApp } from '../helpers/start-app.js';
 import { startRedis, type TestRedis } from '../helpers/start-redis.js';
+import { eventually } from '../helpers/wait-until.js';
 
 // The demo chat across reloads and while the server is away, in headless Chromium against a real node and Redis.
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const ARTIFACTS = `${root}test-artifacts/`;
-const WAIT = { timeout: 20_000 };
 // The page gives up after 6 tries, 0.5 + 1 + 2 + 4 + 8 s apart: the failed state needs room above that.
 const UNTIL_FAILED = { timeout: 45_000 };
 const SEND = '**/demo/api/send';
@@ -39,8 +40,6 @@ async function newContext(): Promise<BrowserContext> {
   return context;
 }
 
-const connected = (page: Page) => page.locator('#state[data-state="open"]').waitFor(WAIT);
-
 async function openAs(name: string): Promise<Page> {
   const page = await (await newContext()).newPage();
   await page.goto(`${app.url}/demo?user=${name}`);
@@ -62,40 +61,13 @@ async function say(page: Page, text: string): Promise<void> {
   await delivered(page, text).waitFor(WAIT);
 }
 
-async function openConversation(page: Page, key: string): Promise<void> {
-  if (key.startsWith('@') && (await page.locator(`button[data-conv="${key}"]`).count()) === 0) {
-    await page.fill('#dm-name', key.slice(1));
-    await page.press('#dm-name', 'Enter');
-  }
-  await page.click(`button[data-conv="${key}"]`);
-}
-
-/** Polls `read` until `done` accepts its value; returns that value. */
-async function eventually<T>(read: () => Promise<T>, done: (value: T) => boolean, what: string): Promise<T> {
-  const deadline = Date.now() + WAIT.timeout;
-  for (;;) {
-    const value = await read();
-    if (done(value)) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; last seen: ${JSON.stringify(value)}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-/** The texts shown in one conversation, in order, once they include all of `expected`. */
-function texts(page: Page, conv: string, expected: string[] = []): Promise<string[]> {
-  return eventually(
-    () => page.locator(`li.msg[data-conv="${conv}"] .text`).allTextContents(),
-    (shown) => expected.every((t) => shown.includes(t)),
-    `${expected.join(' | ')} in ${conv}`,
-  );
-}
-
 /** Resolves once nothing of the user's is in flight: what the page showed, it has acked. */
 async function settled(userId: string): Promise<void> {
   await eventually(
     async () => ((await (await app.admin(`/admin/queues/${userId}`)).json()) as { inflight?: number; waiting?: number }),
     (q) => q.inflight === 0 && q.waiting === 0,
     `${userId} to ack everything`,
+    POLL,
   );
 }
 
@@ -174,7 +146,7 @@ describe('demo chat across reloads and outages', () => {
     await pending.waitFor(WAIT);
     expect(await kate.inputValue('#text')).toBe('');
     // Tried again, with the same message id, while the send is refused.
-    await eventually(async () => refused.attempts(), (n) => n >= 2, 'a second attempt');
+    await eventually(async () => refused.attempts(), (n) => n >= 2, 'a second attempt', POLL);
     await pending.locator('.status', { hasText: 'Retrying' }).waitFor(WAIT);
     await kate.screenshot({ path: `${ARTIFACTS}demo-pending.png` });
 

@@ -4,13 +4,13 @@ import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureClientBuilt } from '../helpers/built-client.js';
 import { launchChromium } from '../helpers/chromium.js';
+import { connected, openConversation, POLL, texts, WAIT } from '../helpers/demo-page.js';
 import { useNode } from '../helpers/use-node.js';
-import { waitUntil } from '../helpers/wait-until.js';
+import { eventually } from '../helpers/wait-until.js';
 
 // The demo chat in headless Chromium, against a real node and Redis.
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const ARTIFACTS = `${root}test-artifacts/`;
-const WAIT = { timeout: 20_000 };
 
 let browser: Browser;
 const pageErrors: Error[] = [];
@@ -37,8 +37,6 @@ async function openAs(name: string): Promise<Page> {
   return page;
 }
 
-const connected = (page: Page) => page.locator('#state[data-state="open"]').waitFor(WAIT);
-
 /** Types a message into the open conversation and waits until the backend accepted it. */
 async function say(page: Page, text: string): Promise<void> {
   const accepted = page.waitForResponse((r) => r.url().endsWith('/demo/api/send') && r.status() === 202, WAIT);
@@ -47,43 +45,13 @@ async function say(page: Page, text: string): Promise<void> {
   await accepted;
 }
 
-async function openConversation(page: Page, key: string): Promise<void> {
-  if (key.startsWith('@') && (await page.locator(`button[data-conv="${key}"]`).count()) === 0) {
-    await page.fill('#dm-name', key.slice(1));
-    await page.press('#dm-name', 'Enter');
-  }
-  await page.click(`button[data-conv="${key}"]`);
-}
-
-/** Polls `read` until `done` accepts its value; returns that value. */
-async function eventually<T>(read: () => Promise<T>, done: (value: T) => boolean, what: string): Promise<T> {
-  let value: T | undefined;
-  await waitUntil(
-    async () => {
-      value = await read();
-      if (!done(value)) throw new Error(`last seen: ${JSON.stringify(value)}`);
-    },
-    what,
-    { timeoutMs: WAIT.timeout, intervalMs: 50 },
-  );
-  return value as T;
-}
-
-/** The texts shown in one conversation, in order, once they include all of `expected`. */
-function texts(page: Page, conv: string, expected: string[] = []): Promise<string[]> {
-  return eventually(
-    () => page.locator(`li.msg[data-conv="${conv}"] .text`).allTextContents(),
-    (shown) => expected.every((t) => shown.includes(t)),
-    `${expected.join(' | ')} in ${conv}`,
-  );
-}
-
 /** Resolves once nothing of the user's is in flight: what the page showed, it has acked. */
 async function settled(userId: string): Promise<void> {
   await eventually(
     async () => ((await (await node.app.admin(`/admin/queues/${userId}`)).json()) as { inflight?: number }).inflight,
     (inflight) => inflight === 0,
     `${userId} to ack everything`,
+    POLL,
   );
 }
 
@@ -115,8 +83,8 @@ describe('demo chat in a browser', () => {
 
     // The server pushes its time every second (a recurring message).
     const clock = () => alice.textContent('#clock');
-    const first = await eventually(clock, (t) => t !== '--:--:--', 'the first clock tick');
-    await eventually(clock, (t) => t !== first, 'the next clock tick');
+    const first = await eventually(clock, (t) => t !== '--:--:--', 'the first clock tick', POLL);
+    await eventually(clock, (t) => t !== first, 'the next clock tick', POLL);
 
     await openConversation(alice, '#lobby');
     // The README's pictures come from demo-layout.test.ts.
