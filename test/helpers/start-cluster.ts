@@ -1,4 +1,4 @@
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,7 +6,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import calculateSlot from 'cluster-key-slot';
 import { Cluster, Redis } from 'ioredis';
-import { freePort } from './start-redis.js';
+import { freePort, isRunning, signalAndWait, spawnRedisServer } from './start-redis.js';
 
 const run = promisify(execFile);
 const HOST = '127.0.0.1';
@@ -67,46 +67,6 @@ interface NodeState {
   readonly busPort: number;
   readonly dir: string;
   child: ChildProcess | undefined;
-}
-
-function isRunning(child: ChildProcess | undefined): child is ChildProcess {
-  return child !== undefined && child.exitCode === null && child.signalCode === null;
-}
-
-/** Spawns redis-server and resolves once it logs that it accepts connections. */
-async function spawnRedisServer(args: string[]): Promise<ChildProcess> {
-  const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  try {
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`redis-server did not start within 10 s:\n${output}`)), 10_000);
-      child.stdout?.on('data', (chunk: Buffer) => {
-        output += chunk.toString();
-        if (/Ready to accept connections/.test(output)) {
-          clearTimeout(timer);
-          resolve();
-        }
-      });
-      child.once('exit', (code, signal) => {
-        clearTimeout(timer);
-        reject(new Error(`redis-server exited (${code ?? signal}):\n${output}`));
-      });
-    });
-  } catch (err) {
-    if (isRunning(child)) child.kill('SIGKILL');
-    throw err;
-  }
-  // Keep draining the pipes so a chatty server never blocks on a full pipe.
-  child.stdout?.resume();
-  child.stderr?.resume();
-  return child;
-}
-
-async function signalAndWait(child: ChildProcess | undefined, signal: NodeJS.Signals): Promise<void> {
-  if (!isRunning(child)) return;
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  child.kill(signal);
-  await exited;
 }
 
 /** A range of slots and the port of the master serving it. */

@@ -32,6 +32,52 @@ export async function freePort(): Promise<number> {
 
 /** redis-server's words when another socket holds its port. */
 const PORT_TAKEN = /Address already in use/;
+/** How long redis-server may take to say it accepts connections, ms: a loaded machine is slow to start a process, not wrong. */
+const READY_MS = 30_000;
+
+export function isRunning(child: ChildProcess | undefined): child is ChildProcess {
+  return child !== undefined && child.exitCode === null && child.signalCode === null;
+}
+
+/**
+ * Spawns redis-server with `args` and resolves once it says it accepts connections. One that
+ * exits first, or says nothing for 30 s (killed then), fails with what it printed.
+ */
+export async function spawnRedisServer(args: string[]): Promise<ChildProcess> {
+  const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`redis-server did not start within ${READY_MS / 1000} s:\n${output}`)), READY_MS);
+      child.stdout?.on('data', (chunk: Buffer) => {
+        output += chunk.toString();
+        if (/Ready to accept connections/.test(output)) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+      child.once('exit', (code, signal) => {
+        clearTimeout(timer);
+        reject(new Error(`redis-server exited (${code ?? signal}):\n${output}`));
+      });
+    });
+  } catch (err) {
+    if (isRunning(child)) child.kill('SIGKILL');
+    throw err;
+  }
+  // Keep draining the pipes so a chatty server never blocks on a full pipe.
+  child.stdout?.resume();
+  child.stderr?.resume();
+  return child;
+}
+
+/** Sends `signal` to a child still running and waits for its exit. */
+export async function signalAndWait(child: ChildProcess | undefined, signal: NodeJS.Signals): Promise<void> {
+  if (!isRunning(child)) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill(signal);
+  await exited;
+}
 
 export async function startRedis(): Promise<TestRedis> {
   const dir = mkdtempSync(join(tmpdir(), 'postbox-redis-'));
@@ -40,47 +86,18 @@ export async function startRedis(): Promise<TestRedis> {
   let child: ChildProcess | undefined;
 
   async function launch(): Promise<void> {
-    const proc = spawn(
-      'redis-server',
-      [
-        '--port', String(port),
-        '--bind', '127.0.0.1',
-        '--dir', dir,
-        '--appendonly', 'yes',
-        '--appendfsync', 'everysec',
-        '--save', '',
-        '--maxmemory-policy', 'noeviction',
-      ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    child = proc;
-    let output = '';
-    await new Promise<void>((resolve, reject) => {
-      // Generous: a loaded machine is slow to start a process, not wrong.
-      const timer = setTimeout(() => reject(new Error(`redis-server did not start within 30 s:\n${output}`)), 30_000);
-      proc.stdout?.on('data', (chunk: Buffer) => {
-        output += chunk.toString();
-        if (/Ready to accept connections/.test(output)) {
-          clearTimeout(timer);
-          resolve();
-        }
-      });
-      proc.once('exit', (code) => {
-        clearTimeout(timer);
-        reject(new Error(`redis-server exited with ${code}:\n${output}`));
-      });
-    });
-    proc.stdout?.resume();
-    proc.stderr?.resume();
+    child = await spawnRedisServer([
+      '--port', String(port),
+      '--bind', '127.0.0.1',
+      '--dir', dir,
+      '--appendonly', 'yes',
+      '--appendfsync', 'everysec',
+      '--save', '',
+      '--maxmemory-policy', 'noeviction',
+    ]);
   }
 
-  async function kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
-    const proc = child;
-    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
-    const exited = new Promise((r) => proc.once('exit', r));
-    proc.kill(signal);
-    await exited;
-  }
+  const kill = (signal: NodeJS.Signals = 'SIGKILL') => signalAndWait(child, signal);
 
   // A free port found here can be taken before redis-server binds it (by any socket of a busy
   // machine, outgoing ones included): take another. Bounded: five ports.
