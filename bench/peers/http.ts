@@ -1,4 +1,5 @@
-import http from 'node:http';
+import type http from 'node:http';
+import { keepAliveAgent, send } from '../lib.js';
 
 /* A keep-alive HTTP/1.1 client bound to one source address, for the load generators. */
 
@@ -19,37 +20,12 @@ export interface HttpOptions {
 export function createHttp(baseUrl: string, options: HttpOptions): Http {
   const url = new URL(baseUrl);
   const timeoutMs = options.timeoutMs ?? 15_000;
-  // Idle sockets go after 4 s, before a server's 5 s keep-alive timeout can race a request with its FIN.
-  const agent = new http.Agent({
-    keepAlive: true,
-    maxSockets: options.maxSockets,
-    maxFreeSockets: options.maxSockets,
-    timeout: 4_000,
-  });
+  const agent = keepAliveAgent(options.maxSockets);
   return {
     request(method, path, body, headers) {
-      return new Promise((resolve, reject) => {
-        const req = http.request(
-          {
-            host: url.hostname,
-            port: Number(url.port),
-            localAddress: options.localAddress,
-            method,
-            path,
-            agent,
-            headers: { ...headers, 'content-length': Buffer.byteLength(body) },
-          },
-          (res) => {
-            const chunks: Buffer[] = [];
-            res.on('data', (chunk: Buffer) => chunks.push(chunk));
-            res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
-            res.on('error', reject);
-          },
-        );
-        req.on('error', reject);
-        req.setTimeout(timeoutMs, () => req.destroy(new Error(`${method} ${path}: no answer in ${timeoutMs} ms`)));
-        req.end(body);
-      });
+      const { localAddress } = options;
+      const sent = { ...headers, 'content-length': Buffer.byteLength(body) };
+      return send({ host: url.hostname, port: Number(url.port), localAddress, method, path, agent, headers: sent }, body, timeoutMs);
     },
     close() {
       agent.destroy();
