@@ -1,4 +1,5 @@
 import http from 'node:http';
+import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 
 /** A response read to its end. */
@@ -195,4 +196,29 @@ export function histogramQuantile(
 export function round(value: number): number {
   if (!Number.isFinite(value)) return value;
   return Math.abs(value) >= 100 ? Math.round(value) : Number(value.toPrecision(3));
+}
+
+/** The machine a report was measured on, with the load averages before the run (`os.loadavg()` then) and now. */
+export function machineInfo(loadBefore: readonly number[]) {
+  return {
+    cpu: os.cpus()[0]?.model ?? 'unknown',
+    cores: os.cpus().length,
+    memoryGb: round(os.totalmem() / 2 ** 30),
+    os: `${os.type()} ${os.release()} ${os.arch()}`,
+    loadAverageBefore: loadBefore.map(round),
+    loadAverageAfter: os.loadavg().map(round),
+  };
+}
+
+/** Runs a bench's `main`: what it returns is the exit code; a throw is printed, stack and all, under `name`, and exits 1. */
+export function runMain(name: string, main: () => Promise<number>): void {
+  main().then(
+    (code) => {
+      process.exitCode ||= code;
+    },
+    (err: unknown) => {
+      console.error(`${name} failed: ${err instanceof Error ? err.stack : String(err)}`);
+      process.exitCode = 1;
+    },
+  );
 }

@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { round } from './lib.js';
+import { machineInfo, round, runMain } from './lib.js';
 import { renderChart } from './peers/chart.js';
 import { startGeneratorPool, type GeneratorPool } from './peers/generator-pool.js';
 import { ensureNchan, nchanVersions } from './peers/nchan.js';
@@ -174,15 +174,7 @@ async function main(): Promise<number> {
     date: new Date(started).toISOString(),
     durationSeconds: round((Date.now() - started) / 1000),
     options: { ...options, serverArgs },
-    machine: {
-      cpu: os.cpus()[0]?.model ?? 'unknown',
-      cores: os.cpus().length,
-      memoryGb: round(os.totalmem() / 2 ** 30),
-      os: `${os.type()} ${os.release()} ${os.arch()}`,
-      loadAverageBefore: loadBefore.map(round),
-      loadAverageAfter: os.loadavg().map(round),
-      openFilesLimit: files,
-    },
+    machine: { ...machineInfo(loadBefore), openFilesLimit: files },
     versions: {
       node: process.version,
       redis: version('redis-server', ['--version'], /v=(\S+)/),
@@ -228,12 +220,4 @@ async function main(): Promise<number> {
   return failures.length > 0 ? 1 : 0;
 }
 
-main().then(
-  (code) => {
-    process.exitCode ||= code;
-  },
-  (err: unknown) => {
-    console.error(`bench:peers failed: ${err instanceof Error ? err.stack : String(err)}`);
-    process.exitCode = 1;
-  },
-);
+runMain('bench:peers', main);

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import type { Redis } from 'ioredis';
 import { Webhook } from 'standardwebhooks';
 import { startRedis, type TestRedis } from '../test/helpers/start-redis.js';
-import { HttpClient, round, runPool } from './lib.js';
+import { HttpClient, round, runMain, runPool } from './lib.js';
 import { BENCH_KEYS, startServer, type BenchServer } from './server.js';
 import { openSubscriber, Tally } from './subscriber.js';
 
@@ -302,12 +302,4 @@ async function main(): Promise<number> {
   }
 }
 
-main().then(
-  (code) => {
-    process.exitCode ||= code;
-  },
-  (err: unknown) => {
-    console.error(`bench failed: ${err instanceof Error ? err.stack : String(err)}`);
-    process.exitCode = 1;
-  },
-);
+runMain('bench', main);

@@ -3,7 +3,7 @@ import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { Redis } from 'ioredis';
 import { startRedis, type TestRedis } from '../test/helpers/start-redis.js';
-import { HttpClient, round, sleep } from './lib.js';
+import { HttpClient, machineInfo, round, runMain, sleep } from './lib.js';
 import { deliveryWithAcks, latency, prefill, type Audience } from './delivery.js';
 import { batchEnqueue, singleEnqueue, warmUp, type BenchConfig, type PhaseContext, type PhaseResult } from './phases.js';
 import { fanoutBench } from './fanout.js';
@@ -145,17 +145,9 @@ async function main(): Promise<number> {
     const serverRssMb = round(await rssMb());
     const redisMemory = await redisClient.info('memory');
     const redisServer = await redisClient.info('server');
-    const loadAfter = os.loadavg();
     const report = {
       date: started.toISOString(),
-      machine: {
-        cpu: os.cpus()[0]?.model ?? 'unknown',
-        cores: os.cpus().length,
-        memoryGb: round(os.totalmem() / 2 ** 30),
-        os: `${os.type()} ${os.release()} ${os.arch()}`,
-        loadAverageBefore: loadBefore.map(round),
-        loadAverageAfter: loadAfter.map(round),
-      },
+      machine: machineInfo(loadBefore),
       node: process.version,
       redis: { version: redisServer.match(/^redis_version:(\S+)/m)?.[1] ?? 'unknown', appendfsync: 'everysec' },
       config: { ...CONFIG, latencyRates: rates, server: 'defaults, NODE_ENV=production, LOG_LEVEL=warn' },
@@ -218,12 +210,4 @@ function printTable(phases: MeasuredPhase[]): void {
   for (const row of rows) console.log(line(row));
 }
 
-main().then(
-  (code) => {
-    process.exitCode ||= code;
-  },
-  (err: unknown) => {
-    console.error(`bench failed: ${err instanceof Error ? err.stack : String(err)}`);
-    process.exitCode = 1;
-  },
-);
+runMain('bench', main);
