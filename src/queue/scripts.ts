@@ -107,11 +107,20 @@ const scripts: Record<keyof ScriptCommands, { file: string; numberOfKeys: number
   pbPushAck: { file: 'push-ack.lua', numberOfKeys: 4 },
 };
 
+/**
+ * A line `--- @include "includes/<name>.lua"` (as in bullmq's scripts) stands for that file of
+ * `./lua`: functions several scripts share, whose keys the script passes in from its own KEYS,
+ * so the cluster rule (every key in KEYS, one hash tag) holds for the whole script. Includes
+ * do not include.
+ */
+const INCLUDE = /^--- @include "([\w./-]+\.lua)"$/gm;
+
 const sources = new Map<string, string>();
 function source(file: string): string {
   let lua = sources.get(file);
   if (lua === undefined) {
-    lua = readFileSync(new URL(`./lua/${file}`, import.meta.url), 'utf8');
+    const read = (name: string) => readFileSync(new URL(`./lua/${name}`, import.meta.url), 'utf8');
+    lua = read(file).replace(INCLUDE, (_, name: string) => read(name).trimEnd());
     sources.set(file, lua);
   }
   return lua;

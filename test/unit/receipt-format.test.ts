@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { decodeReceipt, outboxCounter, receiptSpec, specOn, specWants } from '../../src/queue/receipts.js';
 import { batchJobId, eventsOf } from '../../src/queue/webhook-outbox.js';
 
-// The receipt text the scripts write (settle() in ack.lua, pop.lua, expire.lua), decoded.
+// The receipt text the scripts write (settle() in src/queue/lua/includes/receipts.lua), decoded.
 const id = '1763700000000-3';
 const iso = (ms: number) => new Date(ms).toISOString();
 

@@ -39,102 +39,8 @@ local mailbox, expiries, counted, group = KEYS[1], KEYS[2], KEYS[3], ARGV[1]
 local now = tonumber(ARGV[2])
 local limit = tonumber(ARGV[3])
 local rkeys, firstWrites, missedIds, missedCount = {KEYS[5], KEYS[6], KEYS[7]}, KEYS[8], KEYS[9], KEYS[10]
--- Receipts and webhook events: the same block in ack.lua, pop.lua and expire.lua (keep the
--- copies alike; src/queue/receipts.ts documents the formats and decodes them).
-local function receiptSpec(text)
-  local keep, cap, events = string.match(text or '', '^(%d+) (%d+) (%S+)$')
-  keep = tonumber(keep) or 0
-  events = events or '-'
-  return {keep = keep, cap = tonumber(cap) or 0, events = events, on = keep > 0 or events ~= '-'}
-end
-
--- Redis's own clock, ms, read once per call: pending entries' idle times are measured on it.
-local serverNow
-local function serverMs()
-  if serverNow == nil then
-    local t = redis.call('TIME')
-    serverNow = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  end
-  return serverNow
-end
-
--- A first-writes value: '<first write, epoch ms>' after one write, '<first>:<attempts>' after more.
-local function parseFirst(value)
-  if not value then
-    return nil, nil
-  end
-  local first, attempts = string.match(value, '^(%d+):?(%d*)$')
-  return tonumber(first), tonumber(attempts) or 1
-end
-
--- Calls `cmd key list[i..]` in steps of 500 elements: unpack() has a stack limit.
-local function each(cmd, key, list)
-  for i = 1, #list, 500 do
-    redis.call(cmd, key, unpack(list, i, math.min(i + 499, #list)))
-  end
-end
-
--- items: {id, deliveries, attempts, first write (epoch ms, 0 = never written), reason or ''}.
--- Receipt: '<state>:<at - enqueued>:<deliveries>:<attempts>:<first write - enqueued or empty>:<reason>',
--- times in ms from the id's own; the outbox entry carries the same text, '<id>=<receipt>' each.
-local function settle(spec, rkeys, state, items, now)
-  if #items == 0 then
-    return
-  end
-  local rc, rt, outbox = rkeys[1], rkeys[2], rkeys[3]
-  local receipts = {}
-  for i, it in ipairs(items) do
-    local enqueued = tonumber(string.sub(it[1], 1, string.find(it[1], '-', 1, true) - 1))
-    local first = ''
-    if it[4] > 0 then
-      first = it[4] - enqueued
-    end
-    receipts[i] = state .. ':' .. (now - enqueued) .. ':' .. it[2] .. ':' .. it[3] .. ':' .. first .. ':' .. it[5]
-  end
-  if spec.keep > 0 and state ~= 'f' then
-    local fields, times = {}, {}
-    local stamp = now .. ' '
-    for i, it in ipairs(items) do
-      fields[#fields + 1] = it[1]
-      fields[#fields + 1] = receipts[i]
-      times[i] = stamp .. it[1]
-    end
-    each('HSET', rc, fields)
-    each('RPUSH', rt, times)
-    -- Bounded by age (at most 100 a call) and by count, oldest first. The list is in write order,
-    -- which is time order but for clock skew between nodes: the status read checks the age too.
-    local drop = 0
-    local head = redis.call('LINDEX', rt, 0)
-    if head and tonumber(string.match(head, '^(%d+)')) <= now - spec.keep then
-      for _, e in ipairs(redis.call('LRANGE', rt, 0, 99)) do
-        if tonumber(string.match(e, '^(%d+)')) > now - spec.keep then
-          break
-        end
-        drop = drop + 1
-      end
-    end
-    drop = math.max(drop, redis.call('LLEN', rt) - spec.cap)
-    if drop > 0 then
-      local gone = {}
-      for _, e in ipairs(redis.call('LRANGE', rt, 0, drop - 1)) do
-        gone[#gone + 1] = string.match(e, ' (%S+)$')
-      end
-      redis.call('LTRIM', rt, drop, -1)
-      each('HDEL', rc, gone)
-    end
-    redis.call('PEXPIRE', rc, spec.keep)
-    redis.call('PEXPIRE', rt, spec.keep)
-  end
-  if string.find(spec.events, state, 1, true) then
-    -- One entry per call and state; a node moves it into a webhook job (src/queue/webhook-outbox.ts).
-    local m = {}
-    for i, it in ipairs(items) do
-      m[i] = it[1] .. '=' .. receipts[i]
-    end
-    redis.call('XADD', outbox, 'MAXLEN', '~', 10000, '*', 't', state, 'n', #items, 'm', table.concat(m, ' '))
-    redis.call('PEXPIRE', outbox, 86400000)
-  end
-end
+--- @include "includes/first-writes.lua"
+--- @include "includes/receipts.lua"
 
 local spec = receiptSpec(ARGV[5])
 
@@ -159,11 +65,7 @@ for _, id in ipairs(due) do
       items[#items + 1] = {id, 0, 0, 0, ''}
     elseif p ~= nil then
       local attempts = tonumber(p[4])
-      local first = parseFirst(redis.call('HGET', firstWrites, id))
-      if first == nil and attempts == 1 then
-        first = serverMs() - tonumber(p[3])
-      end
-      first = first or 0
+      local first = firstWrite(firstWrites, id, tonumber(p[3]), attempts)
       items[#items + 1] = {id, tonumber(redis.call('HGET', counted, id) or '0') or 0, attempts, first, ''}
     end
   end
@@ -182,7 +84,7 @@ if spec.on then
   settle(spec, rkeys, 'x', items, now)
 end
 if #missed > 0 then
-  -- As pop.lua: newest first, at most 100; join.lua hands them to the next stream. The expiries
+  -- noteMissed wants them oldest first (join.lua hands them to the next stream). The expiries
   -- set orders equal expiry times by member text ('1-10' before '1-2'): sort as stream ids.
   table.sort(missed, function(a, b)
     local am, as = string.match(a, '^(%d+)-(%d+)$')
@@ -192,11 +94,7 @@ if #missed > 0 then
     end
     return tonumber(as) < tonumber(bs)
   end)
-  each('LPUSH', missedIds, missed)
-  redis.call('LTRIM', missedIds, 0, 99)
-  redis.call('INCRBY', missedCount, #missed)
-  redis.call('PEXPIRE', missedIds, 604800000)
-  redis.call('PEXPIRE', missedCount, 604800000)
+  noteMissed(missedIds, missedCount, missed)
 end
 if #due == limit then
   return {expired, 1, 0, redis.call('XLEN', rkeys[3])}

@@ -35,13 +35,14 @@
     others   nodes other than this one holding the user
     notices  {} unless asked; else {waiting, inflight, expiredCount, {expiredId, ...}}, ids oldest first
 ]]
+--- @include "includes/first-writes.lua"
+
 local mailbox, registry = KEYS[1], KEYS[2]
 local group, consumer, node = ARGV[1], ARGV[2], ARGV[3]
 local now = tonumber(ARGV[7])
 
 if ARGV[4] == '1' then
-  local t = redis.call('TIME')
-  redis.call('HSET', registry, node, t[1] * 1000 + math.floor(t[2] / 1000))
+  redis.call('HSET', registry, node, serverMs())
 end
 local others = redis.call('HLEN', registry) - redis.call('HEXISTS', registry, node)
 local notices = {}
@@ -79,13 +80,8 @@ for _, p in ipairs(redis.call('XPENDING', mailbox, group, '-', '+', tonumber(ARG
       if claim then
         if ARGV[8] == '1' then
           -- As pop.lua's redeliveries: the first write stays, with the attempts (the claim resets
-          -- the idle time; Redis's clock measures it, see serverMs in pop.lua).
-          local first = string.match(redis.call('HGET', KEYS[3], id) or '', '^(%d+)')
-          if first == nil and attempts == 1 then
-            local t = redis.call('TIME')
-            first = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - idle
-          end
-          redis.call('HSET', KEYS[3], id, (first or 0) .. ':' .. (attempts + 1))
+          -- the idle time).
+          redis.call('HSET', KEYS[3], id, firstWrite(KEYS[3], id, idle, attempts) .. ':' .. (attempts + 1))
         end
         redis.call('XCLAIM', mailbox, group, consumer, 0, id, 'RETRYCOUNT', attempts + 1, 'JUSTID')
         redis.call('HDEL', KEYS[6], 'u:' .. id)

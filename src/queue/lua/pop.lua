@@ -70,102 +70,8 @@ local maxDeliveries = tonumber(ARGV[6])
 local maxAttempts = tonumber(ARGV[7])
 local node = ARGV[9]
 local rkeys, firstWrites, missedIds, missedCount = {KEYS[8], KEYS[9], KEYS[10]}, KEYS[11], KEYS[12], KEYS[13]
--- Receipts and webhook events: the same block in ack.lua, pop.lua and expire.lua (keep the
--- copies alike; src/queue/receipts.ts documents the formats and decodes them).
-local function receiptSpec(text)
-  local keep, cap, events = string.match(text or '', '^(%d+) (%d+) (%S+)$')
-  keep = tonumber(keep) or 0
-  events = events or '-'
-  return {keep = keep, cap = tonumber(cap) or 0, events = events, on = keep > 0 or events ~= '-'}
-end
-
--- Redis's own clock, ms, read once per call: pending entries' idle times are measured on it.
-local serverNow
-local function serverMs()
-  if serverNow == nil then
-    local t = redis.call('TIME')
-    serverNow = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  end
-  return serverNow
-end
-
--- A first-writes value: '<first write, epoch ms>' after one write, '<first>:<attempts>' after more.
-local function parseFirst(value)
-  if not value then
-    return nil, nil
-  end
-  local first, attempts = string.match(value, '^(%d+):?(%d*)$')
-  return tonumber(first), tonumber(attempts) or 1
-end
-
--- Calls `cmd key list[i..]` in steps of 500 elements: unpack() has a stack limit.
-local function each(cmd, key, list)
-  for i = 1, #list, 500 do
-    redis.call(cmd, key, unpack(list, i, math.min(i + 499, #list)))
-  end
-end
-
--- items: {id, deliveries, attempts, first write (epoch ms, 0 = never written), reason or ''}.
--- Receipt: '<state>:<at - enqueued>:<deliveries>:<attempts>:<first write - enqueued or empty>:<reason>',
--- times in ms from the id's own; the outbox entry carries the same text, '<id>=<receipt>' each.
-local function settle(spec, rkeys, state, items, now)
-  if #items == 0 then
-    return
-  end
-  local rc, rt, outbox = rkeys[1], rkeys[2], rkeys[3]
-  local receipts = {}
-  for i, it in ipairs(items) do
-    local enqueued = tonumber(string.sub(it[1], 1, string.find(it[1], '-', 1, true) - 1))
-    local first = ''
-    if it[4] > 0 then
-      first = it[4] - enqueued
-    end
-    receipts[i] = state .. ':' .. (now - enqueued) .. ':' .. it[2] .. ':' .. it[3] .. ':' .. first .. ':' .. it[5]
-  end
-  if spec.keep > 0 and state ~= 'f' then
-    local fields, times = {}, {}
-    local stamp = now .. ' '
-    for i, it in ipairs(items) do
-      fields[#fields + 1] = it[1]
-      fields[#fields + 1] = receipts[i]
-      times[i] = stamp .. it[1]
-    end
-    each('HSET', rc, fields)
-    each('RPUSH', rt, times)
-    -- Bounded by age (at most 100 a call) and by count, oldest first. The list is in write order,
-    -- which is time order but for clock skew between nodes: the status read checks the age too.
-    local drop = 0
-    local head = redis.call('LINDEX', rt, 0)
-    if head and tonumber(string.match(head, '^(%d+)')) <= now - spec.keep then
-      for _, e in ipairs(redis.call('LRANGE', rt, 0, 99)) do
-        if tonumber(string.match(e, '^(%d+)')) > now - spec.keep then
-          break
-        end
-        drop = drop + 1
-      end
-    end
-    drop = math.max(drop, redis.call('LLEN', rt) - spec.cap)
-    if drop > 0 then
-      local gone = {}
-      for _, e in ipairs(redis.call('LRANGE', rt, 0, drop - 1)) do
-        gone[#gone + 1] = string.match(e, ' (%S+)$')
-      end
-      redis.call('LTRIM', rt, drop, -1)
-      each('HDEL', rc, gone)
-    end
-    redis.call('PEXPIRE', rc, spec.keep)
-    redis.call('PEXPIRE', rt, spec.keep)
-  end
-  if string.find(spec.events, state, 1, true) then
-    -- One entry per call and state; a node moves it into a webhook job (src/queue/webhook-outbox.ts).
-    local m = {}
-    for i, it in ipairs(items) do
-      m[i] = it[1] .. '=' .. receipts[i]
-    end
-    redis.call('XADD', outbox, 'MAXLEN', '~', 10000, '*', 't', state, 'n', #items, 'm', table.concat(m, ' '))
-    redis.call('PEXPIRE', outbox, 86400000)
-  end
-end
+--- @include "includes/first-writes.lua"
+--- @include "includes/receipts.lua"
 
 local spec = receiptSpec(ARGV[11])
 
@@ -190,16 +96,6 @@ local expired, dead, unresponsive = 0, 0, 0
 local nextDue = -1
 local lastAck = tonumber(redis.call('GET', ackat) or '0')
 local expiredItems, deadItems, firstItems, missed = {}, {}, {}, {}
-
--- When a message in flight was first written, epoch ms (0 when unknown): kept in firstWrites,
--- or, for one written once before receipts were on, its pending entry's idle time.
-local function firstWrite(id, idle, attempts)
-  local first = parseFirst(redis.call('HGET', firstWrites, id))
-  if first == nil and attempts <= 1 then
-    first = serverMs() - idle
-  end
-  return first or 0
-end
 
 local function fieldsOf(flat)
   local f = {}
@@ -254,7 +150,7 @@ for _, p in ipairs(redis.call('XPENDING', mailbox, group, '-', '+', window)) do
       end
       if isExpired(f) then
         if spec.on then
-          expiredItems[#expiredItems + 1] = {id, deliveries, attempts, firstWrite(id, idle, attempts), ''}
+          expiredItems[#expiredItems + 1] = {id, deliveries, attempts, firstWrite(firstWrites, id, idle, attempts), ''}
           redis.call('HDEL', firstWrites, id)
         end
         drop(id)
@@ -273,7 +169,7 @@ for _, p in ipairs(redis.call('XPENDING', mailbox, group, '-', '+', window)) do
         dead = dead + 1
         inflight = inflight - 1
         if spec.on then
-          deadItems[#deadItems + 1] = {id, deliveries, attempts, firstWrite(id, idle, attempts), reason}
+          deadItems[#deadItems + 1] = {id, deliveries, attempts, firstWrite(firstWrites, id, idle, attempts), reason}
           redis.call('HDEL', firstWrites, id)
         end
       elseif not acting and shared == 0 then
@@ -281,7 +177,7 @@ for _, p in ipairs(redis.call('XPENDING', mailbox, group, '-', '+', window)) do
       else
         if spec.on then
           -- The claim resets the idle time: the first write's time stays here, with the attempts.
-          redis.call('HSET', firstWrites, id, firstWrite(id, idle, attempts) .. ':' .. (attempts + 1))
+          redis.call('HSET', firstWrites, id, firstWrite(firstWrites, id, idle, attempts) .. ':' .. (attempts + 1))
         end
         redis.call('XCLAIM', mailbox, group, consumer, 0, id, 'RETRYCOUNT', attempts + 1, 'JUSTID')
         redis.call('HDEL', counted, 'u:' .. id)
@@ -337,14 +233,8 @@ if spec.on then
     end
   end
 end
-if #missed > 0 then
-  -- Newest first, at most 100; the count goes on. join.lua hands both to the next stream.
-  each('LPUSH', missedIds, missed)
-  redis.call('LTRIM', missedIds, 0, 99)
-  redis.call('INCRBY', missedCount, #missed)
-  redis.call('PEXPIRE', missedIds, 604800000)
-  redis.call('PEXPIRE', missedCount, 604800000)
-end
+-- Oldest first, as XREADGROUP read them: join.lua hands them to the next stream.
+noteMissed(missedIds, missedCount, missed)
 
 if shared == 1 and #frames > 0 then
   local reached = redis.call('SPUBLISH', channel, cjson.encode({t = 'f', from = node, frames = frames}))
