@@ -114,26 +114,39 @@ export interface MessageStatus {
 }
 
 const iso = (ms: number) => new Date(ms).toISOString();
-const STATES: Record<string, MessageState> = { a: 'acked', x: 'expired', d: 'dead' };
+/** Receipt letters; `f`, a first write, is only ever an outbox item (message.delivered). */
+const STATES: Record<string, MessageState> = { a: 'acked', x: 'expired', d: 'dead', f: 'inflight' };
 const TIME_FIELD: Record<string, 'ackedAt' | 'expiredAt' | 'deadAt'> = { a: 'ackedAt', x: 'expiredAt', d: 'deadAt' };
 
-/** A receipt as the scripts write it; undefined when malformed or older than `retentionMs`. */
-export function decodeReceipt(id: string, text: string, now: number, retentionMs: number): MessageStatus | undefined {
+/**
+ * A receipt (or an outbox item's) as the scripts write it: the message's status and when it got
+ * there (`at`, epoch ms); undefined when malformed. A first write (`f`) reads as in flight.
+ */
+export function readReceipt(id: string, text: string): { at: number; status: MessageStatus } | undefined {
   const [letter = '', at, deliveries, attempts, first, reason] = text.split(':');
   const state = STATES[letter];
   const enqueued = enqueuedAtOf(id);
   const doneAt = enqueued + Number(at);
-  if (state === undefined || !Number.isFinite(doneAt) || doneAt + retentionMs <= now) return undefined;
-  return {
+  if (state === undefined || !Number.isFinite(doneAt)) return undefined;
+  const timeField = TIME_FIELD[letter];
+  const status: MessageStatus = {
     id,
     state,
     deliveries: Number(deliveries) || 0,
     attempts: Number(attempts) || 0,
     enqueuedAt: iso(enqueued),
     ...(first ? { firstDeliveredAt: iso(enqueued + Number(first)) } : {}),
-    [TIME_FIELD[letter] as string]: iso(doneAt),
+    ...(timeField ? { [timeField]: iso(doneAt) } : {}),
     ...(reason ? { reason } : {}),
   };
+  return { at: doneAt, status };
+}
+
+/** A receipt of the receipts hash; undefined when malformed or older than `retentionMs`. */
+export function decodeReceipt(id: string, text: string, now: number, retentionMs: number): MessageStatus | undefined {
+  const read = readReceipt(id, text);
+  if (read === undefined || read.status.state === 'inflight' || read.at + retentionMs <= now) return undefined;
+  return read.status;
 }
 
 function fromReply(id: string, entry: StatusReply[number], now: number, retentionMs: number): MessageStatus | undefined {

@@ -4,8 +4,8 @@ import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import { createThrottledLog } from '../throttled-log.js';
 import type { WebhookEvent, WebhookJobData } from './job-queues.js';
-import { EVENT_ID_PATTERN, enqueuedAtOf, type Keys } from './keys.js';
-import { eventTypeOf } from './receipts.js';
+import { EVENT_ID_PATTERN, type Keys } from './keys.js';
+import { eventTypeOf, readReceipt } from './receipts.js';
 import type { RedisClient } from './redis.js';
 import { withScripts, type OutboxTakeReply } from './scripts.js';
 import { settle } from './settle.js';
@@ -56,9 +56,6 @@ const EVENTS_PER_TAKE = 500;
 /** How long a count of the queue's backlog is trusted, ms. */
 const BACKLOG_TTL_MS = 1000;
 
-const STATE_OF: Record<string, string> = { a: 'acked', d: 'dead', x: 'expired', f: 'inflight' };
-const TIME_OF: Record<string, string> = { a: 'ackedAt', d: 'deadAt', x: 'expiredAt', f: 'firstDeliveredAt' };
-
 /**
  * The events of one outbox entry: `items` is `<event id>=<receipt>` per message, space-separated,
  * each receipt as the scripts write them (src/queue/receipts.ts).
@@ -68,21 +65,10 @@ export function eventsOf(userId: string, letter: string, items: string): Webhook
   if (type === undefined) return [];
   return items.split(' ').flatMap((item) => {
     const [id = '', receipt = ''] = item.split('=');
-    const [state = '', at, deliveries, attempts, first, reason] = receipt.split(':');
-    if (!EVENT_ID_PATTERN.test(id) || state !== letter) return [];
-    const enqueued = enqueuedAtOf(id);
-    const when = new Date(enqueued + Number(at)).toISOString();
-    const data: WebhookEvent['data'] = {
-      userId,
-      id,
-      state: STATE_OF[letter] ?? letter,
-      deliveries: Number(deliveries) || 0,
-      attempts: Number(attempts) || 0,
-      enqueuedAt: new Date(enqueued).toISOString(),
-      ...(first ? { firstDeliveredAt: new Date(enqueued + Number(first)).toISOString() } : {}),
-      ...(letter === 'f' ? {} : { [TIME_OF[letter] as string]: when }),
-      ...(reason ? { reason } : {}),
-    };
+    const read = EVENT_ID_PATTERN.test(id) && receipt.startsWith(`${letter}:`) ? readReceipt(id, receipt) : undefined;
+    if (read === undefined) return [];
+    const data: WebhookEvent['data'] = { userId, ...read.status };
+    const when = new Date(read.at).toISOString();
     return [{ id: `${userId}/${id}/${type}`, type, timestamp: letter === 'f' ? (data.firstDeliveredAt ?? when) : when, data }];
   });
 }

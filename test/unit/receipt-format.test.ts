@@ -87,6 +87,7 @@ describe('outbox entries', () => {
     expect(delivered).toMatchObject({ type: 'message.delivered', timestamp: iso(1763700000010), data: { state: 'inflight', attempts: 1 } });
     expect(eventsOf('u', 'z', `${id}=z:1:1:1::`)).toEqual([]);
     expect(eventsOf('u', 'a', `not-an-id=a:1:1:1:: ${id}=x:1:0:0::`)).toEqual([]);
+    expect(eventsOf('u', 'a', `${id}=a:not-a-number:1:1::`)).toEqual([]);
   });
 
   it('names a batch by its events, so the same batch made twice is one job', () => {
