@@ -69,6 +69,12 @@ interface UserState {
   notBefore: number;
   /** Next safety pop (lost wakes). */
   sweepAt: number;
+  /**
+   * A pop of the user failed: its script may have run in Redis with the reply lost, taking
+   * messages into flight that no stream was written. What is in flight is read again, and
+   * written, before the next pop (which would leave them until their ack timeout).
+   */
+  unsure: boolean;
 }
 
 /**
@@ -111,6 +117,9 @@ export function createDrainWorker(deps: {
   let closed = false;
   const passFailures = createThrottledLog(logger, clock, { message: 'drain pass failed; retrying on the next tick' });
   const joinFailures = createThrottledLog(logger, clock, { message: 'stream catch-up failed; retrying on the next tick' });
+  const rereadFailures = createThrottledLog(logger, clock, {
+    message: 'reading what is in flight after a failed pop failed; retrying on the next tick',
+  });
 
   function state(userId: string): UserState {
     let s = users.get(userId);
@@ -125,6 +134,7 @@ export function createDrainWorker(deps: {
         shared: false,
         notBefore: 0,
         sweepAt: clock.now() + random() * sweepPeriodMs,
+        unsure: false,
       };
       users.set(userId, s);
     }
@@ -192,6 +202,37 @@ export function createDrainWorker(deps: {
     });
   }
 
+  /**
+   * After a failed pop: reads what is in flight for the user (join.lua, without registering or
+   * claiming) and writes it to the user's streams here, so what a pop whose reply was lost took
+   * is written now. What the streams already had may come again: the session's repeat window
+   * and the client drop repeats. Then the user is popped again.
+   */
+  function reread(userId: string): void {
+    void chain(userId, async () => {
+      const s = users.get(userId);
+      if (s === undefined || !s.unsure || closed) return;
+      try {
+        const joined = await mailbox.join(userId, { first: false });
+        rereadFailures.succeeded();
+        if (users.get(userId) !== s) return;
+        s.unsure = false;
+        s.shared = joined.others > 0;
+        const now = clock.now();
+        for (const d of joined.inflight) {
+          hub.send(userId, { id: d.id, event: d.event, data: d.data });
+          if (compareIds(d.id, s.readUpTo) > 0) s.readUpTo = d.id;
+          s.dueAt = Math.min(s.dueAt, now + Math.max(0, options.ackTimeoutMs - d.idleMs));
+        }
+        s.inflight = Math.max(s.inflight, joined.inflight.length);
+        markDirty(userId, s);
+      } catch (err) {
+        // Still unsure and dirty: the next tick's pass tries again.
+        rereadFailures.failed(err, { userId });
+      }
+    });
+  }
+
   function leave(userId: string, registered: boolean): Promise<void> {
     return chain(userId, async () => {
       if (users.has(userId)) return; // back already: the new state's join keeps the registration
@@ -246,10 +287,14 @@ export function createDrainWorker(deps: {
     const ids: string[] = [];
     for (const userId of dirty) {
       const s = users.get(userId);
-      if (s !== undefined && s.joined) {
-        ids.push(userId);
-        s.dirty = false;
+      if (s === undefined || !s.joined) continue;
+      if (s.unsure) {
+        // Dirty until the re-read succeeds; it pops the user again when it does.
+        if (!chains.has(userId)) reread(userId);
+        continue;
       }
+      ids.push(userId);
+      s.dirty = false;
     }
     dirty.clear();
     if (ids.length === 0) return;
@@ -260,7 +305,10 @@ export function createDrainWorker(deps: {
       // Redis away: every user waits for the next tick; streams stay open.
       for (const userId of ids) {
         const s = users.get(userId);
-        if (s !== undefined) s.dirty = true;
+        if (s !== undefined) {
+          s.dirty = true;
+          s.unsure = true;
+        }
       }
       passFailures.failed(err);
       return;
@@ -272,8 +320,9 @@ export function createDrainWorker(deps: {
       const result = results.get(userId);
       if (s === undefined) continue;
       if (result === undefined || result instanceof Error) {
-        // One user's failure (a script error, a key moving between shards) is that user's alone.
+        // One user's failure (a script error, a key moving between shards, a reply lost) is that user's alone.
         s.dirty = true;
+        s.unsure = true;
         failed += 1;
         passFailures.failed(result ?? new Error('no pop result'), { userId });
         continue;

@@ -190,6 +190,21 @@ describe('drain worker (fake clock, fake mailbox, no sockets)', () => {
     expect(t.streams.get('a')![0]!.s.written).toEqual(['2-0']);
   });
 
+  it('after a failed pop, reads what is in flight and writes it before it pops the user again', async () => {
+    const t = setup();
+    const s = await t.open('u');
+    t.calls.length = 0;
+    // The pop ran in Redis and took 4-0 into flight, but its reply was lost.
+    t.pops.set('u', [new Error('Command timed out'), popped(['5-0'])]);
+    t.joins.set('u', { others: 0, inflight: [{ id: '4-0', event: 'm', data: '4', attempts: 1, idleMs: 50 }] });
+    t.drain.wake('u');
+    await t.drain.idle();
+    expect((s as unknown as { written: string[] }).written).toEqual([]);
+    await t.tick(100);
+    expect(t.calls).toEqual(['pop u', 'join u', 'pop u']);
+    expect((s as unknown as { written: string[] }).written).toEqual(['4-0', '5-0']);
+  });
+
   it('leaves the popping to the lease holder until its lease could have run out', async () => {
     const t = setup();
     await t.open('u');
