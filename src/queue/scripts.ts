@@ -104,7 +104,7 @@ const scripts: Record<keyof ScriptCommands, { file: string; numberOfKeys: number
   pbOutboxDone: { file: 'outbox-done.lua', numberOfKeys: 2 },
   pbPushSubscribe: { file: 'push-subscribe.lua', numberOfKeys: 1 },
   pbPushDue: { file: 'push-due.lua', numberOfKeys: 3 },
-  pbPushAck: { file: 'push-ack.lua', numberOfKeys: 4 },
+  pbPushAck: { file: 'push-ack.lua', numberOfKeys: 8 },
 };
 
 /**
