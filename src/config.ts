@@ -287,7 +287,10 @@ const schema = z.object({
   WEBHOOK_TIMEOUT_MS: int(100, 120_000).default(10_000),
   /** Tries of one webhook batch before it is given up (kept in the failed jobs, counted). @defaultValue 10 */
   WEBHOOK_MAX_ATTEMPTS: int(1, 100).default(10),
-  /** First retry delay of a webhook batch, doubled on each retry, ms. @defaultValue 1000 */
+  /**
+   * First retry delay of a webhook batch, doubled on each retry, ms; a receiver's Retry-After on
+   * a 429 or 503 makes a retry wait longer, up to an hour. @defaultValue 1000
+   */
   WEBHOOK_BACKOFF_MS: int(10, 3_600_000).default(1000),
   /**
    * Webhook batches waiting to be sent (queued, retrying or under way) beyond which new events

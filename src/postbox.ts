@@ -218,7 +218,18 @@ export async function createPostbox(
   }
   const pushQueue = queues.push;
   const pushJobs: PushJobs | undefined = pushQueue && createPushJobs({ queue: pushQueue, redis, keys, pushAfterMs: config.PUSH_AFTER_MS });
-  const push = pushQueue && wirePush(config, { redis, keys, clock, metrics, nodeId, channel, queue: pushQueue, ca: options.pushCa });
+  const push = pushQueue && wirePush(config, {
+      redis,
+      keys,
+      clock,
+      metrics,
+      nodeId,
+      channel,
+      queue: pushQueue,
+      ca: options.pushCa,
+      spec,
+      onOutbox: (userId, events) => outbox.touched(userId, events),
+    });
   logger.info(
     push ? { pushAfterMs: config.PUSH_AFTER_MS, generatedKeys: config.VAPID_GENERATED } : {},
     push ? 'Web Push on' : 'Web Push off: no VAPID_PUBLIC_KEY, VAPID_PRIVATE_KEY, VAPID_SUBJECT',
@@ -378,6 +389,9 @@ function wirePush(
     channel: (userId: string) => string;
     queue: Queue<PushJobData>;
     ca: string | undefined;
+    /** The receipt spec of every script (src/queue/receipts.ts), and where they report outbox events. */
+    spec: string;
+    onOutbox: (userId: string, events: number) => void;
   },
 ): { routes: PushDeps; worker: NonNullable<Parameters<typeof startJobWorkers>[0]['push']> } | undefined {
   const { VAPID_PUBLIC_KEY: publicKey, VAPID_PRIVATE_KEY: privateKey, VAPID_SUBJECT: subject } = config;
@@ -392,7 +406,13 @@ function wirePush(
       subscriptions,
       checkEndpoint: (endpoint) => checkEndpoint(endpoint, allowPrivate),
       credentials,
-      ack: createPushAck({ redis, keys, metrics, options: { nodeId, maxInflight: config.MAX_INFLIGHT, userChannel: channel } }),
+      ack: createPushAck({
+        redis,
+        keys,
+        clock,
+        metrics,
+        options: { nodeId, maxInflight: config.MAX_INFLIGHT, userChannel: channel, receiptSpec: deps.spec, onOutbox: deps.onOutbox },
+      }),
     },
     worker: {
       queue,

@@ -687,28 +687,31 @@ export function connect(options: PostboxOptions): PostboxClient {
   /**
    * Runs every handler of the message's event (or of `*`); on success the id is handled (and
    * acked when `ackAfter`). With no handler at all the message is neither acked nor dropped:
-   * held for a handler to come, and the server is told.
+   * held for a handler to come, and the server is told. A message the service worker handed
+   * over (`via: 'push'`) is the same but for the server: the worker acked it, so nothing is
+   * acked, nacked or left unsettled for it.
    */
   function handle(msg: PostboxMessage, ackAfter: boolean): void {
     const { id } = msg;
+    const open = id !== '' && msg.via !== 'push'; // the server still has it, in flight or waiting
     const own = handlers.get(msg.event);
     const list = [...(own !== undefined && own.size > 0 ? own : (handlers.get('*') ?? []))];
     if (list.length === 0) {
       if (id) {
-        unsettled.add(id);
+        if (open) unsettled.add(id);
         if (!unhandled.has(id)) {
           unhandled.set(id, msg);
           if (unhandled.size > dedupeSize) unhandled.delete(unhandled.keys().next().value as string);
           notify(lifecycleListeners, { type: 'unhandled', message: msg });
         }
-        unhandledBatcher.add(id);
+        if (open) unhandledBatcher.add(id);
       }
       return;
     }
     if (id) {
       unhandled.delete(id);
       running.add(id);
-      unsettled.add(id);
+      if (open) unsettled.add(id);
     }
     // Every handler starts now, in order; the ack waits for all of them.
     const results = list.map((handler) => {
@@ -724,11 +727,11 @@ export function connect(options: PostboxOptions): PostboxClient {
           if (!id) return;
           handled.add(id);
           tellWorker({ type: 'postbox.handled', ids: [id] });
-          if (ackAfter) ack(id);
+          if (ackAfter && open) ack(id);
         },
         (error: unknown) => {
           report('handler', error, msg);
-          if (id) failedBatcher.add(id);
+          if (open) failedBatcher.add(id);
         },
       )
       .finally(() => running.delete(id));
@@ -768,9 +771,9 @@ export function connect(options: PostboxOptions): PostboxClient {
       const { event: name, data } = m as { event?: unknown; data?: unknown };
       if (typeof name !== 'string' || handled.has(id) || running.has(id)) return;
       notified.add(id);
-      // The worker acked it (with the push's credential): handed to the handlers, not acked again.
-      if (handlers.get(name)?.size) handle({ id, event: name, data, notified: true, via: 'push' }, false);
-      else handled.add(id);
+      // The worker acked it (with the push's credential): handed to the handlers as a stream's
+      // message is (those of its event, else `*`, else held for one to come), not acked again.
+      handle({ id, event: name, data, notified: true, via: 'push' }, false);
     }
   }
 

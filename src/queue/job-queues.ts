@@ -130,7 +130,10 @@ const retriedJob: DefaultJobOptions = {
   removeOnFail: KEEP_FAILED,
 };
 
-/** Tries of a webhook batch, and the first retry's delay (doubled each time): WEBHOOK_MAX_ATTEMPTS, WEBHOOK_BACKOFF_MS. */
+/**
+ * Tries of a webhook batch, and the first retry's delay (doubled each time, or longer when the
+ * receiver's Retry-After asks): WEBHOOK_MAX_ATTEMPTS, WEBHOOK_BACKOFF_MS.
+ */
 export interface WebhookRetry {
   attempts: number;
   backoffMs: number;
@@ -144,7 +147,9 @@ function defaultJobOptions(webhooks: WebhookRetry): Record<keyof typeof QUEUE_NA
     housekeeping: { attempts: 1, removeOnComplete: { count: 20 }, removeOnFail: { count: 100 } },
     webhooks: {
       attempts: webhooks.attempts,
-      backoff: { type: 'exponential', delay: webhooks.backoffMs },
+      // Doubling from `delay`, and never sooner than a receiver's Retry-After: the webhook
+      // worker's strategy (src/workers/webhook-worker.ts `webhookRetryDelay`).
+      backoff: { type: 'webhook', delay: webhooks.backoffMs },
       // A batch holds up to 100 events: keep fewer delivered ones than the other queues.
       removeOnComplete: { count: 100, age: 3600 },
       removeOnFail: KEEP_FAILED,

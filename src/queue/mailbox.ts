@@ -1,6 +1,7 @@
 import { AppError } from '../errors.js';
 import type { Clock } from '../clock.js';
 import type { Metrics } from '../metrics/metrics.js';
+import { EXPIRED_SCAN_MAX } from './admin/queue-listing.js';
 import { CONSUMER, GROUP, createKeys, enqueuedAtOf, type Keys } from './keys.js';
 import type { RedisClient } from './redis.js';
 import { noticeKeys, outboxCounter, receiptKeys, receiptSpec, specOn } from './receipts.js';
@@ -287,6 +288,7 @@ export function createMailbox(deps: {
         keys.firstWrites(userId),
         ...noticeKeys(keys, userId),
         keys.counted(userId),
+        keys.expiries(userId),
         GROUP,
         CONSUMER,
         options.nodeId,
@@ -296,6 +298,7 @@ export function createMailbox(deps: {
         clock.now(),
         keepsFirstWrites ? '1' : '0',
         notices === true ? '1' : '0',
+        EXPIRED_SCAN_MAX,
       )) as JoinReply;
       const [waiting = 0, inflight = 0, count = 0, ids = []] = found;
       return {

@@ -89,7 +89,7 @@ export type JoinReply = [
 const scripts: Record<keyof ScriptCommands, { file: string; numberOfKeys: number }> = {
   pbEnqueue: { file: 'enqueue.lua', numberOfKeys: 5 },
   pbPop: { file: 'pop.lua', numberOfKeys: 13 },
-  pbJoin: { file: 'join.lua', numberOfKeys: 6 },
+  pbJoin: { file: 'join.lua', numberOfKeys: 7 },
   pbRelease: { file: 'release.lua', numberOfKeys: 2 },
   pbAck: { file: 'ack.lua', numberOfKeys: 9 },
   pbNack: { file: 'nack.lua', numberOfKeys: 3 },
@@ -104,7 +104,7 @@ const scripts: Record<keyof ScriptCommands, { file: string; numberOfKeys: number
   pbOutboxDone: { file: 'outbox-done.lua', numberOfKeys: 2 },
   pbPushSubscribe: { file: 'push-subscribe.lua', numberOfKeys: 1 },
   pbPushDue: { file: 'push-due.lua', numberOfKeys: 3 },
-  pbPushAck: { file: 'push-ack.lua', numberOfKeys: 4 },
+  pbPushAck: { file: 'push-ack.lua', numberOfKeys: 8 },
 };
 
 /**

@@ -4,6 +4,7 @@ import webpush from 'web-push';
 import type { Clock } from '../clock.js';
 import type { PushSubscriptionKeys } from '../queue/push-subscriptions.js';
 import { EndpointRefusedError, checkEndpointUrl, publicOnlyLookup } from './push-endpoint.js';
+import { retryAfterMs } from './retry-after.js';
 
 export interface VapidKeys {
   /** base64url, uncompressed P-256 point. */
@@ -54,15 +55,6 @@ export interface PushSender {
 /** A VAPID JWT may live 24 h (RFC 8292 §2); ours live 12 h and are renewed with less than 1 h left, s. */
 const VAPID_LIFETIME_S = 12 * 3600;
 const VAPID_RENEW_S = 3600;
-
-/** Retry-After (RFC 9110 §10.2.3): delay-seconds or an HTTP-date; ms from now. */
-export function retryAfterMs(value: string | string[] | undefined, now: number): number | undefined {
-  const text = Array.isArray(value) ? value[0] : value;
-  if (text === undefined || text.trim() === '') return undefined;
-  if (/^\d+$/.test(text.trim())) return Number(text.trim()) * 1000;
-  const at = Date.parse(text);
-  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
-}
 
 /**
  * Sends Web Push requests with `web-push` (RFC 8291 aes128gcm encryption, RFC 8292 VAPID) over

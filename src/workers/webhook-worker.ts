@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import { Worker, type Job } from 'bullmq';
+import { Worker, type Job, type MinimalJob } from 'bullmq';
 import type { Logger } from 'pino';
 import { Webhook } from 'standardwebhooks';
 import type { Clock } from '../clock.js';
@@ -9,6 +9,7 @@ import type { RedisClient } from '../queue/redis.js';
 import { WEBHOOK_FIELDS } from '../queue/webhook-stats.js';
 import type { WebhookMetrics } from './webhook-metrics.js';
 import { workerConnection, workerOptions, type JobWorker, type JobWorkerSettings } from './job-worker.js';
+import { retryAfterMs } from './retry-after.js';
 
 export interface WebhookWorkerOptions extends JobWorkerSettings {
   /** WEBHOOK_URL. */
@@ -21,6 +22,30 @@ export interface WebhookWorkerOptions extends JobWorkerSettings {
   concurrency?: number;
 }
 
+/** The longest wait a receiver's Retry-After gets between two tries of a batch, ms. */
+const MAX_RETRY_AFTER_MS = 3_600_000;
+
+/** A try the receiver refused; `retryAfterMs` from its Retry-After on a 429 or 503, when it gave one. */
+class WebhookRetryError extends Error {
+  override name = 'WebhookRetryError';
+  constructor(
+    message: string,
+    readonly retryAfterMs: number | undefined,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * The wait before the try after `attemptsMade` failed ones, ms: `baseMs` doubled on each retry
+ * (as BullMQ's `exponential`), and never sooner than the receiver's Retry-After, which counts
+ * up to an hour (RFC 9110 §10.2.3 with 503, RFC 6585 §4 with 429).
+ */
+export function webhookRetryDelay(attemptsMade: number, baseMs: number, retryAfter: number | undefined): number {
+  const exponential = Math.round(2 ** Math.max(0, attemptsMade - 1) * baseMs);
+  return Math.max(exponential, Math.min(retryAfter ?? 0, MAX_RETRY_AFTER_MS));
+}
+
 /** The `webhook-id` of a batch: the same on every try, so the receiver can dedupe (Standard Webhooks). */
 export function webhookMessageId(jobId: string): string {
   return `msg_${jobId}`;
@@ -31,9 +56,10 @@ export function webhookMessageId(jobId: string): string {
  * Webhooks spec says (`standardwebhooks`: `webhook-id`, `webhook-timestamp` and
  * `webhook-signature` = v1 HMAC-SHA256 of `id.timestamp.body`), signed anew on
  * each try so the timestamp is fresh. Anything but a 2xx in time fails the try;
- * BullMQ retries with exponential backoff up to WEBHOOK_MAX_ATTEMPTS, then keeps
- * the job among the failed ones (visible and retryable under /admin/jobs) and
- * the events count as failed. A slow receiver holds this worker's few slots and
+ * BullMQ retries with exponential backoff (never sooner than the Retry-After of a
+ * 429 or 503, up to an hour) up to WEBHOOK_MAX_ATTEMPTS, then keeps the job among
+ * the failed ones (visible and retryable under /admin/jobs) and the events count
+ * as failed. A slow receiver holds this worker's few slots and
  * nothing else: enqueue, delivery and acks never wait on it.
  */
 export function createWebhookWorker(deps: {
@@ -68,6 +94,7 @@ export function createWebhookWorker(deps: {
     };
     const started = performance.now();
     let status: number;
+    let retryAfter: string | null;
     try {
       const res = await fetch(options.url, {
         method: 'POST',
@@ -77,6 +104,7 @@ export function createWebhookWorker(deps: {
         signal: AbortSignal.any([AbortSignal.timeout(options.timeoutMs), closing.signal]),
       });
       status = res.status;
+      retryAfter = res.headers.get('retry-after');
       await res.body?.cancel().catch(() => undefined);
     } catch (err) {
       const timedOut = err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError');
@@ -91,7 +119,8 @@ export function createWebhookWorker(deps: {
     if (status < 200 || status > 299) {
       const reason = `the receiver answered ${status}`;
       await record({ [WEBHOOK_FIELDS.lastFailureAt]: clock.now(), [WEBHOOK_FIELDS.lastFailure]: reason });
-      throw new Error(`webhook ${id}: ${reason}`);
+      const wait = status === 429 || status === 503 ? retryAfterMs(retryAfter ?? undefined, clock.now()) : undefined;
+      throw new WebhookRetryError(`webhook ${id}: ${reason}`, wait);
     }
     const events = job.data.events.length;
     metrics.delivered.inc(events);
@@ -100,7 +129,17 @@ export function createWebhookWorker(deps: {
   }
 
   const link = workerConnection(options);
-  const worker = new Worker<WebhookJobData>(QUEUE_NAMES.webhooks, post, workerOptions(options, link.connection, options.concurrency ?? 4));
+  const worker = new Worker<WebhookJobData>(QUEUE_NAMES.webhooks, post, {
+    ...workerOptions(options, link.connection, options.concurrency ?? 4),
+    settings: {
+      // BullMQ calls this for the `webhook` backoff type of the batches (src/queue/job-queues.ts).
+      backoffStrategy: (attemptsMade: number, _type?: string, err?: Error, job?: MinimalJob) => {
+        const backoff = job?.opts.backoff;
+        const baseMs = (typeof backoff === 'object' ? backoff.delay : backoff) ?? 1000;
+        return webhookRetryDelay(attemptsMade, baseMs, err instanceof WebhookRetryError ? err.retryAfterMs : undefined);
+      },
+    },
+  });
   logBullErrors(worker, logger, clock, 'webhook worker');
   worker.on('failed', (job, err) => {
     if (job === undefined) return;

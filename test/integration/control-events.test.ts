@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { systemClock, type Clock } from '../../src/clock.js';
 import { createKeys } from '../../src/queue/keys.js';
 import { openSse, type SseEvent, type SseReader } from '../helpers/read-sse.js';
 import { waitForState } from '../helpers/receipt-checks.js';
@@ -66,6 +67,46 @@ describe('counts for a badge', () => {
     expect(again.events[0]?.event).toBe('postbox.counts');
     expect(json(again.events[0])).toEqual({ waiting: 0, inflight: 2 });
     again.close();
+  });
+
+  it('counts in postbox.counts what GET /v1/me/counts counts: a message past its TTL, not dropped yet, is neither waiting nor in flight', async () => {
+    // The node's clock moves on when the test says so, and its housekeeping runs daily: nothing
+    // drops the expired messages before the stream opens, and nothing races its counts.
+    let aheadMs = 0;
+    const clock: Clock = { ...systemClock, now: () => Date.now() + aheadMs };
+    const later = await startApp(
+      redis.url,
+      { KEY_PREFIX: 'later', DRAIN_INTERVAL_MS: 50, ACK_TIMEOUT_MS: 3_600_000, HOUSEKEEPING_INTERVAL_MS: 86_400_000 },
+      { clock },
+    );
+    try {
+      const badge = async () => {
+        const res = await fetch(`${later.url}/v1/me/counts`, { headers: { authorization: `Bearer ${await later.token('ttl')}` } });
+        return (await res.json()) as unknown;
+      };
+      // Two written and left unacked (one of them expires), then two waiting (one expires).
+      await later.enqueue('ttl', 'written, then expires', { ttlMs: 60_000 });
+      await later.enqueue('ttl', 'written');
+      const first = await openSse(later.streamUrl(await later.token('ttl')));
+      readers.push(first);
+      await waitUntil(() => messages(first).length === 2, 'both written');
+      first.close();
+      await waitUntil(() => later.postbox.hub.count('ttl') === 0, 'closed');
+      await later.enqueue('ttl', 'waits, then expires', { ttlMs: 60_000 });
+      await later.enqueue('ttl', 'waits');
+      expect(await badge()).toEqual({ waiting: 2, inflight: 2 });
+
+      aheadMs = 120_000;
+      expect(await badge()).toEqual({ waiting: 1, inflight: 1 });
+      const tab = await openSse(`${later.streamUrl(await later.token('ttl'))}&notices=1`);
+      readers.push(tab);
+      await waitUntil(() => control(tab, 'counts').length === 1, 'the counts');
+      expect(tab.events[0]?.event).toBe('postbox.counts');
+      expect(json(tab.events[0])).toEqual({ waiting: 1, inflight: 1 });
+      tab.close();
+    } finally {
+      await later.close();
+    }
   });
 
   it('sends no control event of stream open to a stream that did not ask', async () => {

@@ -1,26 +1,45 @@
+import { randomBytes } from 'node:crypto';
 import { SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPushCredentials, PUSH_ACK_TYP } from '../../src/http/push-credentials.js';
 import { createTokens } from '../../src/http/tokens.js';
+import { createKeys } from '../../src/queue/keys.js';
 import { startPushService, type PushSubscriptionJson, type TestPushService } from '../helpers/push-service.js';
 import { openSse } from '../helpers/read-sse.js';
+import { statusOf, waitUntil } from '../helpers/receipt-checks.js';
 import { startPushApp, type PushTestApp } from '../helpers/start-push-app.js';
 import { startRedis, type TestRedis } from '../helpers/start-redis.js';
+import { startWebhookReceiver, type TestWebhookReceiver } from '../helpers/webhook-receiver.js';
 
 let redis: TestRedis;
 let push: TestPushService;
+let receiver: TestWebhookReceiver;
 let app: PushTestApp;
 
 beforeAll(async () => {
   redis = await startRedis();
   push = await startPushService();
-  app = await startPushApp(redis.url, { ca: push.ca, overrides: { PUSH_AFTER_MS: 100 } });
+  const secret = `whsec_${randomBytes(24).toString('base64')}`;
+  receiver = await startWebhookReceiver({ secret });
+  app = await startPushApp(redis.url, {
+    ca: push.ca,
+    overrides: { PUSH_AFTER_MS: 100, WEBHOOK_URL: receiver.url, WEBHOOK_SECRET: secret, WEBHOOK_BACKOFF_MS: 100 },
+  });
 });
 afterAll(async () => {
   await app?.close();
+  await receiver?.close();
   await push?.close();
   await redis?.stop();
 });
+
+/** The webhook events the receiver accepted (valid signature, answered 200) for one user. */
+function webhookEvents(userId: string): Array<{ type: string; data: Record<string, unknown> }> {
+  return receiver.received
+    .filter((d) => d.valid && d.status === 200)
+    .flatMap((d) => (d.body as { events: Array<{ type: string; data: Record<string, unknown> }> }).events)
+    .filter((e) => e.data.userId === userId);
+}
 
 /** Enqueues a pushable message for a user with no stream and returns its id and the credential its push carried. */
 async function pushed(userId: string, subscription: PushSubscriptionJson = push.subscribe()): Promise<{ id: string; ack: string }> {
@@ -140,5 +159,34 @@ describe("a push's ack credential", () => {
     reader.close();
     expect(control).toMatchObject({ id: undefined, event: 'postbox.acked' });
     expect(JSON.parse(control!.data)).toEqual({ ids: [id] });
+  });
+
+  it('leaves a receipt and sends message.acked, as any ack does, for a message that was only pushed', async () => {
+    const { id, ack } = await pushed('ivy');
+    expect(await statusOf(app, 'ivy', id)).toMatchObject({ id, state: 'waiting' });
+    expect(await (await ackWith(ack, [id])).json()).toEqual({ acked: 1 });
+    const status = await statusOf(app, 'ivy', id);
+    // Never written to a stream: no attempts, no first delivery; the click is the one delivery.
+    expect(status).toMatchObject({ id, state: 'acked', deliveries: 1, attempts: 0 });
+    expect(status).toHaveProperty('ackedAt');
+    expect(status).not.toHaveProperty('firstDeliveredAt');
+    await waitUntil(() => webhookEvents('ivy').some((e) => e.type === 'message.acked'), 'the receiver has message.acked');
+    expect(webhookEvents('ivy')).toEqual([
+      expect.objectContaining({ type: 'message.acked', data: expect.objectContaining({ id, userId: 'ivy', state: 'acked' }) }),
+    ]);
+  });
+
+  it('leaves the receipt of a message in flight on a stream, with its write, and clears its first write', async () => {
+    const { id, ack } = await pushed('jon');
+    const reader = await openSse(app.streamUrl(await app.token('jon')));
+    await reader.waitFor(1, 10_000);
+    expect(await statusOf(app, 'jon', id)).toMatchObject({ id, state: 'inflight', attempts: 1 });
+    expect(await (await ackWith(ack, [id])).json()).toEqual({ acked: 1 });
+    reader.close();
+    const status = await statusOf(app, 'jon', id);
+    expect(status).toMatchObject({ id, state: 'acked', deliveries: 1, attempts: 1 });
+    expect(status).toHaveProperty('firstDeliveredAt');
+    expect(await redis.client().hexists(createKeys(app.config.KEY_PREFIX).firstWrites('jon'), id)).toBe(0);
+    await waitUntil(() => webhookEvents('jon').some((e) => e.type === 'message.acked' && e.data.id === id), 'the receiver has message.acked');
   });
 });

@@ -145,6 +145,30 @@ describe('webhooks', () => {
     tab.close();
   });
 
+  it("waits before the next try as long as a 429's or 503's Retry-After asks, an hour at most", async () => {
+    await waitUntil(settled(), 'no batch is pending');
+    receiver.respondWith([{ status: 429, retryAfter: 2 }, { status: 503, retryAfter: 7200 }]);
+    const id = await app.enqueue('wh-later', 'not now');
+    const tab = await stream(app, 'wh-later');
+    await waitUntil(() => messageIds(tab).length === 1, 'written');
+    expect(await ack(app, 'wh-later', [id])).toBe(1);
+    const tries = () => receiver.received.filter((d) => eventsOf(d).some((e) => e.data.id === id));
+    await waitUntil(() => tries().length === 2, 'the second try', 30_000);
+    // WEBHOOK_BACKOFF_MS is 100: the second try came no sooner than the 429 said.
+    const [first, second] = tries() as [WebhookDelivery, WebhookDelivery];
+    expect(second.receivedAt - first.receivedAt).toBeGreaterThanOrEqual(2000);
+    // Two hours asked: the batch waits an hour. Promoted here, so the test need not wait.
+    const queue = app.queue('webhooks') as Queue<{ events: Event[] }>;
+    const waitingBatch = async () => (await queue.getDelayed()).find((j) => j.data.events.some((e) => e.data.id === id));
+    await waitUntil(async () => (await waitingBatch()) !== undefined, 'the batch waits');
+    const job = await waitingBatch();
+    expect(job?.delay).toBe(3_600_000);
+    await job?.promote();
+    await waitUntil(() => acceptedEvents('wh-later').length === 1, 'the event is accepted');
+    expect(tries().map((d) => d.status)).toEqual([429, 503, 200]);
+    tab.close();
+  });
+
   it('redelivers once the receiver is back after being down, and a receiver deduping by webhook-id sees each event once', async () => {
     await waitUntil(settled(), 'no batch is pending');
     const failuresBefore = await metric(app, 'postbox_webhooks_requests_total{result="error"}');

@@ -7,10 +7,15 @@ import {
   type PostboxClient,
   type PostboxCounts,
   type PostboxExpired,
+  type PostboxLifecycleEvent,
+  type PostboxMessage,
+  type ServiceWorkerContainerLike,
+  type ServiceWorkerRegistrationLike,
 } from '../../src/client/postbox.js';
 
-// The client's handling of the server's control events (postbox.acked, .expired, .counts),
-// with a fake EventSource driven by the test and a fetch that records the acks.
+// The client's handling of the server's control events (postbox.acked, .expired, .counts) and
+// of the service worker's messages, with a fake EventSource driven by the test, a fake
+// service-worker container, and a fetch that records the acks (and nacks).
 
 class FakeEventSource {
   static instances: FakeEventSource[] = [];
@@ -45,7 +50,9 @@ const fetchAcks: FetchLike = async (_url, init) => {
 };
 const clients: PostboxClient[] = [];
 
-function start(options: { autoAck?: boolean; notices?: boolean } = {}): { client: PostboxClient; source: () => FakeEventSource } {
+function start(
+  options: { autoAck?: boolean; notices?: boolean; serviceWorker?: ServiceWorkerContainerLike } = {},
+): { client: PostboxClient; source: () => FakeEventSource } {
   const client = connect({
     url: 'https://push.example',
     token: 'not-a-jwt',
@@ -169,5 +176,53 @@ describe('the client and the control events', () => {
     expect(calls).toEqual([['9-0']]);
     // The thrower's error is rethrown on a timer, as EventTarget reports a listener's exception.
     await expect(vi.runOnlyPendingTimersAsync()).rejects.toThrow('page bug');
+  });
+});
+
+/** `navigator.serviceWorker` of a page whose worker runs the postbox helper: the test speaks for the worker. */
+function fakeServiceWorker(): { container: ServiceWorkerContainerLike; handOver(id: string, event: string, data: unknown): void } {
+  let listener: ((event: { data: unknown; ports: [] }) => void) | undefined;
+  const registration = { active: { postMessage: () => undefined }, pushManager: {} } as unknown as ServiceWorkerRegistrationLike;
+  return {
+    container: {
+      ready: Promise.resolve(registration),
+      addEventListener: (_type, l) => void (listener = l),
+      startMessages: () => undefined,
+    },
+    // What the helper posts after a click on the notification, once it acked the message.
+    handOver: (id, event, data) => listener?.({ data: { type: 'postbox.message', id, event, data }, ports: [] }),
+  };
+}
+
+describe('a message the service worker hands over after a notification click', () => {
+  it("reaches a page whose only handler is '*', as a stream's message would, and is not acked again", async () => {
+    const worker = fakeServiceWorker();
+    const { client } = start({ serviceWorker: worker.container });
+    const got: PostboxMessage[] = [];
+    client.on('*', (msg) => void got.push(msg));
+    await settle();
+    worker.handOver('11-0', 'chat', { text: 'see you at 8' });
+    await settle();
+    expect(got).toEqual([{ id: '11-0', event: 'chat', data: { text: 'see you at 8' }, notified: true, via: 'push' }]);
+    expect(acks).toEqual([]);
+  });
+
+  it('is held for a handler to come when the page has none, and reported, with nothing sent to the server', async () => {
+    const worker = fakeServiceWorker();
+    const { client } = start({ serviceWorker: worker.container });
+    const lifecycle: PostboxLifecycleEvent[] = [];
+    client.onLifecycle((e) => void lifecycle.push(e));
+    await settle();
+    worker.handOver('12-0', 'chat', 'hi');
+    await settle();
+    expect(lifecycle.filter((e) => e.type === 'unhandled')).toEqual([
+      { type: 'unhandled', message: { id: '12-0', event: 'chat', data: 'hi', notified: true, via: 'push' } },
+    ]);
+    const got: string[] = [];
+    client.on('chat', (msg) => void got.push(msg.id));
+    await settle();
+    expect(got).toEqual(['12-0']);
+    // The worker acked it with the push's credential: neither an ack nor an `unhandled` nack.
+    expect(acks).toEqual([]);
   });
 });

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { systemClock } from '../../src/clock.js';
 import { checkEndpoint, checkEndpointUrl, EndpointRefusedError, isPrivateAddress, publicOnlyLookup } from '../../src/workers/push-endpoint.js';
-import { createPushSender, retryAfterMs } from '../../src/workers/push-sender.js';
+import { createPushSender } from '../../src/workers/push-sender.js';
+import { retryAfterMs } from '../../src/workers/retry-after.js';
 import { testVapid } from '../helpers/start-push-app.js';
 
 describe('isPrivateAddress', () => {

@@ -201,8 +201,11 @@ export function createQueueListing(deps: {
   };
 }
 
-/** Expired ids examined, and entries walked for the oldest one alive, per user and call (admin-counts.lua). */
-const EXPIRED_SCAN_MAX = 1000;
+/**
+ * Expired ids examined, and entries walked for the oldest one alive, per user and call
+ * (admin-counts.lua); join.lua examines as many expired ids for a stream's postbox.counts.
+ */
+export const EXPIRED_SCAN_MAX = 1000;
 
 /** One user's counts, messages past their TTL apart (they will never be delivered). */
 export interface Counts {

@@ -21,6 +21,8 @@
     expiredWaiting   entries past their TTL never delivered
     expiredInflight  entries past their TTL delivered and not acked
 ]]
+--- @include "includes/expired-counts.lua"
+
 local mailbox, deadKey, expiries = KEYS[1], KEYS[2], KEYS[3]
 local group = ARGV[1]
 local now = tonumber(ARGV[2])
@@ -37,18 +39,7 @@ if redis.call('EXISTS', mailbox) == 1 then
     inflight = tonumber(summary[1]) or 0
   end
 
-  -- Expired ids still in the mailbox; acked ones are gone from it and are skipped.
-  local due = redis.call('ZRANGE', expiries, '-inf', now, 'BYSCORE', 'LIMIT', 0, budget)
-  for _, id in ipairs(due) do
-    if #redis.call('XRANGE', mailbox, id, id) > 0 then
-      local pending = hasGroup and redis.call('XPENDING', mailbox, group, id, id, 1) or {}
-      if #pending > 0 then
-        expiredInflight = expiredInflight + 1
-      else
-        expiredWaiting = expiredWaiting + 1
-      end
-    end
-  end
+  expiredWaiting, expiredInflight = expiredCounts(mailbox, expiries, group, hasGroup, now, budget)
 
   -- The oldest entry alive: the first one without an expiry (`x`) at or before now.
   local cursor, walked = '-', 0

@@ -7,7 +7,9 @@
   it sees this node in the registry and publishes what it writes, and the
   node is already subscribed to the user's channel when it joins.
 
-  Notices (ARGV[9] '1', the stream asked for them): the counts of the user's queue, and the
+  Notices (ARGV[9] '1', the stream asked for them): the counts of the user's queue (as the
+  admin counts them, admin-counts.lua: messages past their TTL are neither waiting nor in
+  flight; at most ARGV[10] of them are looked at), and the
   messages that expired before they were ever written (pop.lua, expire.lua), which are taken:
   the next stream that asks does not get them again. A claim keeps the message's first write
   time and attempts (ARGV[8] '1'), as pop.lua's redeliveries do.
@@ -18,6 +20,7 @@
   KEYS[4] ids of messages that expired before their first write (list, newest first)
   KEYS[5] how many did (string)
   KEYS[6] counted deliveries (a claim is a new attempt: 'u:' .. id, unhandled, is cleared)
+  KEYS[7] expiries (sorted set, score = expiry epoch ms, member = event id)
 
   ARGV[1] consumer group name
   ARGV[2] consumer name
@@ -30,12 +33,14 @@
   ARGV[7] now, epoch ms (expired messages are left for the pop to drop)
   ARGV[8] '1' when receipts or webhooks are on: keep first write times
   ARGV[9] '1' to return the notices
+  ARGV[10] most expired ids examined for the counts
 
   Output: {others, notices, {id, event, data, attempts, idleMs}, ...}
     others   nodes other than this one holding the user
     notices  {} unless asked; else {waiting, inflight, expiredCount, {expiredId, ...}}, ids oldest first
 ]]
 --- @include "includes/first-writes.lua"
+--- @include "includes/expired-counts.lua"
 
 local mailbox, registry = KEYS[1], KEYS[2]
 local group, consumer, node = ARGV[1], ARGV[2], ARGV[3]
@@ -60,7 +65,9 @@ if ARGV[9] == '1' then
   notices[1], notices[2], notices[3], notices[4] = 0, 0, count, ids
   if redis.call('EXISTS', mailbox) == 1 then
     local inflight = redis.call('XPENDING', mailbox, group)[1]
-    notices[1], notices[2] = redis.call('XLEN', mailbox) - inflight, inflight
+    local expiredWaiting, expiredInflight = expiredCounts(mailbox, KEYS[7], group, true, now, tonumber(ARGV[10]))
+    notices[1] = math.max(0, redis.call('XLEN', mailbox) - inflight - expiredWaiting)
+    notices[2] = math.max(0, inflight - expiredInflight)
   end
 end
 if redis.call('EXISTS', mailbox) == 0 then

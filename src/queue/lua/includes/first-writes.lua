@@ -1,7 +1,7 @@
 --[[
   Included (src/queue/scripts.ts) by the scripts that keep or read when a message in flight was
-  first written: pop.lua, join.lua, ack.lua, expire.lua. Functions only: every key is an
-  argument, taken by the caller from its KEYS.
+  first written: pop.lua, join.lua, ack.lua, push-ack.lua, expire.lua. Functions only: every key
+  is an argument, taken by the caller from its KEYS.
 
   A first-writes hash maps an event id to '<first write, epoch ms>' after one write, and to
   '<first>:<attempts>' after more (src/queue/receipts.ts reads it too).

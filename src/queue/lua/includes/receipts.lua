@@ -1,7 +1,7 @@
 --[[
-  Included (src/queue/scripts.ts) by the scripts that settle messages: ack.lua, pop.lua,
-  expire.lua, after includes/first-writes.lua. Functions only: every key is an argument, taken
-  by the caller from its KEYS (a script's keys share the user's hash tag).
+  Included (src/queue/scripts.ts) by the scripts that settle messages: ack.lua, push-ack.lua,
+  pop.lua, expire.lua, after includes/first-writes.lua. Functions only: every key is an
+  argument, taken by the caller from its KEYS (a script's keys share the user's hash tag).
 
   Receipts and webhook events: src/queue/receipts.ts documents the formats and decodes them.
   Notices: the messages that expired before their first write, which join.lua hands to the
