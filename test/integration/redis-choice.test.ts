@@ -80,6 +80,29 @@ describe('choosing the Redis', () => {
     expect(String((report?.redis as { nodes: Array<{ version: string }> }).nodes[0]?.version)).toMatch(/^\d+\.\d+/);
   });
 
+  it('in production refuses a Redis that keeps nothing on disk, unless ALLOW_VOLATILE_REDIS=1', async () => {
+    const admin = redis.client();
+    await admin.config('SET', 'appendonly', 'no');
+    try {
+      const secrets = { API_KEY: 'k'.repeat(16), ADMIN_KEY: 'a'.repeat(16), TOKEN_SECRET: 's'.repeat(32) };
+      const refused = createPostbox(testConfig({ ...secrets, NODE_ENV: 'production', KEY_PREFIX: 'volatile' }), {
+        redisUrl: redis.url,
+        logger: capture().logger,
+      });
+      await expect(refused).rejects.toThrow(RedisSetupError);
+      await expect(refused).rejects.toThrow(/keeps nothing on disk .*set ALLOW_VOLATILE_REDIS=1/);
+      expect(await admin.keys('volatile:*'), 'a refused start writes nothing').toEqual([]);
+
+      const { logger, lines } = capture();
+      const config = testConfig({ ...secrets, NODE_ENV: 'production', KEY_PREFIX: 'volatile', ALLOW_VOLATILE_REDIS: 1 });
+      const node = await createPostbox(config, { redisUrl: redis.url, logger });
+      await node.close();
+      expect(lines.find((l) => l.level === 40 && /keeps nothing on disk/.test(l.msg))?.msg).toContain('postbox is not durable on it');
+    } finally {
+      await admin.config('SET', 'appendonly', 'yes');
+    }
+  });
+
   it('never takes an unnamed Redis in production: it says to set REDIS_URL or install redis-server', async () => {
     const { logger } = capture();
     const chosen = chooseRedis({ ...base, NODE_ENV: 'production' }, logger, {
