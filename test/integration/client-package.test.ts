@@ -27,10 +27,17 @@ interface PackReport {
 }
 
 describe('the postbox/client package', () => {
-  it('packs only the built module, its types, README and package.json; installs offline; imports with its types', { timeout: 180_000 }, async () => {
+  it('packs only the built module, the service-worker helper, their types, README and package.json; installs offline; imports with its types', { timeout: 180_000 }, async () => {
     const packed = JSON.parse(await run('npm', ['pack', './client', '--json', '--pack-destination', work], repo)) as PackReport[];
     const [report] = packed;
-    expect(report?.files.map((f) => f.path).sort()).toEqual(['README.md', 'dist/postbox.d.ts', 'dist/postbox.js', 'package.json']);
+    expect(report?.files.map((f) => f.path).sort()).toEqual([
+      'README.md',
+      'dist/postbox-sw.d.ts',
+      'dist/postbox-sw.js',
+      'dist/postbox.d.ts',
+      'dist/postbox.js',
+      'package.json',
+    ]);
     const tarball = join(work, report?.filename ?? '');
     expect(existsSync(tarball)).toBe(true);
 
@@ -39,6 +46,8 @@ describe('the postbox/client package', () => {
     writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'app', version: '1.0.0', private: true, type: 'module' }));
     await run('npm', ['install', tarball, '--offline', '--no-audit', '--no-fund'], app);
     expect(existsSync(join(app, 'node_modules/postbox/dist/postbox.d.ts'))).toBe(true);
+    // The service-worker helper, for a worker that imports it from the application's own files.
+    expect(existsSync(join(app, 'node_modules/postbox/dist/postbox-sw.js'))).toBe(true);
 
     // The ES module, through the package's exports map.
     const probe = `
