@@ -1,4 +1,6 @@
+import { execFileSync } from 'node:child_process';
 import http from 'node:http';
+import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 
 /** A response read to its end. */
@@ -181,4 +183,25 @@ export function histogramQuantile(
 export function round(value: number): number {
   if (!Number.isFinite(value)) return value;
   return Math.abs(value) >= 100 ? Math.round(value) : Number(value.toPrecision(3));
+}
+
+/** The first group of `pattern` in what `cmd args` prints (e.g. a version), or 'unknown'. */
+export function versionOf(cmd: string, args: string[], pattern: RegExp): string {
+  try {
+    return pattern.exec(execFileSync(cmd, args, { encoding: 'utf8' }))?.[1] ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** The machine a report was measured on; the load averages say how busy it was with other work. */
+export function machineInfo(loadBefore: number[]) {
+  return {
+    cpu: os.cpus()[0]?.model ?? 'unknown',
+    cores: os.cpus().length,
+    memoryGb: round(os.totalmem() / 2 ** 30),
+    os: `${os.type()} ${os.release()} ${os.arch()}`,
+    loadAverageBefore: loadBefore.map(round),
+    loadAverageAfter: os.loadavg().map(round),
+  };
 }
