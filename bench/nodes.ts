@@ -8,7 +8,7 @@ import { startGeneratorPool, type GeneratorPool } from './peers/generator-pool.j
 import { figures, snapshot } from './peers/measure.js';
 import { latencyPhase, type LatencyConfig } from './peers/phase-latency.js';
 import { saturationPhase, type SaturationConfig } from './peers/phase-saturation.js';
-import { startPostbox, type RunningTarget } from './peers/targets.js';
+import { startPostbox, startRedisBackend, type RedisBackend, type RunningTarget } from './peers/targets.js';
 
 /*
  * `npm run bench:nodes`: postbox on 1, 2 and 3 nodes, on one redis-server and
@@ -17,8 +17,10 @@ import { startPostbox, type RunningTarget } from './peers/targets.js';
  * (the drain lease and the frames published to the other nodes); producers
  * POST single messages to random users through random nodes, first at a
  * fixed rate (latency, CPU per message), then in a closed loop (saturation);
- * the streams ack as the client library does. Each configuration starts on a
- * fresh Redis and fresh nodes. Writes bench/nodes-results.json and
+ * the streams ack as the client library does. The one redis-server and the
+ * cluster are started once; each node count starts fresh nodes on an emptied
+ * Redis (FLUSHALL), and its two placements run on them one after the other,
+ * which keeps the run within 5 minutes on a busy 2-core machine. Writes bench/nodes-results.json and
  * bench/nodes.md (`--quick`: shorter windows, written to a temp dir).
  */
 
@@ -27,8 +29,8 @@ const WATCHDOG_MS = 295_000;
 /** No configuration starts after this much of the run; the report says which were skipped. */
 const BUDGET_MS = 250_000;
 const GENERATORS = 2;
-/** A quiet window with the streams open and no messages: the nodes' background CPU, ms. */
-const QUIET_MS = 1_500;
+/** A quiet window with the streams open and no messages: the nodes' background CPU, ms (/proc counts 10 ms ticks). */
+const QUIET_MS = 3_000;
 
 function configs(quick: boolean): { latency: LatencyConfig; saturation: SaturationConfig } {
   const q = quick ? 0.4 : 1;
@@ -47,37 +49,23 @@ function configs(quick: boolean): { latency: LatencyConfig; saturation: Saturati
 }
 
 /**
- * One node is the same with either placement, so it runs once per Redis. The two Redis setups
- * alternate, so that the machine's other work, which comes and goes, weighs on both alike.
+ * By node count, one Redis then the cluster, so that the machine's other work, which comes and
+ * goes, weighs on both alike; one node is the same with either placement, so it runs once.
  */
-const SCENARIOS: Scenario[] = (
-  [
-    [1, 'one'],
-    [2, 'one'],
-    [2, 'every-node'],
-    [3, 'one'],
-    [3, 'every-node'],
-  ] as const
-).flatMap(([nodes, tabs]) => (['single', 'cluster'] as const).map((redis) => ({ nodes, redis, tabs })));
+const SCENARIOS: Scenario[] = [1, 2, 3].flatMap((nodes) =>
+  (['single', 'cluster'] as const).flatMap((redis) =>
+    (nodes === 1 ? (['one'] as const) : (['one', 'every-node'] as const)).map((tabs) => ({ nodes, redis, tabs })),
+  ),
+);
 
-async function runScenario(
-  s: Scenario,
-  pool: GeneratorPool,
-  cfg: ReturnType<typeof configs>,
-  onStart: (starting: Promise<RunningTarget>) => void,
-) {
-  const t0 = performance.now();
-  const starting = startPostbox({ nodes: s.nodes, ...(s.redis === 'cluster' ? { clusterMasters: 3 } : {}) });
-  onStart(starting);
-  const target = await starting;
-  const startSeconds = round((performance.now() - t0) / 1000);
+async function runScenario(s: Scenario, target: RunningTarget, pool: GeneratorPool, cfg: ReturnType<typeof configs>) {
   const latency = await latencyPhase(target, pool, { ...cfg.latency, tabs: s.tabs }, 1);
   // The same streams, open and quiet: what the nodes and Redis spend with no messages.
   const a = await snapshot(target, pool);
   await sleep(QUIET_MS);
   const quiet = figures(a, await snapshot(target, pool), 0).cpuMsPerSecond;
   const saturation = await saturationPhase(target, pool, { ...cfg.saturation, tabs: s.tabs, keepStreams: true });
-  return { latency, quiet: { server: quiet.server, redis: quiet.redis ?? 0 }, saturation, startSeconds, logLines: target.logLines() ?? 0 };
+  return { latency, quiet: { server: quiet.server, redis: quiet.redis ?? 0 }, saturation };
 }
 
 async function main(): Promise<number> {
@@ -86,15 +74,27 @@ async function main(): Promise<number> {
   const started = Date.now();
   const loadBefore = os.loadavg();
   const pool = await startGeneratorPool(GENERATORS);
-  /** The configuration's target, from the moment it starts starting, so a watchdog stops it too. */
-  let running: Promise<RunningTarget> | undefined;
+  const backends: Partial<Record<Scenario['redis'], RedisBackend>> = {};
+  /** The nodes of the configurations under way, from the moment they start starting, so a watchdog stops them too. */
+  let running: { key: string; target: Promise<RunningTarget> } | undefined;
   const stopRunning = async () => {
-    const target = await running?.catch(() => undefined);
+    const target = await running?.target.catch(() => undefined);
     running = undefined;
     await target?.stop();
   };
+  /** The nodes for `s`: those under way if they match, else fresh ones (the others stopped first). */
+  const nodesFor = async (s: Scenario): Promise<{ target: RunningTarget; startSeconds: number | undefined }> => {
+    const key = `${s.redis} ${s.nodes}`;
+    if (running?.key === key) return { target: await running.target, startSeconds: undefined };
+    await stopRunning();
+    const t0 = performance.now();
+    running = { key, target: startPostbox({ nodes: s.nodes, backend: backends[s.redis] as RedisBackend }) };
+    const target = await running.target;
+    return { target, startSeconds: round((performance.now() - t0) / 1000) };
+  };
   const stopAll = async () => {
     await stopRunning().catch(() => undefined);
+    await Promise.all(Object.values(backends).map((b) => b.stop().catch(() => undefined)));
     await pool.close();
   };
   const watchdog = setTimeout(() => {
@@ -109,6 +109,8 @@ async function main(): Promise<number> {
   const skipped: string[] = [];
   const failures: Array<{ scenario: string; error: string }> = [];
   try {
+    backends.single = await startRedisBackend();
+    backends.cluster = await startRedisBackend(3);
     for (const s of SCENARIOS) {
       const label = scenarioLabel(s);
       if (Date.now() - started > BUDGET_MS) {
@@ -118,8 +120,9 @@ async function main(): Promise<number> {
       console.log(`  ${label}`);
       const t0 = Date.now();
       try {
-        const r = await runScenario(s, pool, cfg, (t) => (running = t));
-        results.push({ ...s, ...r });
+        const { target, startSeconds } = await nodesFor(s);
+        const r = await runScenario(s, target, pool, cfg);
+        results.push({ ...s, ...r, startSeconds: startSeconds ?? null, logLines: target.logLines() ?? 0 });
         const l = r.latency;
         console.log(
           `    ${cfg.latency.rate}/s: p50 ${l.latencyMs.p50} p99 ${l.latencyMs.p99} ms, server ${l.cpuUsPerMessage.server} µs/msg, ` +
@@ -130,9 +133,9 @@ async function main(): Promise<number> {
         const error = err instanceof Error ? err.message : String(err);
         console.error(`  ${label} failed: ${error}`);
         failures.push({ scenario: label, error });
+        await stopRunning();
       } finally {
         await pool.all(() => ({ cmd: 'close' })).catch(() => undefined);
-        await stopRunning();
         console.log(`    ${round((Date.now() - t0) / 1000)} s`);
       }
     }

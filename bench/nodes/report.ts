@@ -19,9 +19,9 @@ export interface ScenarioResult extends Scenario {
   /** CPU with the streams open and no messages, ms per second, summed over the nodes and over the masters. */
   quiet: { server: number; redis: number };
   saturation: SaturationResult;
-  /** Redis (or cluster) and nodes up and ready, s. */
-  startSeconds: number;
-  /** Lines the nodes logged at warn or above. */
+  /** Nodes up and ready, s; null where the configuration ran on the nodes of the one before. */
+  startSeconds: number | null;
+  /** Lines the nodes logged at warn or above, so far (the nodes of a node count are shared by its placements). */
   logLines: number;
 }
 
@@ -31,7 +31,7 @@ export interface NodesReport {
   quick: boolean;
   machine: { cpu: string; cores: number; loadAverageBefore: number[]; loadAverageAfter: number[] };
   versions: Record<string, string>;
-  config: { latency: { rate: number; users: number; durationMs: number }; generators: number } & Record<string, unknown>;
+  config: { latency: { rate: number; users: number; durationMs: number }; generators: number; quietMs: number } & Record<string, unknown>;
   results: ScenarioResult[];
   /** Configurations not started: the run's time budget was spent. */
   skipped: string[];
@@ -97,11 +97,10 @@ function mainTable(report: NodesReport): string[] {
 
 /**
  * At the fixed rate, per Redis and placement: what the publishes cost Redis
- * (commandstats) and how the CPU per message moves from 1 node to 2 and 3,
- * with the nodes' quiet background (drain ticks, heartbeats, BullMQ) taken out.
+ * (commandstats) and how the CPU per message moves from 1 node to 2 and 3;
+ * beside it the quiet background of the nodes (drain ticks, heartbeats, BullMQ).
  */
 function wakeTable(report: NodesReport): string[] {
-  const rate = report.config.latency.rate;
   const head = [
     'Redis',
     'tabs',
@@ -111,13 +110,10 @@ function wakeTable(report: NodesReport): string[] {
     'Redis commands per msg',
     'Redis CPU µs/msg (Δ vs 1 node)',
     'server CPU µs/msg (Δ vs 1 node)',
-    'quiet background, µs/msg at this rate: server / Redis',
+    'quiet, no messages: CPU ms/s, server / Redis',
   ];
   const out = [line(head), align(head.length)];
-  const net = (r: ScenarioResult) => ({
-    server: r.latency.cpuUsPerMessage.server - (r.quiet.server * 1000) / rate,
-    redis: (r.latency.cpuUsPerMessage.redis ?? 0) - (r.quiet.redis * 1000) / rate,
-  });
+  const cpu = (r: ScenarioResult) => ({ server: r.latency.cpuUsPerMessage.server, redis: r.latency.cpuUsPerMessage.redis ?? 0 });
   const delta = (v: number, base: number | undefined) => (base === undefined ? '' : ` (${v - base >= 0 ? '+' : ''}${fmt(round(v - base))})`);
   for (const redis of ['single', 'cluster'] as const) {
     const one = report.results.find((r) => r.redis === redis && r.nodes === 1);
@@ -126,8 +122,8 @@ function wakeTable(report: NodesReport): string[] {
       if (rows.length === 0) continue;
       for (const r of [...(one === undefined ? [] : [one]), ...rows]) {
         const l = r.latency;
-        const n = net(r);
-        const base = one === undefined || r === one ? undefined : net(one);
+        const n = cpu(r);
+        const base = one === undefined || r === one ? undefined : cpu(one);
         out.push(
           line([
             redisName(redis),
@@ -138,7 +134,7 @@ function wakeTable(report: NodesReport): string[] {
             fmt(l.redisCommandsPerMessage),
             `${fmt(l.cpuUsPerMessage.redis)}${delta(n.redis, base?.redis)}`,
             `${fmt(l.cpuUsPerMessage.server)}${delta(n.server, base?.server)}`,
-            `${fmt((r.quiet.server * 1000) / rate)} / ${fmt((r.quiet.redis * 1000) / rate)}`,
+            `${fmt(r.quiet.server)} / ${fmt(r.quiet.redis)}`,
           ]),
         );
       }
@@ -163,8 +159,8 @@ export function renderNodesReport(report: NodesReport): string {
   );
   out.push('');
   out.push(
-    `${fmt(c.latency.users)} users, ${c.generators} load-generator processes, every process on loopback; each configuration on a fresh ` +
-      `Redis (or cluster) and fresh nodes. Single POSTs to random users through random nodes: ${fmt(c.latency.rate)} msgs/s offered ` +
+    `${fmt(c.latency.users)} users, ${c.generators} load-generator processes, every process on loopback; each node count on fresh ` +
+      `nodes and an emptied Redis (or cluster), its two placements one after the other on the same nodes. Single POSTs to random users through random nodes: ${fmt(c.latency.rate)} msgs/s offered ` +
       `for ${c.latency.durationMs / 1000} s, then a closed loop (saturation). Streams ack as the client library does, through their own node. ` +
       'CPU is utime + stime from /proc, summed over the nodes and over the Redis processes, per delivered-and-acked message ' +
       '(saturation: per message POSTed in the window).',
@@ -177,7 +173,8 @@ export function renderNodesReport(report: NodesReport): string {
       'an enqueue through a node that is not the only holder of the user publishes the id on the user\'s sharded channel (SPUBLISH), ' +
       'and with a tab on every node the lease holder publishes what it wrote and each ack is published too. ' +
       'µs in SPUBLISH: INFO commandstats (the command itself, not the later socket writes to the subscribers). ' +
-      'Δ: the change in CPU per message against 1 node on the same Redis, the quiet background of the nodes taken out of both.',
+      'Δ: the change in CPU per message against 1 node on the same Redis. Quiet: the same streams open, no messages, ' +
+      `${report.config.quietMs / 1000} s (/proc counts CPU in 10 ms ticks).`,
   );
   out.push('');
   out.push(...wakeTable(report));

@@ -151,12 +151,63 @@ export async function startTarget(name: TargetName, options: TargetOptions = {})
   }
 }
 
+/**
+ * The Redis of a postbox target: one redis-server, or a Redis Cluster. A
+ * benchmark may keep one for several targets, emptied between them.
+ */
+export interface RedisBackend {
+  /** REDIS_URL of the nodes (well-formed but unused on a cluster). */
+  readonly url: string;
+  /** More of the nodes' environment: REDIS_CLUSTER_NODES on a cluster. */
+  readonly env: Record<string, string>;
+  /** Every redis-server process: the masters of a cluster. */
+  readonly pids: readonly number[];
+  /** INFO commandstats, summed over the processes. */
+  commands(): Promise<CommandStats>;
+  /** FLUSHALL on every process: the next target finds it empty. */
+  flush(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** A fresh redis-server, or a Redis Cluster of `clusterMasters` masters, on loopback. */
+export async function startRedisBackend(clusterMasters?: number): Promise<RedisBackend> {
+  if (clusterMasters === undefined) {
+    const redis = await startRedis();
+    const client = redis.client();
+    return {
+      url: redis.url,
+      env: {},
+      pids: [await redisPidOf(redis)],
+      commands: commandCounter([client]),
+      flush: async () => void (await client.flushall()),
+      stop: () => stopRedis(redis),
+    };
+  }
+  const cluster = await startCluster({ masters: clusterMasters });
+  // One plain connection per master: INFO and FLUSHALL speak for one process only.
+  const clients = cluster.nodes.map((n) => new Redis(n.port, n.host, { maxRetriesPerRequest: 1 }));
+  return {
+    url: `redis://${cluster.nodes[0]?.host}:${cluster.nodes[0]?.port}`,
+    env: { REDIS_CLUSTER_NODES: cluster.seeds },
+    pids: cluster.nodes.map((n) => n.pid ?? 0),
+    commands: commandCounter(clients),
+    flush: async () => void (await Promise.all(clients.map((c) => c.flushall()))),
+    async stop() {
+      for (const c of clients) c.disconnect();
+      await cluster.stop();
+    },
+  };
+}
+
 /** postbox on several nodes: which Redis, how many nodes. */
 export interface PostboxTopology {
   /** postbox processes, all against the same Redis. @defaultValue 1 */
   nodes?: number;
-  /** A Redis Cluster of this many masters (REDIS_CLUSTER_NODES) instead of one redis-server. @defaultValue none */
-  clusterMasters?: number;
+  /**
+   * The Redis to use, left running by `stop()` and emptied (FLUSHALL) once the nodes are gone.
+   * @defaultValue a fresh redis-server, stopped with the nodes
+   */
+  backend?: RedisBackend;
   /** Node flags of every postbox process, e.g. `--cpu-prof`. @defaultValue [] */
   serverArgs?: string[];
 }
@@ -165,33 +216,14 @@ function postboxSpec(baseUrl: string, acks: boolean, nodes?: string[]): TargetSp
   return { dialect: 'postbox', baseUrl, apiKey: BENCH_KEYS.API_KEY, acks, ...(nodes === undefined ? {} : { nodes }) };
 }
 
-/** A fresh Redis (or cluster) and `nodes` postbox processes against it, started side by side. */
+/** `nodes` postbox processes against one Redis (or cluster), started side by side. */
 export async function startPostbox(topology: PostboxTopology = {}): Promise<RunningTarget> {
   const count = topology.nodes ?? 1;
-  const masters = topology.clusterMasters;
-  const backend =
-    masters === undefined
-      ? await startRedis().then(async (redis) => ({
-          url: redis.url,
-          env: {},
-          pids: [await redisPidOf(redis)],
-          clients: [redis.client()],
-          stop: () => stopRedis(redis),
-        }))
-      : await startCluster({ masters }).then((cluster) => ({
-          // Unused with REDIS_CLUSTER_NODES, but the server wants a well-formed one.
-          url: `redis://${cluster.nodes[0]?.host}:${cluster.nodes[0]?.port}`,
-          env: { REDIS_CLUSTER_NODES: cluster.seeds },
-          pids: cluster.nodes.map((n) => n.pid ?? 0),
-          // One plain connection per master: INFO speaks for one process only.
-          clients: cluster.nodes.map((n) => new Redis(n.port, n.host, { maxRetriesPerRequest: 1 })),
-          stop: () => cluster.stop(),
-        }));
+  const backend = topology.backend ?? (await startRedisBackend());
   const servers: BenchServer[] = [];
   const stop = async () => {
     await Promise.all(servers.map((s) => s.stop()));
-    if (masters !== undefined) for (const c of backend.clients) c.disconnect();
-    await backend.stop();
+    await (topology.backend === undefined ? backend.stop() : backend.flush());
   };
   try {
     const started = await Promise.allSettled(
@@ -211,7 +243,7 @@ export async function startPostbox(topology: PostboxTopology = {}): Promise<Runn
     spec: postboxSpec(urls[0] ?? '', true, count > 1 ? urls : undefined),
     serverPids: () => servers.map((s) => s.pid),
     redisPids: backend.pids,
-    redisCommands: commandCounter(backend.clients),
+    redisCommands: () => backend.commands(),
     logLines: () => servers.reduce((n, s) => n + s.warnings(), 0),
     stop,
   };
