@@ -1,6 +1,6 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { machineInfo, round, sleep, versionOf } from './lib.js';
 import { renderNodesReport, scenarioLabel, type NodesReport, type Scenario, type ScenarioResult } from './nodes/report.js';
@@ -21,7 +21,8 @@ import { startPostbox, startRedisBackend, type RedisBackend, type RunningTarget 
  * cluster are started once; each node count starts fresh nodes on an emptied
  * Redis (FLUSHALL), and its two placements run on them one after the other,
  * which keeps the run within 5 minutes on a busy 2-core machine. Writes bench/nodes-results.json and
- * bench/nodes.md (`--quick`: shorter windows, written to a temp dir).
+ * bench/nodes.md (`--quick`: shorter windows, written to a temp dir;
+ * `--render <results.json>`: writes the nodes.md beside it again, nothing run).
  */
 
 /** Everything, teardown included, is stopped past this. */
@@ -68,7 +69,20 @@ async function runScenario(s: Scenario, target: RunningTarget, pool: GeneratorPo
   return { latency, quiet: { server: quiet.server, redis: quiet.redis ?? 0 }, saturation };
 }
 
+/** Writes nodes.md from `report` into `dir` and prints it. */
+function writeTable(report: NodesReport, dir: string): void {
+  const table = renderNodesReport(report);
+  writeFileSync(join(dir, 'nodes.md'), table);
+  console.log(`\n${table}`);
+}
+
 async function main(): Promise<number> {
+  const render = process.argv.indexOf('--render');
+  if (render > 0) {
+    const file = process.argv[render + 1] ?? '';
+    writeTable(JSON.parse(readFileSync(file, 'utf8')) as NodesReport, dirname(file));
+    return 0;
+  }
   const quick = process.argv.includes('--quick');
   const cfg = configs(quick);
   const started = Date.now();
@@ -161,10 +175,8 @@ async function main(): Promise<number> {
   };
   const out = quick ? mkdtempSync(join(os.tmpdir(), 'postbox-nodes-')) : fileURLToPath(new URL('.', import.meta.url));
   mkdirSync(out, { recursive: true });
-  const table = renderNodesReport(report);
   writeFileSync(join(out, 'nodes-results.json'), JSON.stringify(report, null, 2) + '\n');
-  writeFileSync(join(out, 'nodes.md'), table);
-  console.log(`\n${table}`);
+  writeTable(report, out);
   console.log(`written to ${join(out, 'nodes-results.json')} and nodes.md`);
   const lost = results.filter((r) => r.latency.lost + r.saturation.lost > 0);
   for (const r of lost) console.error(`LOST messages in ${scenarioLabel(r)}`);
