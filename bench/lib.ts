@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import http from 'node:http';
 import os from 'node:os';
 import { performance } from 'node:perf_hooks';
@@ -196,6 +197,15 @@ export function histogramQuantile(
 export function round(value: number): number {
   if (!Number.isFinite(value)) return value;
   return Math.abs(value) >= 100 ? Math.round(value) : Number(value.toPrecision(3));
+}
+
+/** The first group of `pattern` in what `cmd args` prints (e.g. a version), or 'unknown'. */
+export function versionOf(cmd: string, args: string[], pattern: RegExp): string {
+  try {
+    return pattern.exec(execFileSync(cmd, args, { encoding: 'utf8' }))?.[1] ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
 }
 
 /** The machine a report was measured on, with the load averages before the run (`os.loadavg()` then) and now. */

@@ -1,9 +1,8 @@
-import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { machineInfo, round, runMain } from './lib.js';
+import { machineInfo, round, runMain, versionOf } from './lib.js';
 import { renderChart } from './peers/chart.js';
 import { startGeneratorPool, type GeneratorPool } from './peers/generator-pool.js';
 import { ensureNchan, nchanVersions } from './peers/nchan.js';
@@ -42,14 +41,6 @@ function configs(quick: boolean): { latency: LatencyConfig; saturation: Saturati
     },
     idle: { streams: quick ? 2_000 : 10_000, settleMs: 3_000, windowMs: 10_000 * q },
   };
-}
-
-function version(cmd: string, args: string[], pattern: RegExp): string {
-  try {
-    return pattern.exec(execFileSync(cmd, args, { encoding: 'utf8' }))?.[1] ?? 'unknown';
-  } catch {
-    return 'unknown';
-  }
 }
 
 /** The window of the fastest single-POST step: the profile "at saturation". */
@@ -177,9 +168,9 @@ async function main(): Promise<number> {
     machine: { ...machineInfo(loadBefore), openFilesLimit: files },
     versions: {
       node: process.version,
-      redis: version('redis-server', ['--version'], /v=(\S+)/),
+      redis: versionOf('redis-server', ['--version'], /v=(\S+)/),
       ...versions,
-      postboxCommit: version('git', ['rev-parse', '--short', 'HEAD'], /(\S+)/),
+      postboxCommit: versionOf('git', ['rev-parse', '--short', 'HEAD'], /(\S+)/),
     },
     config: cfg,
     notes: [

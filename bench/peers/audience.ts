@@ -8,7 +8,9 @@ import type { TargetSpec } from './protocol.js';
  * parsed by hand (cheaper than a general parser, so the generator's CPU stays
  * small), acked through postbox's own client batcher (at most every 100 ms or
  * 100 ids, POST /v1/acks with the stream token as Bearer), and tallied per
- * epoch: distinct messages, duplicates, enqueue → receive latency.
+ * epoch: distinct messages, duplicates, enqueue → receive latency. A user
+ * may hold a stream on each node of a target (tabs); like the client, a tab
+ * does not ack what another one acked first (`postbox.acked`).
  */
 
 /** Milliseconds on CLOCK_MONOTONIC, which every process on the machine shares. */
@@ -21,8 +23,8 @@ export interface Tally {
 }
 
 export interface Audience {
-  /** Opens `userId`'s stream with `token`; resolves once the server answered 200. */
-  open(userId: string, token: string): Promise<void>;
+  /** Opens `userId`'s stream with `token` on node `node` of the target; resolves once the server answered 200. */
+  open(userId: string, token: string, node: number): Promise<void>;
   /** The tally of one epoch; `take` hands over its latency samples and forgets them. */
   tally(epoch: number, take: boolean): Tally;
   readonly counters: { acked: number; ackRequests: number; ackFailures: number; streamsLost: number; badFrames: number };
@@ -31,7 +33,8 @@ export interface Audience {
   close(): void;
 }
 
-export function createAudience(target: TargetSpec, localAddress: string, acker: Http): Audience {
+/** `ackers[i]` acks for the streams on node i of the target (`target.nodes`, or just `baseUrl`). */
+export function createAudience(target: TargetSpec, localAddress: string, ackers: readonly Http[]): Audience {
   const streams = new Map<string, { close(): void }>();
   const counters = { acked: 0, ackRequests: 0, ackFailures: 0, streamsLost: 0, badFrames: 0 };
   const epochs = new Map<number, { seen: Set<string>; duplicates: number; samples: number[] }>();
@@ -62,7 +65,7 @@ export function createAudience(target: TargetSpec, localAddress: string, acker: 
     e.samples.push(nowMs() - Number(sent));
   };
 
-  const postAcks = async (token: string, ids: string[]) => {
+  const postAcks = async (acker: Http, token: string, ids: string[]) => {
     counters.ackRequests += 1;
     const res = await acker.request('POST', '/v1/acks', JSON.stringify({ ids }), {
       'content-type': 'application/json',
@@ -75,10 +78,16 @@ export function createAudience(target: TargetSpec, localAddress: string, acker: 
     counters.acked += (JSON.parse(res.body) as { acked: number }).acked;
   };
 
-  const open = (userId: string, token: string): Promise<void> => {
+  const open = (userId: string, token: string, node: number): Promise<void> => {
     const path = target.dialect === 'nchan' ? `/sub/${userId}` : `/v1/stream?token=${encodeURIComponent(token)}`;
-    const batcher: AckBatcher | undefined = target.acks ? createAckBatcher({ send: (ids) => postAcks(token, ids) }) : undefined;
-    const url = new URL(path, target.baseUrl);
+    const base = target.nodes?.[node] ?? target.baseUrl;
+    const acker = ackers[node];
+    if (acker === undefined) return Promise.reject(new Error(`no node ${node}`));
+    const batcher: AckBatcher | undefined = target.acks ? createAckBatcher({ send: (ids) => postAcks(acker, token, ids) }) : undefined;
+    /** Ids another tab acked before this one got them (`postbox.acked`): not acked again. */
+    const dismissed = new Set<string>();
+    const key = `${node} ${userId}`;
+    const url = new URL(path, base);
     return new Promise((resolve, reject) => {
       const req = http.request(url, { agent: false, localAddress, headers: { accept: 'text/event-stream' } });
       let opened = false;
@@ -89,7 +98,7 @@ export function createAudience(target: TargetSpec, localAddress: string, acker: 
           return;
         }
         opened = true;
-        streams.set(userId, {
+        streams.set(key, {
           close() {
             void batcher?.close();
             req.destroy();
@@ -105,18 +114,25 @@ export function createAudience(target: TargetSpec, localAddress: string, acker: 
             buffer = buffer.slice(end + 2);
             let id: string | undefined;
             let data: string | undefined;
+            let event: string | undefined;
             for (const line of frame.split('\n')) {
               if (line.startsWith('data:')) data = line.slice(line.startsWith('data: ') ? 6 : 5);
               else if (line.startsWith('id:')) id = line.slice(line.startsWith('id: ') ? 4 : 3);
+              else if (line.startsWith('event:')) event = line.slice(line.startsWith('event: ') ? 7 : 6);
             }
             if (data === undefined) continue; // retry:, comments, pings
+            if (event?.startsWith('postbox.')) {
+              // postbox's control events carry no message; `acked` names ids another tab acked.
+              if (event === 'postbox.acked') for (const acked of (JSON.parse(data) as { ids: string[] }).ids) dismissed.add(acked);
+              continue;
+            }
             onData(data);
-            if (id !== undefined) batcher?.add(id);
+            if (id !== undefined && !dismissed.delete(id)) batcher?.add(id);
           }
         });
         res.on('error', () => undefined);
         res.on('close', () => {
-          if (streams.delete(userId)) counters.streamsLost += 1;
+          if (streams.delete(key)) counters.streamsLost += 1;
         });
         resolve();
       });

@@ -14,7 +14,7 @@ export interface GeneratorPool {
   /** Counters of every generator for `epoch`, summed; latency samples concatenated when asked for. */
   stats(epoch: number, samples?: boolean): Promise<PoolStats>;
   /** This generator's share of `users` (user i goes to generator i mod size). */
-  share(users: readonly string[], index: number): string[];
+  share<T>(users: readonly T[], index: number): T[];
   close(): Promise<void>;
 }
 

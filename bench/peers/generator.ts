@@ -15,14 +15,21 @@ const PAYLOAD_BYTES = 64;
 
 let target: TargetSpec | undefined;
 let index = 0;
-let producer: Http | undefined;
-let acker: Http | undefined;
+/** One keep-alive client per node of the target, for POSTs and for acks. */
+let producers: Http[] = [];
+let ackers: Http[] = [];
 let audience: Audience | undefined;
 const tokens = new Map<string, string>();
 
 function spec(): TargetSpec {
   if (target === undefined) throw new Error('init first');
   return target;
+}
+
+function producerAt(node: number): Http {
+  const http1 = producers[node];
+  if (http1 === undefined) throw new Error(`no node ${node}: init first`);
+  return http1;
 }
 
 /** `<send ms>|<epoch>|<generator>|<seq>|` padded to 64 bytes. */
@@ -56,7 +63,7 @@ async function each<T>(items: readonly T[], concurrency: number, task: (item: T)
 async function issueToken(userId: string): Promise<void> {
   const t = spec();
   if (t.dialect === 'nchan') return; // Nchan has no tokens: the channel id is in the URL.
-  const res = await (producer as Http).request('POST', '/v1/tokens', JSON.stringify({ userId, ttlSeconds: 3600 }), {
+  const res = await producerAt(0).request('POST', '/v1/tokens', JSON.stringify({ userId, ttlSeconds: 3600 }), {
     'content-type': 'application/json',
     authorization: `Bearer ${t.apiKey}`,
   });
@@ -67,7 +74,8 @@ async function issueToken(userId: string): Promise<void> {
 /** One message (or a batch of them, postbox dialect) to random users; throws unless the answer is 2xx. */
 async function publish(epoch: number, users: readonly string[], seq: number, batch: number): Promise<void> {
   const t = spec();
-  const http1 = producer as Http;
+  // Through a random node, as a producer behind a load balancer would.
+  const http1 = producerAt(Math.floor(Math.random() * producers.length));
   const pick = () => users[Math.floor(Math.random() * users.length)] ?? '';
   if (t.dialect === 'nchan') {
     const res = await http1.request('POST', `/pub/${pick()}`, payload(epoch, seq), { 'content-type': 'text/plain' });
@@ -190,8 +198,9 @@ function closeAll(): void {
   audience?.close();
   audience = undefined;
   tokens.clear();
-  producer?.close();
-  acker?.close();
+  for (const h of [...producers, ...ackers]) h.close();
+  producers = [];
+  ackers = [];
 }
 
 async function run(command: Command): Promise<unknown> {
@@ -200,16 +209,18 @@ async function run(command: Command): Promise<unknown> {
       closeAll();
       target = command.target;
       index = command.index;
-      producer = createHttp(target.baseUrl, { localAddress: command.localAddress, maxSockets: 256 });
-      acker = createHttp(target.baseUrl, { localAddress: command.localAddress, maxSockets: 64 });
-      audience = createAudience(target, command.localAddress, acker);
+      for (const url of target.nodes ?? [target.baseUrl]) {
+        producers.push(createHttp(url, { localAddress: command.localAddress, maxSockets: 256 }));
+        ackers.push(createHttp(url, { localAddress: command.localAddress, maxSockets: 64 }));
+      }
+      audience = createAudience(target, command.localAddress, ackers);
       return { pid: process.pid };
     case 'tokens':
       return each(command.users, command.concurrency, issueToken);
     case 'open':
       return each(command.users, command.concurrency, (userId) => {
         if (audience === undefined) throw new Error('init first');
-        return audience.open(userId, tokens.get(userId) ?? userId);
+        return audience.open(userId, tokens.get(userId) ?? userId, command.node ?? 0);
       });
     case 'rate':
       return openLoop(command);

@@ -1,7 +1,7 @@
 import { round, sleep } from '../lib.js';
 import type { GeneratorPool, PoolStats } from './generator-pool.js';
 import { machineCpu, sample, type ProcSample } from './proc.js';
-import type { RunningTarget } from './targets.js';
+import type { CommandStats, RunningTarget } from './targets.js';
 
 /* Readings around a measured window: CPU and memory of server, Redis and generators, by pid. */
 
@@ -14,8 +14,10 @@ export interface Snapshot {
   machine: { busy: number; total: number };
   /** CPU seconds of this process, the bench's conductor. */
   conductor: number;
-  /** Commands the target's Redis has run so far (INFO commandstats), if it has one. */
-  redisCommands: number | undefined;
+  /** What the target's Redis has run so far (INFO commandstats), if it has one. */
+  redisCommands: CommandStats | undefined;
+  /** Ids the server said it acked so far, all generators. */
+  acked: number;
 }
 
 /** The cost of a window, per message where `messages` > 0. */
@@ -33,6 +35,11 @@ export interface WindowFigures {
   ioCallsPerMessage: { server: number; redis: number | null };
   /** Redis commands per message (INFO's own INFO calls included, a handful per window). */
   redisCommandsPerMessage: number | null;
+  /**
+   * PUBLISH and SPUBLISH per message, from scripts too, and the µs Redis spent in them (INFO
+   * commandstats: the command itself, not the later socket writes to the subscribers).
+   */
+  redisPublish: { perMessage: number; usPerMessage: number } | null;
   /** Resident memory at the end of the window, MB. */
   rssMb: { server: number; redis: number | null };
 }
@@ -41,12 +48,25 @@ export async function snapshot(target: RunningTarget, pool: GeneratorPool): Prom
   const stats = await pool.stats(-1);
   return {
     server: sample(target.serverPids()),
-    redis: target.redisPid === undefined ? undefined : sample([target.redisPid]),
+    redis: target.redisPids.length === 0 ? undefined : sample(target.redisPids),
     generators: stats.cpuSeconds,
     machine: machineCpu(),
     conductor: (process.cpuUsage().user + process.cpuUsage().system) / 1e6,
     redisCommands: await target.redisCommands(),
+    acked: stats.acked,
   };
+}
+
+/** Calls and µs of the commands `names` (all when undefined) between two readings. */
+function commandDelta(before: CommandStats, after: CommandStats, names?: readonly string[]): { calls: number; usec: number } {
+  let calls = 0;
+  let usec = 0;
+  for (const [name, a] of after) {
+    if (names !== undefined && !names.includes(name)) continue;
+    calls += a.calls - (before.get(name)?.calls ?? 0);
+    usec += a.usec - (before.get(name)?.usec ?? 0);
+  }
+  return { calls, usec };
 }
 
 export function figures(before: Snapshot, after: Snapshot, messages: number): WindowFigures {
@@ -55,6 +75,11 @@ export function figures(before: Snapshot, after: Snapshot, messages: number): Wi
   const perSec = (cpu: number) => round((cpu * 1000) / seconds);
   const redisCpu = after.redis !== undefined && before.redis !== undefined ? after.redis.cpuSeconds - before.redis.cpuSeconds : undefined;
   const genCpu = after.generators.map((c, i) => c - (before.generators[i] ?? 0));
+  const commands =
+    after.redisCommands !== undefined && before.redisCommands !== undefined && messages > 0
+      ? { before: before.redisCommands, after: after.redisCommands }
+      : undefined;
+  const publish = commands && commandDelta(commands.before, commands.after, ['publish', 'spublish']);
   return {
     seconds: round(seconds),
     cpuUsPerMessage: {
@@ -74,10 +99,8 @@ export function figures(before: Snapshot, after: Snapshot, messages: number): Wi
           ? round((after.redis.ioCalls - before.redis.ioCalls) / messages)
           : null,
     },
-    redisCommandsPerMessage:
-      after.redisCommands !== undefined && before.redisCommands !== undefined && messages > 0
-        ? round((after.redisCommands - before.redisCommands) / messages)
-        : null,
+    redisCommandsPerMessage: commands ? round(commandDelta(commands.before, commands.after).calls / messages) : null,
+    redisPublish: publish ? { perMessage: round(publish.calls / messages), usPerMessage: round(publish.usec / messages) } : null,
     machineBusyCores: round((after.machine.busy - before.machine.busy) / seconds),
     otherCores: round(
       Math.max(

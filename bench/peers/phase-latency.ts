@@ -20,7 +20,15 @@ export interface LatencyConfig {
   /** Unanswered requests per generator before a scheduled send is skipped (and counted). */
   maxInflight: number;
   settleDeadlineMs: number;
+  /** Where the streams open on a target of several nodes. @defaultValue 'one' */
+  tabs?: Tabs;
 }
+
+/**
+ * On a target of several nodes: `one` stream per user, the users round-robin
+ * over the nodes; or a stream (a tab) on `every-node` for each user.
+ */
+export type Tabs = 'one' | 'every-node';
 
 export interface LatencyResult extends WindowFigures {
   target: string;
@@ -55,16 +63,39 @@ const monotonicUs = () => Number(process.hrtime.bigint() / 1000n);
 
 let epochCounter = 1_000;
 
-/** Opens one stream per user, spread over the generators; throws unless all open. */
-export async function openAudience(pool: GeneratorPool, users: string[], withTokens: boolean): Promise<void> {
+/**
+ * Opens the users' streams on the target's `nodes` as `tabs` says, spread over
+ * the generators (all of a user's tabs on one generator, which tells their
+ * copies apart from a loss); throws unless all open.
+ */
+export async function openAudience(
+  pool: GeneratorPool,
+  users: string[],
+  withTokens: boolean,
+  placement: { nodes: number; tabs: Tabs } = { nodes: 1, tabs: 'one' },
+): Promise<void> {
   if (withTokens) {
     const t = await pool.all<OpenResult>((i) => ({ cmd: 'tokens', users: pool.share(users, i), concurrency: 16 }));
     const bad = t.find((r) => r.failed > 0);
     if (bad !== undefined) throw new Error(`tokens: ${bad.failed} failed (${bad.firstError ?? ''})`);
   }
-  const opened = await pool.all<OpenResult>((i) => ({ cmd: 'open', users: pool.share(users, i), concurrency: 32 }));
-  const failed = opened.reduce((s, r) => s + r.failed, 0);
-  if (failed > 0) throw new Error(`${failed} streams did not open: ${opened.find((r) => r.firstError)?.firstError ?? ''}`);
+  const numbered = users.map((userId, n) => ({ userId, n }));
+  for (let node = 0; node < placement.nodes; node += 1) {
+    const here = (u: { n: number }) => placement.tabs === 'every-node' || u.n % placement.nodes === node;
+    const opened = await pool.all<OpenResult>((i) => ({
+      cmd: 'open',
+      users: pool.share(numbered, i).filter(here).map((u) => u.userId),
+      concurrency: 32,
+      node,
+    }));
+    const failed = opened.reduce((s, r) => s + r.failed, 0);
+    if (failed > 0) throw new Error(`${failed} streams did not open on node ${node}: ${opened.find((r) => r.firstError)?.firstError ?? ''}`);
+  }
+}
+
+/** How `c.tabs` places streams on `target`. */
+export function placementOf(target: RunningTarget, tabs: Tabs | undefined): { nodes: number; tabs: Tabs } {
+  return { nodes: target.spec.nodes?.length ?? 1, tabs: tabs ?? 'one' };
 }
 
 /** Runs the open loop on every generator (each `rate / size`) and sums the outcome. */
@@ -99,7 +130,7 @@ export async function latencyPhase(
 ): Promise<LatencyResult> {
   const users = Array.from({ length: c.users }, (_, i) => `peer-${i}`);
   await pool.init(target.spec);
-  await openAudience(pool, users, target.spec.dialect === 'postbox');
+  await openAudience(pool, users, target.spec.dialect === 'postbox', placementOf(target, c.tabs));
   const countsAcks = target.name === 'postbox';
 
   // Warm-up at the same rate, not measured: JIT, connection pools, Redis keys of every user.

@@ -1,7 +1,7 @@
 import { round } from '../lib.js';
 import type { GeneratorPool } from './generator-pool.js';
 import { figures, settle, snapshot, type WindowFigures } from './measure.js';
-import { openAudience } from './phase-latency.js';
+import { openAudience, placementOf, type Tabs } from './phase-latency.js';
 import type { ClosedResult } from './protocol.js';
 import type { RunningTarget } from './targets.js';
 
@@ -22,6 +22,13 @@ export interface SaturationConfig {
   /** Closed loop before the steps, not measured. */
   warmup: { concurrency: number; durationMs: number };
   settleDeadlineMs: number;
+  /** Where the streams open on a target of several nodes. @defaultValue 'one' */
+  tabs?: Tabs;
+  /**
+   * Use the streams the last phase left open on this target (the same users and placement)
+   * instead of opening them afresh. @defaultValue false
+   */
+  keepStreams?: boolean;
 }
 
 export interface SaturationStep extends WindowFigures {
@@ -33,6 +40,8 @@ export interface SaturationStep extends WindowFigures {
   failed: number;
   firstError?: string;
   perSecond: number;
+  /** Ids the server acked within the window, per second: delivery keeping up with the POSTs (null without acks). */
+  ackedPerSecond: number | null;
   /** The step's window in µs of CLOCK_MONOTONIC, the clock of `--cpu-prof` profiles. */
   monotonicUs: { from: number; to: number };
 }
@@ -46,6 +55,8 @@ export interface SaturationResult {
   bestSingle: number;
   /** The best batch step, messages/s (postbox only). */
   bestBatch: number | null;
+  /** The most acked per second in a single-POST step (null without acks). */
+  bestSingleAcked: number | null;
   /** Messages sent, warm-up included, and received. */
   sent: number;
   received: number;
@@ -60,8 +71,10 @@ let epochCounter = 2_000;
 
 export async function saturationPhase(target: RunningTarget, pool: GeneratorPool, c: SaturationConfig): Promise<SaturationResult> {
   const users = Array.from({ length: c.users }, (_, i) => `peer-${i}`);
-  await pool.init(target.spec);
-  await openAudience(pool, users, target.spec.dialect === 'postbox');
+  if (c.keepStreams !== true) {
+    await pool.init(target.spec);
+    await openAudience(pool, users, target.spec.dialect === 'postbox', placementOf(target, c.tabs));
+  }
   const countsAcks = target.name === 'postbox';
   const ackedFrom = (await pool.stats(-1)).acked;
   const plan: Array<{ route: 'single' | 'batch'; size: number; concurrency: number }> = [
@@ -110,6 +123,7 @@ export async function saturationPhase(target: RunningTarget, pool: GeneratorPool
       failed: parts.reduce((s, r) => s + r.failed, 0),
       ...(firstError === undefined ? {} : { firstError }),
       perSecond: round(messages / seconds),
+      ackedPerSecond: countsAcks ? round((after.acked - before.acked) / (after.server.at - before.server.at)) : null,
       monotonicUs: { from: fromUs, to: toUs },
       ...figures(before, after, messages),
     });
@@ -124,6 +138,7 @@ export async function saturationPhase(target: RunningTarget, pool: GeneratorPool
     steps,
     bestSingle: best('single'),
     bestBatch: target.name === 'postbox' ? best('batch') : null,
+    bestSingleAcked: countsAcks ? Math.max(0, ...steps.filter((r) => r.route === 'single').map((r) => r.ackedPerSecond ?? 0)) : null,
     sent,
     received: s.received,
     duplicates: s.duplicates,

@@ -11,14 +11,20 @@ export interface TargetSpec {
   apiKey: string;
   /** Whether subscribers ack what they receive (postbox's client library does; Nchan has no acks). */
   acks: boolean;
+  /**
+   * Every node of a target that has several behind one Redis (postbox): a POST goes through a
+   * random one, a stream opens on the one its `open` names and acks through it, as a page does.
+   * @defaultValue [baseUrl]
+   */
+  nodes?: string[];
 }
 
 export type Command =
   | { cmd: 'init'; target: TargetSpec; index: number; localAddress: string }
   /** Issues a stream token per user (postbox dialect); kept for `open`. */
   | { cmd: 'tokens'; users: string[]; concurrency: number }
-  /** Opens one SSE stream per user, `concurrency` handshakes at a time. */
-  | { cmd: 'open'; users: string[]; concurrency: number }
+  /** Opens one SSE stream per user on `nodes[node]` (default 0), `concurrency` handshakes at a time. */
+  | { cmd: 'open'; users: string[]; concurrency: number; node?: number }
   /**
    * Open loop: sends single POSTs at `rate`/s for `durationMs` to random
    * `users`, never more than `maxInflight` unanswered; a send that finds the

@@ -17,7 +17,8 @@ export interface PeersReport {
   failures: Array<{ phase: string; target: string; error: string }>;
 }
 
-const fmt = (v: number | null | undefined): string => {
+/** A figure for a table: thousands separated from 1,000 up, 3 significant digits below; — when missing. */
+export const fmt = (v: number | null | undefined): string => {
   if (v === null || v === undefined || !Number.isFinite(v)) return '—';
   return Math.abs(v) >= 1000 ? Math.round(v).toLocaleString('en-US') : String(round(v));
 };

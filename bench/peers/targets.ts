@@ -1,11 +1,17 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
+import { startCluster } from '../../test/helpers/start-cluster.js';
 import { freePort, startRedis, type TestRedis } from '../../test/helpers/start-redis.js';
-import { BENCH_KEYS, startServer } from '../server.js';
+import { BENCH_KEYS, startServer, type BenchServer } from '../server.js';
 import { startNchan } from './nchan.js';
 import type { TargetSpec } from './protocol.js';
 
-/* The four targets of `npm run bench:peers`, each one server process plus, where it has one, its own Redis. */
+/*
+ * The four targets of `npm run bench:peers`, each one server process plus,
+ * where it has one, its own Redis; and postbox on several nodes, on one Redis
+ * or on a Redis Cluster (`npm run bench:nodes`).
+ */
 
 export const TARGETS = ['postbox', 'nchan-memory', 'nchan-redis', 'naive'] as const;
 export type TargetName = (typeof TARGETS)[number];
@@ -13,12 +19,12 @@ export type TargetName = (typeof TARGETS)[number];
 export interface RunningTarget {
   readonly name: TargetName;
   readonly spec: TargetSpec;
-  /** Processes of the server (nginx: master and worker). */
+  /** Processes of the server (nginx: master and worker; postbox: every node). */
   serverPids(): number[];
-  /** The target's own redis-server, if it has one. */
-  readonly redisPid: number | undefined;
-  /** Commands its Redis has run (sum of INFO commandstats calls); undefined without a Redis. */
-  redisCommands(): Promise<number | undefined>;
+  /** The target's own redis-server processes (a cluster's masters); empty without a Redis. */
+  readonly redisPids: readonly number[];
+  /** INFO commandstats of its Redis, summed over its processes; undefined without a Redis. */
+  redisCommands(): Promise<CommandStats | undefined>;
   /** Lines the server logged (postbox logs at warn and above only here); null where not read. */
   logLines(): number | null;
   stop(): Promise<void>;
@@ -35,6 +41,9 @@ export interface TargetOptions {
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 
+/** Per command (lower case): calls so far and the µs spent in them (commands run by scripts included). */
+export type CommandStats = Map<string, { calls: number; usec: number }>;
+
 async function redisPidOf(redis: TestRedis): Promise<number> {
   const client = redis.client();
   const info = await client.info('server');
@@ -42,14 +51,18 @@ async function redisPidOf(redis: TestRedis): Promise<number> {
   return Number(/^process_id:(\d+)/m.exec(info)?.[1] ?? 0);
 }
 
-/** A reader of the Redis's command count over one connection, kept until the Redis stops. */
-function commandCounter(redis: TestRedis): () => Promise<number> {
-  const client = redis.client();
+/** A reader of INFO commandstats over one connection per Redis process, summed; the connections live as long as the Redis. */
+function commandCounter(clients: readonly Redis[]): () => Promise<CommandStats> {
   return async () => {
-    const info = await client.info('commandstats');
-    let calls = 0;
-    for (const m of info.matchAll(/^cmdstat_[^:]+:calls=(\d+)/gm)) calls += Number(m[1]);
-    return calls;
+    const stats: CommandStats = new Map();
+    for (const info of await Promise.all(clients.map((c) => c.info('commandstats')))) {
+      for (const m of info.matchAll(/^cmdstat_([^:]+):calls=(\d+),usec=(\d+)/gm)) {
+        const name = m[1] ?? '';
+        const s = stats.get(name) ?? { calls: 0, usec: 0 };
+        stats.set(name, { calls: s.calls + Number(m[2]), usec: s.usec + Number(m[3]) });
+      }
+    }
+    return stats;
   };
 }
 
@@ -93,50 +106,23 @@ async function startNaive(intervalMs: number): Promise<{ url: string; pid: numbe
 
 /** Starts `name` fresh: its own Redis (postbox, nchan-redis), then the server. */
 export async function startTarget(name: TargetName, options: TargetOptions = {}): Promise<RunningTarget> {
-  const postboxSpec = (baseUrl: string, acks: boolean): TargetSpec => ({
-    dialect: 'postbox',
-    baseUrl,
-    apiKey: BENCH_KEYS.API_KEY,
-    acks,
-  });
   switch (name) {
-    case 'postbox': {
-      const redis = await startRedis();
-      try {
-        const redisPid = await redisPidOf(redis);
-        const server = await startServer(redis.url, { nodeArgs: options.serverArgs ?? [] });
-        const redisCommands = commandCounter(redis);
-        return {
-          name,
-          spec: postboxSpec(server.url, true),
-          serverPids: () => [server.pid],
-          redisPid,
-          redisCommands,
-          logLines: () => server.warnings(),
-          async stop() {
-            await server.stop();
-            await stopRedis(redis);
-          },
-        };
-      } catch (err) {
-        await stopRedis(redis);
-        throw err;
-      }
-    }
+    case 'postbox':
+      return startPostbox({ serverArgs: options.serverArgs ?? [] });
     case 'nchan-memory':
     case 'nchan-redis': {
       const module = options.nchanModule;
       if (module === undefined) throw new Error('Nchan is not installed');
       const redis = name === 'nchan-redis' ? await startRedis() : undefined;
       try {
-        const redisPid = redis === undefined ? undefined : await redisPidOf(redis);
+        const redisPids = redis === undefined ? [] : [await redisPidOf(redis)];
         const server = await startNchan({ module, ...(redis === undefined ? {} : { redisUrl: redis.url }) });
-        const count = redis === undefined ? undefined : commandCounter(redis);
+        const count = redis === undefined ? undefined : commandCounter([redis.client()]);
         return {
           name,
           spec: { dialect: 'nchan', baseUrl: server.url, apiKey: '', acks: false },
           serverPids: () => server.pids(),
-          redisPid,
+          redisPids,
           redisCommands: async () => (count === undefined ? undefined : count()),
           logLines: () => null,
           async stop() {
@@ -156,11 +142,109 @@ export async function startTarget(name: TargetName, options: TargetOptions = {})
         name,
         spec: postboxSpec(server.url, true),
         serverPids: () => [server.pid],
-        redisPid: undefined,
+        redisPids: [],
         redisCommands: async () => undefined,
         logLines: () => null,
         stop: () => server.stop(),
       };
     }
   }
+}
+
+/**
+ * The Redis of a postbox target: one redis-server, or a Redis Cluster. A
+ * benchmark may keep one for several targets, emptied between them.
+ */
+export interface RedisBackend {
+  /** REDIS_URL of the nodes (well-formed but unused on a cluster). */
+  readonly url: string;
+  /** More of the nodes' environment: REDIS_CLUSTER_NODES on a cluster. */
+  readonly env: Record<string, string>;
+  /** Every redis-server process: the masters of a cluster. */
+  readonly pids: readonly number[];
+  /** INFO commandstats, summed over the processes. */
+  commands(): Promise<CommandStats>;
+  /** FLUSHALL on every process: the next target finds it empty. */
+  flush(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** A fresh redis-server, or a Redis Cluster of `clusterMasters` masters, on loopback. */
+export async function startRedisBackend(clusterMasters?: number): Promise<RedisBackend> {
+  if (clusterMasters === undefined) {
+    const redis = await startRedis();
+    const client = redis.client();
+    return {
+      url: redis.url,
+      env: {},
+      pids: [await redisPidOf(redis)],
+      commands: commandCounter([client]),
+      flush: async () => void (await client.flushall()),
+      stop: () => stopRedis(redis),
+    };
+  }
+  const cluster = await startCluster({ masters: clusterMasters });
+  // One plain connection per master: INFO and FLUSHALL speak for one process only.
+  const clients = cluster.nodes.map((n) => new Redis(n.port, n.host, { maxRetriesPerRequest: 1 }));
+  return {
+    url: `redis://${cluster.nodes[0]?.host}:${cluster.nodes[0]?.port}`,
+    env: { REDIS_CLUSTER_NODES: cluster.seeds },
+    pids: cluster.nodes.map((n) => n.pid ?? 0),
+    commands: commandCounter(clients),
+    flush: async () => void (await Promise.all(clients.map((c) => c.flushall()))),
+    async stop() {
+      for (const c of clients) c.disconnect();
+      await cluster.stop();
+    },
+  };
+}
+
+/** postbox on several nodes: which Redis, how many nodes. */
+export interface PostboxTopology {
+  /** postbox processes, all against the same Redis. @defaultValue 1 */
+  nodes?: number;
+  /**
+   * The Redis to use, left running by `stop()` and emptied (FLUSHALL) once the nodes are gone.
+   * @defaultValue a fresh redis-server, stopped with the nodes
+   */
+  backend?: RedisBackend;
+  /** Node flags of every postbox process, e.g. `--cpu-prof`. @defaultValue [] */
+  serverArgs?: string[];
+}
+
+function postboxSpec(baseUrl: string, acks: boolean, nodes?: string[]): TargetSpec {
+  return { dialect: 'postbox', baseUrl, apiKey: BENCH_KEYS.API_KEY, acks, ...(nodes === undefined ? {} : { nodes }) };
+}
+
+/** `nodes` postbox processes against one Redis (or cluster), started side by side. */
+export async function startPostbox(topology: PostboxTopology = {}): Promise<RunningTarget> {
+  const count = topology.nodes ?? 1;
+  const backend = topology.backend ?? (await startRedisBackend());
+  const servers: BenchServer[] = [];
+  const stop = async () => {
+    await Promise.all(servers.map((s) => s.stop()));
+    await (topology.backend === undefined ? backend.stop() : backend.flush());
+  };
+  try {
+    const started = await Promise.allSettled(
+      Array.from({ length: count }, () =>
+        startServer(backend.url, { nodeArgs: topology.serverArgs ?? [], env: backend.env }).then((s) => servers.push(s)),
+      ),
+    );
+    const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed !== undefined) throw failed.reason;
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  const urls = servers.map((s) => s.url);
+  return {
+    name: 'postbox',
+    spec: postboxSpec(urls[0] ?? '', true, count > 1 ? urls : undefined),
+    serverPids: () => servers.map((s) => s.pid),
+    redisPids: backend.pids,
+    redisCommands: () => backend.commands(),
+    logLines: () => servers.reduce((n, s) => n + s.warnings(), 0),
+    stop,
+  };
 }
