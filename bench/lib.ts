@@ -1,4 +1,5 @@
 import http from 'node:http';
+import https from 'node:https';
 import { performance } from 'node:perf_hooks';
 
 /** A response read to its end. */
@@ -16,23 +17,29 @@ export class HttpClient {
   private readonly agent: http.Agent;
   private readonly host: string;
   private readonly port: number;
+  private readonly transport: typeof http | typeof https;
 
   /**
    * @param baseUrl - `http://host:port` of the server.
    * @param maxSockets - connections kept open; requests beyond it wait in the agent's queue.
    * @param timeoutMs - a request idle this long fails. @defaultValue 30000
+   * @param ca - the PEM certificate to trust for an https:// `baseUrl` (HTTP/1.1 over TLS). @defaultValue none
    */
   constructor(
     baseUrl: string,
     maxSockets: number,
     private readonly timeoutMs = 30_000,
+    ca?: string,
   ) {
     const url = new URL(baseUrl);
     this.host = url.hostname;
     this.port = Number(url.port);
     // Idle sockets are dropped after 4 s, before the server's 5 s keep-alive timeout
     // closes them: otherwise a request can race the server's FIN and fail with ECONNRESET.
-    this.agent = new http.Agent({ keepAlive: true, maxSockets, maxFreeSockets: maxSockets, timeout: 4_000 });
+    const agentOptions = { keepAlive: true, maxSockets, maxFreeSockets: maxSockets, timeout: 4_000 };
+    const tls = url.protocol === 'https:';
+    this.transport = tls ? https : http;
+    this.agent = tls ? new https.Agent({ ...agentOptions, ...(ca === undefined ? {} : { ca }) }) : new http.Agent(agentOptions);
   }
 
   request(method: string, path: string, body?: unknown, bearer?: string): Promise<HttpResult> {
@@ -44,7 +51,7 @@ export class HttpClient {
     }
     if (bearer !== undefined) headers.authorization = `Bearer ${bearer}`;
     return new Promise((resolve, reject) => {
-      const req = http.request(
+      const req = this.transport.request(
         { host: this.host, port: this.port, method, path, headers, agent: this.agent },
         (res) => {
           const chunks: Buffer[] = [];

@@ -1,12 +1,13 @@
-import http from 'node:http';
 import { createAckBatcher, type AckBatcher } from '../../src/client/postbox.js';
 import type { Http } from './http.js';
 import type { TargetSpec } from './protocol.js';
+import { createStreamOpener, type OpenedStream } from './stream-open.js';
 
 /*
- * The SSE streams one generator holds: opened from its source address,
- * parsed by hand (cheaper than a general parser, so the generator's CPU stays
- * small), acked through postbox's own client batcher (at most every 100 ms or
+ * The SSE streams one generator holds: opened from its source address
+ * (stream-open.ts: HTTP/1.1, a connection each, or HTTP/2, many to one),
+ * parsed by hand (cheaper than a general parser, so the generator's CPU
+ * stays small), acked through postbox's own client batcher (at most every 100 ms or
  * 100 ids, POST /v1/acks with the stream token as Bearer), and tallied per
  * epoch: distinct messages, duplicates, enqueue → receive latency.
  */
@@ -21,8 +22,11 @@ export interface Tally {
 }
 
 export interface Audience {
-  /** Opens `userId`'s stream with `token`; resolves once the server answered 200. */
-  open(userId: string, token: string): Promise<void>;
+  /**
+   * Opens `userId`'s stream with `token`; resolves once the server answered 200, rejects with an
+   * OpenError (stream-open.ts) otherwise, or when no answer came within `timeoutMs` (default 30 s).
+   */
+  open(userId: string, token: string, timeoutMs?: number): Promise<void>;
   /** The tally of one epoch; `take` hands over its latency samples and forgets them. */
   tally(epoch: number, take: boolean): Tally;
   readonly counters: { acked: number; ackRequests: number; ackFailures: number; streamsLost: number; badFrames: number };
@@ -75,55 +79,44 @@ export function createAudience(target: TargetSpec, localAddress: string, acker: 
     counters.acked += (JSON.parse(res.body) as { acked: number }).acked;
   };
 
-  const open = (userId: string, token: string): Promise<void> => {
+  const opener = createStreamOpener(target, localAddress);
+  const open = async (userId: string, token: string, timeoutMs = 30_000): Promise<void> => {
     const path = target.dialect === 'nchan' ? `/sub/${userId}` : `/v1/stream?token=${encodeURIComponent(token)}`;
     const batcher: AckBatcher | undefined = target.acks ? createAckBatcher({ send: (ids) => postAcks(token, ids) }) : undefined;
-    const url = new URL(path, target.baseUrl);
-    return new Promise((resolve, reject) => {
-      const req = http.request(url, { agent: false, localAddress, headers: { accept: 'text/event-stream' } });
-      let opened = false;
-      req.on('response', (res) => {
-        if (res.statusCode !== 200) {
-          res.resume();
-          reject(new Error(`GET ${url.pathname} → ${res.statusCode}`));
-          return;
+    let stream: OpenedStream;
+    try {
+      stream = await opener.open(path, timeoutMs);
+    } catch (err) {
+      void batcher?.close();
+      throw err;
+    }
+    streams.set(userId, {
+      close() {
+        void batcher?.close();
+        stream.close();
+      },
+    });
+    let buffer = '';
+    const feed = (chunk: string) => {
+      buffer += chunk;
+      // A frame ends at a blank line (WHATWG HTML §9.2.6); every target here ends lines with a bare LF.
+      for (let end = buffer.indexOf('\n\n'); end >= 0; end = buffer.indexOf('\n\n')) {
+        const frame = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        let id: string | undefined;
+        let data: string | undefined;
+        for (const line of frame.split('\n')) {
+          if (line.startsWith('data:')) data = line.slice(line.startsWith('data: ') ? 6 : 5);
+          else if (line.startsWith('id:')) id = line.slice(line.startsWith('id: ') ? 4 : 3);
         }
-        opened = true;
-        streams.set(userId, {
-          close() {
-            void batcher?.close();
-            req.destroy();
-          },
-        });
-        res.setEncoding('utf8');
-        let buffer = '';
-        res.on('data', (chunk: string) => {
-          buffer += chunk;
-          // A frame ends at a blank line (WHATWG HTML §9.2.6); every target here ends lines with a bare LF.
-          for (let end = buffer.indexOf('\n\n'); end >= 0; end = buffer.indexOf('\n\n')) {
-            const frame = buffer.slice(0, end);
-            buffer = buffer.slice(end + 2);
-            let id: string | undefined;
-            let data: string | undefined;
-            for (const line of frame.split('\n')) {
-              if (line.startsWith('data:')) data = line.slice(line.startsWith('data: ') ? 6 : 5);
-              else if (line.startsWith('id:')) id = line.slice(line.startsWith('id: ') ? 4 : 3);
-            }
-            if (data === undefined) continue; // retry:, comments, pings
-            onData(data);
-            if (id !== undefined) batcher?.add(id);
-          }
-        });
-        res.on('error', () => undefined);
-        res.on('close', () => {
-          if (streams.delete(userId)) counters.streamsLost += 1;
-        });
-        resolve();
-      });
-      req.on('error', (err) => {
-        if (!opened) reject(err);
-      });
-      req.end();
+        if (data === undefined) continue; // retry:, comments, pings
+        onData(data);
+        if (id !== undefined) batcher?.add(id);
+      }
+    };
+    // Ended from the other side (or reset): lost, unless this side closed it (close() forgets it first).
+    stream.read(feed, () => {
+      if (streams.delete(userId)) counters.streamsLost += 1;
     });
   };
 
@@ -144,6 +137,7 @@ export function createAudience(target: TargetSpec, localAddress: string, acker: 
       // Cleared first, so these closes do not count as lost streams.
       streams.clear();
       for (const s of all) s.close();
+      opener.close();
     },
   };
 }
