@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import http from 'node:http';
+import https from 'node:https';
 import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 
@@ -14,8 +15,10 @@ export interface HttpResult {
  * server's 5 s keep-alive timeout closes them: otherwise a request can race the server's FIN
  * and fail with ECONNRESET. Requests beyond `maxSockets` wait in the agent's queue.
  */
-export function keepAliveAgent(maxSockets: number): http.Agent {
-  return new http.Agent({ keepAlive: true, maxSockets, maxFreeSockets: maxSockets, timeout: 4_000 });
+export function keepAliveAgent(maxSockets: number, tls?: { ca?: string }): http.Agent {
+  const options = { keepAlive: true, maxSockets, maxFreeSockets: maxSockets, timeout: 4_000 };
+  if (tls === undefined) return new http.Agent(options);
+  return new https.Agent({ ...options, ...(tls.ca === undefined ? {} : { ca: tls.ca }) });
 }
 
 /** One request (`options` names the agent), read to its end; it fails when idle for `timeoutMs`. */
@@ -26,7 +29,8 @@ export function send(
 ): Promise<HttpResult> {
   const { method, path } = options;
   return new Promise((resolve, reject) => {
-    const req = http.request(options, (res) => {
+    const transport = options.agent instanceof https.Agent ? https : http;
+    const req = transport.request(options, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (chunk: Buffer) => chunks.push(chunk));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
@@ -52,16 +56,18 @@ export class HttpClient {
    * @param baseUrl - `http://host:port` of the server.
    * @param maxSockets - connections kept open; requests beyond it wait in the agent's queue.
    * @param timeoutMs - a request idle this long fails. @defaultValue 30000
+   * @param ca - the PEM certificate to trust for an https:// `baseUrl` (HTTP/1.1 over TLS). @defaultValue none
    */
   constructor(
     baseUrl: string,
     maxSockets: number,
     private readonly timeoutMs = 30_000,
+    ca?: string,
   ) {
     const url = new URL(baseUrl);
     this.host = url.hostname;
     this.port = Number(url.port);
-    this.agent = keepAliveAgent(maxSockets);
+    this.agent = keepAliveAgent(maxSockets, url.protocol === 'https:' ? { ca } : undefined);
   }
 
   request(method: string, path: string, body?: unknown, bearer?: string): Promise<HttpResult> {

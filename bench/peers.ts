@@ -6,12 +6,13 @@ import { machineInfo, round, runMain, versionOf } from './lib.js';
 import { renderChart } from './peers/chart.js';
 import { startGeneratorPool, type GeneratorPool } from './peers/generator-pool.js';
 import { ensureNchan, nchanVersions } from './peers/nchan.js';
-import { parseOptions, type PeersOptions } from './peers/options.js';
+import { parseOptions, SCALE_OPEN_RATE, SCALE_STREAMS, type PeersOptions } from './peers/options.js';
 import { idlePhase, type IdleConfig, type IdleResult } from './peers/phase-idle.js';
 import { latencyPhase, type LatencyConfig, type LatencyResult } from './peers/phase-latency.js';
 import { saturationPhase, type SaturationConfig, type SaturationResult } from './peers/phase-saturation.js';
-import { openFilesLimit } from './peers/proc.js';
+import { ephemeralPorts, openFilesLimits } from './peers/proc.js';
 import { renderTable } from './peers/report.js';
+import { fitStreams, renderScale, scaleNotes, type Fit, type ScaleReport } from './peers/scale.js';
 import { startTarget, type RunningTarget, type TargetName } from './peers/targets.js';
 
 /*
@@ -20,15 +21,27 @@ import { startTarget, type RunningTarget, type TargetName } from './peers/target
  * storage, Nchan with Redis storage and a naive SSE server, one after the
  * other within each measurement so the machine's noise hits them alike.
  * Writes bench/peers.json, bench/peers.md and bench/peers.svg.
+ *
+ * `npm run bench:scale` (this with --scale): the idle phase alone, 50,000
+ * streams opened at 2,500/s on one node of each target, written to
+ * bench/scale-results.json and bench/scale.md.
  */
 
 /** The whole run is stopped past this, teardown included (the brief: under 10 minutes). */
 const WATCHDOG_MS = 570_000;
+/** The same for --scale, whose run is kept under 5 minutes. */
+const SCALE_WATCHDOG_MS = 290_000;
+/** With --scale, no target starts after this much of the run (one takes up to 80 s here). */
+const SCALE_LAST_START_MS = 200_000;
+/** postbox's default HEARTBEAT_MS, in s: how often Nchan pings its subscribers at --scale. */
+const SCALE_NCHAN_PING_SECONDS = 15;
+/** postbox's default MAX_STREAMS_PER_NODE (src/config.ts); the bench raises it for more streams. */
+const DEFAULT_MAX_STREAMS = 20_000;
 /** No second round of the 1,000 msgs/s phase starts after this much of the run. */
 const SECOND_ROUND_BY_MS = 420_000;
 
-function configs(quick: boolean): { latency: LatencyConfig; saturation: SaturationConfig; idle: IdleConfig } {
-  const q = quick ? 0.3 : 1;
+function configs(o: PeersOptions): { latency: LatencyConfig; saturation: SaturationConfig; idle: IdleConfig } {
+  const q = o.quick ? 0.3 : 1;
   return {
     latency: { users: 1_000, rate: 1_000, durationMs: 10_000 * q, warmupMs: 2_000 * q, maxInflight: 64, settleDeadlineMs: 15_000 },
     saturation: {
@@ -39,7 +52,10 @@ function configs(quick: boolean): { latency: LatencyConfig; saturation: Saturati
       warmup: { concurrency: 16, durationMs: 2_000 * q },
       settleDeadlineMs: 30_000,
     },
-    idle: { streams: quick ? 2_000 : 10_000, settleMs: 3_000, windowMs: 10_000 * q },
+    idle: o.scale
+      ? // A window of one HEARTBEAT_MS (15 s): every stream is pinged about once in it.
+        { streams: o.streams ?? SCALE_STREAMS, openRate: o.openRate ?? SCALE_OPEN_RATE, openInflight: 128, settleMs: 5_000, windowMs: 15_000 * q }
+      : { streams: o.streams ?? (o.quick ? 2_000 : 10_000), openRate: o.openRate ?? 0, settleMs: 3_000, windowMs: 10_000 * q },
   };
 }
 
@@ -57,14 +73,23 @@ export interface Failure {
 
 async function main(): Promise<number> {
   const options: PeersOptions = parseOptions(process.argv.slice(2));
-  const cfg = configs(options.quick);
+  const cfg = configs(options);
   const started = Date.now();
   const loadBefore = os.loadavg();
   const nchan = options.targets.some((t) => t.startsWith('nchan')) ? ensureNchan() : { missing: 'not asked for' };
-  const files = openFilesLimit();
+  const limits = { openFiles: openFilesLimits(), ports: ephemeralPorts() };
+  const files = limits.openFiles.soft;
   if (files < cfg.idle.streams + 4_000) {
-    console.error(`bench:peers: only ${files} open files allowed; run it through npm run bench:peers (which raises ulimit -n)`);
+    console.error(
+      files < limits.openFiles.hard
+        ? `bench:peers: ${files} open files allowed; run it through npm run bench:peers or bench:scale (which raise ulimit -n)`
+        : `bench:peers: ${files} open files allowed, the hard limit: HTTP/1.1 streams are held to what fits`,
+    );
   }
+  // Room for the idle phase's streams, whatever their number; at the defaults below 20,000 these are postbox's own.
+  const maxStreams = Math.max(DEFAULT_MAX_STREAMS, cfg.idle.streams);
+  const serverEnv = { MAX_STREAMS_PER_NODE: String(maxStreams), HTTP_MAX_CONNECTIONS: String(maxStreams + 1_000) };
+  const watchdogMs = options.scale ? SCALE_WATCHDOG_MS : WATCHDOG_MS;
 
   let profileDir: string | undefined;
   const serverArgs = [...options.serverArgs];
@@ -72,20 +97,23 @@ async function main(): Promise<number> {
     profileDir = mkdtempSync(join(os.tmpdir(), 'postbox-peers-prof-'));
     serverArgs.push(`--cpu-prof-dir=${profileDir}`);
   }
-  const postboxPids: Array<{ pid: number; phase: string }> = [];
+  const postboxPids: Array<{ pid: number; phase: string; target: TargetName }> = [];
 
   const pool: GeneratorPool = await startGeneratorPool(options.generators);
   let running: RunningTarget | undefined;
   const watchdog = setTimeout(() => {
-    console.error(`bench:peers: still running after ${WATCHDOG_MS / 1000} s; stopping`);
-    void (running?.stop() ?? Promise.resolve()).finally(() => process.exit(1));
-  }, WATCHDOG_MS);
+    console.error(`bench:peers: still running after ${watchdogMs / 1000} s; stopping`);
+    void (running?.stop() ?? Promise.resolve())
+      .then(() => pool.close())
+      .finally(() => process.exit(1));
+  }, watchdogMs);
   watchdog.unref();
   process.once('SIGINT', () => void (running?.stop() ?? Promise.resolve()).finally(() => process.exit(130)));
 
   const latency: LatencyResult[] = [];
   const saturation: SaturationResult[] = [];
   const idle: IdleResult[] = [];
+  const fits: Array<{ target: TargetName } & Fit> = [];
   const failures: Failure[] = [];
   const serverLogLines: Array<{ phase: string; target: TargetName; lines: number | null }> = [];
 
@@ -97,8 +125,14 @@ async function main(): Promise<number> {
     }
     console.log(`  ${phase}: ${name}`);
     try {
-      running = await startTarget(name, { serverArgs, ...('module' in nchan ? { nchanModule: nchan.module } : {}) });
-      if (name === 'postbox') postboxPids.push({ pid: running.serverPids()[0] ?? 0, phase });
+      running = await startTarget(name, {
+        serverArgs,
+        serverEnv,
+        // Idle streams cost what their keep-alives cost: at --scale Nchan pings as often as postbox (HEARTBEAT_MS, 15 s).
+        ...(options.scale ? { nchanPingSeconds: SCALE_NCHAN_PING_SECONDS } : {}),
+        ...('module' in nchan ? { nchanModule: nchan.module } : {}),
+      });
+      if (name.startsWith('postbox')) postboxPids.push({ pid: running.serverPids()[0] ?? 0, phase, target: name });
       const result = await fn(running);
       const lines = running.logLines();
       if (lines !== null && lines > 0) console.log(`    ${name} logged ${lines} lines at warn or above`);
@@ -139,11 +173,20 @@ async function main(): Promise<number> {
     }
     if (options.phases.includes('idle')) {
       for (const name of options.targets) {
-        const res = await on('idle', name, (t) => idlePhase(t, pool, cfg.idle));
+        if (options.scale && Date.now() - started > SCALE_LAST_START_MS) {
+          failures.push({ phase: 'idle', target: name, error: `not started: the run is past ${SCALE_LAST_START_MS / 1000} s` });
+          continue;
+        }
+        const fit: Fit = options.scale ? fitStreams(name, cfg.idle.streams, pool.size, limits) : { streams: cfg.idle.streams };
+        fits.push({ target: name, ...fit });
+        if (fit.boundBy !== undefined) console.log(`  ${name}: ${fit.streams} streams, bound by ${fit.boundBy}`);
+        const res = await on('idle', name, (t) => idlePhase(t, pool, { ...cfg.idle, streams: fit.streams }));
         if (res === undefined) continue;
         idle.push(res);
+        const failed = res.open.failed === 0 ? '' : ` (${res.open.failed} failed: ${JSON.stringify(res.open.errors)})`;
         console.log(
-          `    ${res.streams} streams: +${res.rssBytesPerStream.server} B/stream server, +${res.rssBytesPerStream.redis ?? '-'} B/stream redis; ` +
+          `    ${res.streams} streams, opened at ${res.open.achievedPerSecond}/s${failed}, ${res.streamsLost} lost: ` +
+            `+${res.rssBytesPerStream.server} B/stream server, +${res.rssBytesPerStream.redis ?? '-'} B/stream redis; ` +
             `${res.cpuMsPerSecond.server} ms/s server, ${res.cpuMsPerSecond.redis ?? '-'} ms/s redis`,
         );
       }
@@ -161,17 +204,44 @@ async function main(): Promise<number> {
   }
 
   const versions = nchanVersions();
+  const machine = { ...machineInfo(loadBefore), openFilesLimit: files };
+  const allVersions = {
+    node: process.version,
+    redis: versionOf('redis-server', ['--version'], /v=(\S+)/),
+    ...versions,
+    postboxCommit: versionOf('git', ['rev-parse', '--short', 'HEAD'], /(\S+)/),
+  };
+  const root = fileURLToPath(new URL('.', import.meta.url));
+  const out = options.out ?? (options.full ? root : mkdtempSync(join(os.tmpdir(), 'postbox-peers-')));
+  mkdirSync(out, { recursive: true });
+  if (options.scale) {
+    const scale: ScaleReport & Record<string, unknown> = {
+      date: new Date(started).toISOString(),
+      durationSeconds: round((Date.now() - started) / 1000),
+      options: { ...options, serverArgs },
+      machine,
+      limits,
+      versions: allVersions,
+      streamsAsked: cfg.idle.streams,
+      config: { idle: cfg.idle, serverEnv, generators: pool.size },
+      notes: scaleNotes(pool.size),
+      fits,
+      idle,
+      serverLogLines,
+      failures,
+    };
+    const table = renderScale(scale);
+    writeFileSync(join(out, 'scale-results.json'), JSON.stringify(scale, null, 2) + '\n');
+    writeFileSync(join(out, 'scale.md'), table);
+    console.log(`\n${table}`);
+    console.log(`written to ${join(out, 'scale-results.json')}, scale.md`);
+  }
   const report = {
     date: new Date(started).toISOString(),
     durationSeconds: round((Date.now() - started) / 1000),
     options: { ...options, serverArgs },
-    machine: { ...machineInfo(loadBefore), openFilesLimit: files },
-    versions: {
-      node: process.version,
-      redis: versionOf('redis-server', ['--version'], /v=(\S+)/),
-      ...versions,
-      postboxCommit: versionOf('git', ['rev-parse', '--short', 'HEAD'], /(\S+)/),
-    },
+    machine,
+    versions: allVersions,
     config: cfg,
     notes: [
       'Each measurement runs on every target back to back; every target is started fresh for each one and stopped after.',
@@ -186,25 +256,37 @@ async function main(): Promise<number> {
     serverLogLines,
     failures,
   };
-  const root = fileURLToPath(new URL('.', import.meta.url));
-  const out = options.out ?? (options.full ? root : mkdtempSync(join(os.tmpdir(), 'postbox-peers-')));
-  mkdirSync(out, { recursive: true });
-  const table = renderTable(report);
-  writeFileSync(join(out, 'peers.json'), JSON.stringify(report, null, 2) + '\n');
-  writeFileSync(join(out, 'peers.md'), table);
-  writeFileSync(join(out, 'peers.svg'), renderChart(report));
-  console.log(`\n${table}`);
-  console.log(`written to ${join(out, 'peers.json')}, peers.md, peers.svg`);
+  if (!options.scale) {
+    const table = renderTable(report);
+    writeFileSync(join(out, 'peers.json'), JSON.stringify(report, null, 2) + '\n');
+    writeFileSync(join(out, 'peers.md'), table);
+    writeFileSync(join(out, 'peers.svg'), renderChart(report));
+    console.log(`\n${table}`);
+    console.log(`written to ${join(out, 'peers.json')}, peers.md, peers.svg`);
+  }
   if (profileDir !== undefined) {
     // Node names profiles CPU.<date>.<time>.<pid>.<thread>.<seq>.cpuprofile; thread 0 is the main one.
     for (const file of readdirSync(profileDir).filter((f) => /\.0\.\d+\.cpuprofile$/.test(f))) {
       const run = postboxPids.find((p) => file.includes(`.${p.pid}.0.`));
-      const measured =
-        latency.find((r) => r.target === 'postbox' && run?.phase === `latency round ${r.round}`)?.monotonicUs ??
-        (run?.phase === 'saturation' ? bestStep(saturation.find((r) => r.target === 'postbox')) : undefined) ??
-        (run?.phase === 'idle' ? idle.find((r) => r.target === 'postbox')?.monotonicUs : undefined);
-      const window = measured === undefined ? '' : ` --from ${measured.from} --to ${measured.to}`;
-      console.log(`cpu profile of postbox, ${run?.phase ?? 'unknown phase'}: npx tsx bench/profile-summary.ts ${join(profileDir, file)}${window}`);
+      const quiet = run?.phase === 'idle' ? idle.find((r) => r.target === run.target) : undefined;
+      const windows: Array<[string, { from: number; to: number } | undefined]> = quiet
+        ? [
+            ['opening', quiet.openMonotonicUs],
+            ['quiet window', quiet.monotonicUs],
+          ]
+        : [
+            [
+              'measured window',
+              latency.find((r) => r.target === 'postbox' && run?.phase === `latency round ${r.round}`)?.monotonicUs ??
+                (run?.phase === 'saturation' ? bestStep(saturation.find((r) => r.target === 'postbox')) : undefined),
+            ],
+          ];
+      for (const [label, w] of windows) {
+        const window = w === undefined ? '' : ` --from ${w.from} --to ${w.to}`;
+        console.log(
+          `cpu profile of ${run?.target ?? 'postbox'}, ${run?.phase ?? 'unknown phase'}, ${label}: npx tsx bench/profile-summary.ts ${join(profileDir, file)}${window}`,
+        );
+      }
     }
   }
   for (const f of failures) console.error(`FAILED ${f.phase} / ${f.target}: ${f.error}`);

@@ -39,10 +39,12 @@ export async function startServer(
     nodeArgs?: string[];
     /** @defaultValue 30000 */
     readyTimeoutMs?: number;
+    /** The certificate to trust when `env` sets TLS_CERT_FILE and TLS_KEY_FILE: the server speaks HTTPS. */
+    ca?: string;
   } = {},
 ): Promise<BenchServer> {
   const port = await freePort();
-  const url = `http://127.0.0.1:${port}`;
+  const url = `${options.ca === undefined ? 'http' : 'https'}://127.0.0.1:${port}`;
   const child: ChildProcess = spawn(process.execPath, [...(options.nodeArgs ?? []), '--import', 'tsx', 'src/main.ts'], {
     cwd: root,
     env: {
@@ -74,7 +76,7 @@ export async function startServer(
     hasExited = true;
   });
 
-  const http = new HttpClient(url, 2, 5_000);
+  const http = new HttpClient(url, 2, 5_000, options.ca);
   const deadline = Date.now() + (options.readyTimeoutMs ?? 30_000);
   try {
     for (;;) {

@@ -191,7 +191,7 @@ export async function createPostbox(
     logger,
     node: nodeId,
     nodesKey: mailbox.keys.nodes(),
-    load: () => ({ streams: hub.size, users: [...hub.users()].length }),
+    load: () => ({ streams: hub.size, users: hub.userCount }),
   });
   const keys = mailbox.keys;
   const queues = await createJobQueues({

@@ -1,12 +1,13 @@
-import http from 'node:http';
 import { createAckBatcher, type AckBatcher } from '../../src/client/postbox.js';
 import type { Http } from './http.js';
 import type { TargetSpec } from './protocol.js';
+import { createStreamOpener, type OpenedStream } from './stream-open.js';
 
 /*
- * The SSE streams one generator holds: opened from its source address,
- * parsed by hand (cheaper than a general parser, so the generator's CPU stays
- * small), acked through postbox's own client batcher (at most every 100 ms or
+ * The SSE streams one generator holds: opened from its source address
+ * (stream-open.ts: HTTP/1.1, a connection each, or HTTP/2, many to one),
+ * parsed by hand (cheaper than a general parser, so the generator's CPU
+ * stays small), acked through postbox's own client batcher (at most every 100 ms or
  * 100 ids, POST /v1/acks with the stream token as Bearer), and tallied per
  * epoch: distinct messages, duplicates, enqueue → receive latency. A user
  * may hold a stream on each node of a target (tabs); like the client, a tab
@@ -23,8 +24,12 @@ export interface Tally {
 }
 
 export interface Audience {
-  /** Opens `userId`'s stream with `token` on node `node` of the target; resolves once the server answered 200. */
-  open(userId: string, token: string, node: number): Promise<void>;
+  /**
+   * Opens `userId`'s stream with `token` on node `node` of the target; resolves once the server
+   * answered 200, rejects with an OpenError (stream-open.ts) otherwise, or when no answer came
+   * within `timeoutMs` (default 30 s).
+   */
+  open(userId: string, token: string, node: number, timeoutMs?: number): Promise<void>;
   /** The tally of one epoch; `take` hands over its latency samples and forgets them. */
   tally(epoch: number, take: boolean): Tally;
   readonly counters: { acked: number; ackRequests: number; ackFailures: number; streamsLost: number; badFrames: number };
@@ -78,68 +83,57 @@ export function createAudience(target: TargetSpec, localAddress: string, ackers:
     counters.acked += (JSON.parse(res.body) as { acked: number }).acked;
   };
 
-  const open = (userId: string, token: string, node: number): Promise<void> => {
+  const openers = (target.nodes ?? [target.baseUrl]).map((base) => createStreamOpener(target, localAddress, base));
+  const open = async (userId: string, token: string, node: number, timeoutMs = 30_000): Promise<void> => {
     const path = target.dialect === 'nchan' ? `/sub/${userId}` : `/v1/stream?token=${encodeURIComponent(token)}`;
-    const base = target.nodes?.[node] ?? target.baseUrl;
     const acker = ackers[node];
-    if (acker === undefined) return Promise.reject(new Error(`no node ${node}`));
+    const opener = openers[node];
+    if (acker === undefined || opener === undefined) throw new Error(`no node ${node}`);
     const batcher: AckBatcher | undefined = target.acks ? createAckBatcher({ send: (ids) => postAcks(acker, token, ids) }) : undefined;
     /** Ids another tab acked before this one got them (`postbox.acked`): not acked again. */
     const dismissed = new Set<string>();
     const key = `${node} ${userId}`;
-    const url = new URL(path, base);
-    return new Promise((resolve, reject) => {
-      const req = http.request(url, { agent: false, localAddress, headers: { accept: 'text/event-stream' } });
-      let opened = false;
-      req.on('response', (res) => {
-        if (res.statusCode !== 200) {
-          res.resume();
-          reject(new Error(`GET ${url.pathname} → ${res.statusCode}`));
-          return;
+    let stream: OpenedStream;
+    try {
+      stream = await opener.open(path, timeoutMs);
+    } catch (err) {
+      void batcher?.close();
+      throw err;
+    }
+    streams.set(key, {
+      close() {
+        void batcher?.close();
+        stream.close();
+      },
+    });
+    let buffer = '';
+    const feed = (chunk: string) => {
+      buffer += chunk;
+      // A frame ends at a blank line (WHATWG HTML §9.2.6); every target here ends lines with a bare LF.
+      for (let end = buffer.indexOf('\n\n'); end >= 0; end = buffer.indexOf('\n\n')) {
+        const frame = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        let id: string | undefined;
+        let data: string | undefined;
+        let event: string | undefined;
+        for (const line of frame.split('\n')) {
+          if (line.startsWith('data:')) data = line.slice(line.startsWith('data: ') ? 6 : 5);
+          else if (line.startsWith('id:')) id = line.slice(line.startsWith('id: ') ? 4 : 3);
+          else if (line.startsWith('event:')) event = line.slice(line.startsWith('event: ') ? 7 : 6);
         }
-        opened = true;
-        streams.set(key, {
-          close() {
-            void batcher?.close();
-            req.destroy();
-          },
-        });
-        res.setEncoding('utf8');
-        let buffer = '';
-        res.on('data', (chunk: string) => {
-          buffer += chunk;
-          // A frame ends at a blank line (WHATWG HTML §9.2.6); every target here ends lines with a bare LF.
-          for (let end = buffer.indexOf('\n\n'); end >= 0; end = buffer.indexOf('\n\n')) {
-            const frame = buffer.slice(0, end);
-            buffer = buffer.slice(end + 2);
-            let id: string | undefined;
-            let data: string | undefined;
-            let event: string | undefined;
-            for (const line of frame.split('\n')) {
-              if (line.startsWith('data:')) data = line.slice(line.startsWith('data: ') ? 6 : 5);
-              else if (line.startsWith('id:')) id = line.slice(line.startsWith('id: ') ? 4 : 3);
-              else if (line.startsWith('event:')) event = line.slice(line.startsWith('event: ') ? 7 : 6);
-            }
-            if (data === undefined) continue; // retry:, comments, pings
-            if (event?.startsWith('postbox.')) {
-              // postbox's control events carry no message; `acked` names ids another tab acked.
-              if (event === 'postbox.acked') for (const acked of (JSON.parse(data) as { ids: string[] }).ids) dismissed.add(acked);
-              continue;
-            }
-            onData(data);
-            if (id !== undefined && !dismissed.delete(id)) batcher?.add(id);
-          }
-        });
-        res.on('error', () => undefined);
-        res.on('close', () => {
-          if (streams.delete(key)) counters.streamsLost += 1;
-        });
-        resolve();
-      });
-      req.on('error', (err) => {
-        if (!opened) reject(err);
-      });
-      req.end();
+        if (data === undefined) continue; // retry:, comments, pings
+        if (event?.startsWith('postbox.')) {
+          // postbox's control events carry no message; `acked` names ids another tab acked.
+          if (event === 'postbox.acked') for (const acked of (JSON.parse(data) as { ids: string[] }).ids) dismissed.add(acked);
+          continue;
+        }
+        onData(data);
+        if (id !== undefined && !dismissed.delete(id)) batcher?.add(id);
+      }
+    };
+    // Ended from the other side (or reset): lost, unless this side closed it (close() forgets it first).
+    stream.read(feed, () => {
+      if (streams.delete(key)) counters.streamsLost += 1;
     });
   };
 
@@ -160,6 +154,7 @@ export function createAudience(target: TargetSpec, localAddress: string, ackers:
       // Cleared first, so these closes do not count as lost streams.
       streams.clear();
       for (const s of all) s.close();
+      for (const opener of openers) opener.close();
     },
   };
 }

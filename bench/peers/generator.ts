@@ -1,7 +1,9 @@
+import { SignJWT } from 'jose';
 import { percentile } from '../lib.js';
 import { createAudience, nowMs, type Audience } from './audience.js';
 import { createHttp, type Http } from './http.js';
-import type { ClosedResult, Command, OpenResult, RateResult, Reply, Request, StatsResult, TargetSpec } from './protocol.js';
+import type { ClosedResult, Command, OpenResult, PacedOpenResult, RateResult, Reply, Request, StatsResult, TargetSpec } from './protocol.js';
+import { OpenError } from './stream-open.js';
 
 /*
  * One load-generator process of `npm run bench:peers` (forked, driven over
@@ -60,9 +62,25 @@ async function each<T>(items: readonly T[], concurrency: number, task: (item: T)
   return { opened, failed, ms: nowMs() - start, ...(firstError === undefined ? {} : { firstError }) };
 }
 
+/** The target's TOKEN_SECRET as a key, once per target. */
+let signingKey: { secret: string; key: Uint8Array } | undefined;
+
 async function issueToken(userId: string): Promise<void> {
   const t = spec();
   if (t.dialect === 'nchan') return; // Nchan has no tokens: the channel id is in the URL.
+  if (t.tokenSecret !== undefined) {
+    // What POST /v1/tokens signs (src/http/tokens.ts): HS256, sub and exp; no request to the server.
+    if (signingKey?.secret !== t.tokenSecret) signingKey = { secret: t.tokenSecret, key: new TextEncoder().encode(t.tokenSecret) };
+    const iat = Math.floor(Date.now() / 1000);
+    const token = await new SignJWT({})
+      .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
+      .setSubject(userId)
+      .setIssuedAt(iat)
+      .setExpirationTime(iat + 3600)
+      .sign(signingKey.key);
+    tokens.set(userId, token);
+    return;
+  }
   const res = await producerAt(0).request('POST', '/v1/tokens', JSON.stringify({ userId, ttlSeconds: 3600 }), {
     'content-type': 'application/json',
     authorization: `Bearer ${t.apiKey}`,
@@ -94,6 +112,72 @@ async function publish(epoch: number, users: readonly string[], seq: number, bat
 }
 
 let seqCounter = 0;
+
+/** Period of the paced opener's schedule, ms. */
+const OPEN_TICK_MS = 5;
+
+/** Opens a stream per user on a schedule of `rate`/s, at most `maxInflight` unanswered (protocol.ts). */
+function openPaced(c: Extract<Command, { cmd: 'openPaced' }>): Promise<PacedOpenResult> {
+  const a = audience;
+  if (a === undefined) throw new Error('init first');
+  const openMs: number[] = [];
+  const errors: Record<string, number> = {};
+  let next = 0;
+  let inflight = 0;
+  let opened = 0;
+  let failed = 0;
+  let behindMs = 0;
+  let endMs = 0;
+  const startMs = nowMs();
+  return new Promise((resolve) => {
+    const finish = () => {
+      if (next < c.users.length || inflight > 0) return;
+      clearInterval(tick);
+      resolve({
+        opened,
+        failed,
+        errors,
+        startMs,
+        endMs: endMs || nowMs(),
+        openMs: { p50: percentile(openMs, 50), p99: percentile(openMs, 99), max: percentile(openMs, 100) },
+        behindMs,
+      });
+    };
+    const launch = () => {
+      const userId = c.users[next] as string;
+      if (c.rate > 0) behindMs = Math.max(0, nowMs() - (startMs + (next * 1000) / c.rate));
+      next += 1;
+      inflight += 1;
+      const t0 = nowMs();
+      a.open(userId, tokens.get(userId) ?? userId, 0, c.timeoutMs).then(
+        () => {
+          opened += 1;
+          openMs.push(nowMs() - t0);
+        },
+        (err: unknown) => {
+          failed += 1;
+          const kind = err instanceof OpenError ? err.kind : err instanceof Error ? err.message.slice(0, 80) : String(err);
+          errors[kind] = (errors[kind] ?? 0) + 1;
+        },
+      ).finally(() => {
+        inflight -= 1;
+        endMs = nowMs();
+        top();
+        finish();
+      });
+    };
+    /** Sends what the schedule says is due, as far as `maxInflight` allows. */
+    const top = () => {
+      const due = c.rate > 0 ? Math.min(c.users.length, Math.floor(((nowMs() - startMs) * c.rate) / 1000) + 1) : c.users.length;
+      while (next < due && inflight < c.maxInflight) launch();
+    };
+    // Every few ms, what fell due meanwhile (a handful of opens): a 1 ms timer would cost the
+    // generator more CPU than the opens themselves.
+    const tick = setInterval(top, OPEN_TICK_MS);
+    top();
+    finish();
+  });
+}
 
 function openLoop(c: Extract<Command, { cmd: 'rate' }>): Promise<RateResult> {
   const scheduled = Math.floor((c.rate * c.durationMs) / 1000);
@@ -222,6 +306,8 @@ async function run(command: Command): Promise<unknown> {
         if (audience === undefined) throw new Error('init first');
         return audience.open(userId, tokens.get(userId) ?? userId, command.node ?? 0);
       });
+    case 'openPaced':
+      return openPaced(command);
     case 'rate':
       return openLoop(command);
     case 'closed':

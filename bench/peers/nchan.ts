@@ -1,6 +1,7 @@
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from '../../test/helpers/start-redis.js';
@@ -73,17 +74,32 @@ export interface NchanOptions {
   redisUrl?: string;
   /** Messages kept per channel (one channel per user). @defaultValue 100 */
   bufferLength?: number;
+  /** HTTPS with HTTP/2 (and HTTP/1.1 for clients that do not offer h2) with this certificate. @defaultValue plain HTTP/1.1 */
+  tls?: { certFile: string; keyFile: string; ca: string };
+  /** A ping to every subscriber this often, s (nchan_eventsource_ping_interval). @defaultValue 0, never (Nchan's default) */
+  pingSeconds?: number;
 }
 
 export interface NchanServer {
   readonly url: string;
   /** The master and its worker(s). */
   pids(): number[];
+  /** Lines of nginx's error log (level warn and above) so far. */
+  logLines(): number;
   stop(): Promise<void>;
 }
 
 function config(o: NchanOptions, prefix: string, port: number): string {
   const files = Math.min(65_536, openFilesLimit());
+  // Connection slots are not only sockets: with a subscriber per channel Nchan takes more slots
+  // than it has streams ("worker_connections are not enough" at 18,600 of 19,900), and nginx takes
+  // one per HTTP/2 stream. Sockets stay bound by the descriptors (nginx warns when slots exceed them).
+  const connections = Math.max(200_000, 3 * files);
+  // The backlog of postbox's HTTP_LISTEN_BACKLOG default, rather than nginx's 511.
+  const listen =
+    o.tls === undefined
+      ? `listen 127.0.0.1:${port} backlog=4096;`
+      : `listen 127.0.0.1:${port} ssl http2 backlog=4096;\n    ssl_certificate ${o.tls.certFile};\n    ssl_certificate_key ${o.tls.keyFile};`;
   const redis = o.redisUrl === undefined ? '' : `  upstream peers_redis {\n    nchan_redis_server ${o.redisUrl};\n  }\n`;
   const pass = o.redisUrl === undefined ? '' : '      nchan_redis_pass peers_redis;\n';
   // One location pair, channel id = user id: the per-user mailbox shape of the job.
@@ -93,7 +109,7 @@ worker_rlimit_nofile ${files};
 pid ${prefix}/nginx.pid;
 error_log ${prefix}/error.log warn;
 events {
-  worker_connections ${Math.max(1024, files - 100)};
+  worker_connections ${connections};
 }
 http {
   access_log off;
@@ -103,7 +119,7 @@ http {
   uwsgi_temp_path ${prefix}/uwsgi;
   scgi_temp_path ${prefix}/scgi;
 ${redis}  server {
-    listen 127.0.0.1:${port};
+    ${listen}
     location ~ ^/pub/([A-Za-z0-9._:@-]+)$ {
       nchan_publisher;
       nchan_channel_id $1;
@@ -112,6 +128,7 @@ ${redis}  server {
 ${pass}    }
     location ~ ^/sub/([A-Za-z0-9._:@-]+)$ {
       nchan_subscriber eventsource;
+      nchan_eventsource_ping_interval ${o.pingSeconds ?? 0};
       nchan_channel_id $1;
 ${pass}    }
   }
@@ -119,9 +136,10 @@ ${pass}    }
 `;
 }
 
-function probe(url: string): Promise<number> {
+function probe(url: string, ca: string | undefined): Promise<number> {
   return new Promise((resolve) => {
-    const req = http.get(`${url}/pub/ready-probe`, (res) => {
+    const get = ca === undefined ? http.get : (u: string, cb: (res: http.IncomingMessage) => void) => https.get(u, { ca }, cb);
+    const req = get(`${url}/pub/ready-probe`, (res) => {
       res.resume();
       resolve(res.statusCode ?? 0);
     });
@@ -142,11 +160,12 @@ export async function startNchan(options: NchanOptions): Promise<NchanServer> {
   let stderr = '';
   child.stderr?.on('data', (c: Buffer) => (stderr = (stderr + c.toString()).slice(-4_000)));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const url = `http://127.0.0.1:${port}`;
+  const url = `${options.tls === undefined ? 'http' : 'https'}://127.0.0.1:${port}`;
   const master = child.pid ?? 0;
   const deadline = Date.now() + 15_000;
+  const ca = options.tls?.ca;
   // A channel nobody published to is a 404: the server, and its Redis when it has one, answers.
-  for (let status = await probe(url); status !== 404 && status !== 200; status = await probe(url)) {
+  for (let status = await probe(url, ca); status !== 404 && status !== 200; status = await probe(url, ca)) {
     if (child.exitCode !== null || Date.now() > deadline) {
       child.kill('SIGKILL');
       throw new Error(`nginx did not start (last status ${status}):\n${stderr}`);
@@ -156,6 +175,15 @@ export async function startNchan(options: NchanOptions): Promise<NchanServer> {
   return {
     url,
     pids: () => [master, ...childrenOf(master)],
+    logLines() {
+      try {
+        return readFileSync(join(prefix, 'error.log'), 'utf8')
+          .split('\n')
+          .filter((line) => line.trim() !== '').length;
+      } catch {
+        return 0;
+      }
+    },
     async stop() {
       const workers = childrenOf(master);
       // SIGTERM is nginx's fast shutdown: it does not wait for open streams to end.

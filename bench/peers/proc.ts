@@ -88,8 +88,24 @@ export function sample(pids: readonly number[]): ProcSample {
 
 /** The soft limit on open files of this process (`ulimit -n`). */
 export function openFilesLimit(): number {
-  const match = /^Max open files\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
-  return match?.[1] === undefined ? 1024 : Number(match[1]);
+  return openFilesLimits().soft;
+}
+
+/** Soft and hard limits on open files of this process (`ulimit -n`, `ulimit -Hn`); processes it starts inherit both. */
+export function openFilesLimits(): { soft: number; hard: number } {
+  const match = /^Max open files\s+(\d+|unlimited)\s+(\d+|unlimited)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+  const value = (v: string | undefined) => (v === undefined ? 1024 : v === 'unlimited' ? Number.MAX_SAFE_INTEGER : Number(v));
+  return { soft: value(match?.[1]), hard: value(match?.[2]) };
+}
+
+/** Ephemeral ports one source address can connect from (net.ipv4.ip_local_port_range). */
+export function ephemeralPorts(): number {
+  try {
+    const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    return (high ?? 60_999) - (low ?? 32_768) + 1;
+  } catch {
+    return 28_232;
+  }
 }
 
 /** CPU time of the whole machine from /proc/stat, seconds: busy (not idle or iowait) and total. */

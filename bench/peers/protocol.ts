@@ -17,14 +17,30 @@ export interface TargetSpec {
    * @defaultValue [baseUrl]
    */
   nodes?: string[];
+  /** postbox's TOKEN_SECRET: with it the generator signs stream tokens itself instead of asking POST /v1/tokens. */
+  tokenSecret?: string;
+  /**
+   * Streams over HTTP/2 (TLS, `baseUrl` is https://): this many streams share one connection, as a
+   * browser's tabs do. Absent: HTTP/1.1, one connection per stream.
+   */
+  http2?: { ca: string; streamsPerConnection: number };
 }
 
 export type Command =
   | { cmd: 'init'; target: TargetSpec; index: number; localAddress: string }
-  /** Issues a stream token per user (postbox dialect); kept for `open`. */
+  /**
+   * A stream token per user (postbox dialect), kept for `open`: signed here when the target's
+   * spec has its `tokenSecret`, else issued by POST /v1/tokens, `concurrency` at a time.
+   */
   | { cmd: 'tokens'; users: string[]; concurrency: number }
   /** Opens one SSE stream per user on `nodes[node]` (default 0), `concurrency` handshakes at a time. */
   | { cmd: 'open'; users: string[]; concurrency: number; node?: number }
+  /**
+   * Opens one SSE stream per user at `rate` per second (0: as fast as `maxInflight` allows), never
+   * more than `maxInflight` handshakes unanswered: when that many are, the schedule waits. An
+   * open unanswered after `timeoutMs` fails. Failures are counted, not thrown.
+   */
+  | { cmd: 'openPaced'; users: string[]; rate: number; maxInflight: number; timeoutMs: number }
   /**
    * Open loop: sends single POSTs at `rate`/s for `durationMs` to random
    * `users`, never more than `maxInflight` unanswered; a send that finds the
@@ -54,6 +70,20 @@ export interface OpenResult {
   failed: number;
   firstError?: string;
   ms: number;
+}
+
+export interface PacedOpenResult {
+  opened: number;
+  failed: number;
+  /** Failures by kind: `429 PB_ERR_NODE_STREAMS_FULL`, `ECONNRESET`, `timeout`, … */
+  errors: Record<string, number>;
+  /** CLOCK_MONOTONIC ms of the first request sent and of the last answer. */
+  startMs: number;
+  endMs: number;
+  /** Request sent → 200 received, ms. */
+  openMs: { p50: number; p99: number; max: number };
+  /** How far the last request was sent behind its schedule, ms (0 when unpaced). */
+  behindMs: number;
 }
 
 export interface RateResult {

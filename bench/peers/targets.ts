@@ -1,6 +1,10 @@
 import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
+import { selfSignedCert } from '../../test/helpers/h2-client.js';
 import { startCluster } from '../../test/helpers/start-cluster.js';
 import { freePort, startRedis, type TestRedis } from '../../test/helpers/start-redis.js';
 import { BENCH_KEYS, startServer, type BenchServer } from '../server.js';
@@ -9,12 +13,26 @@ import type { TargetSpec } from './protocol.js';
 
 /*
  * The four targets of `npm run bench:peers`, each one server process plus,
- * where it has one, its own Redis; and postbox on several nodes, on one Redis
- * or on a Redis Cluster (`npm run bench:nodes`).
+ * where it has one, its own Redis; postbox on several nodes, on one Redis or
+ * on a Redis Cluster (`npm run bench:nodes`); and, for `npm run bench:scale`,
+ * postbox and Nchan over HTTP/2 (TLS, many streams to a connection), whose
+ * generators hold streams only (no acks, no publishing).
  */
 
 export const TARGETS = ['postbox', 'nchan-memory', 'nchan-redis', 'naive'] as const;
-export type TargetName = (typeof TARGETS)[number];
+export const SCALE_TARGETS = ['postbox', 'postbox-h2', 'nchan-memory', 'nchan-memory-h2', 'nchan-redis'] as const;
+export type TargetName = (typeof TARGETS)[number] | (typeof SCALE_TARGETS)[number];
+
+/** Streams an HTTP/2 generator puts on one connection (a browser puts every tab of an origin on one). */
+const H2_STREAMS_PER_CONNECTION = 100;
+
+/** What postbox says of itself on /metrics. */
+export interface ServerInside {
+  streamsOpen: number;
+  heapUsedBytes: number;
+  /** Memory of Buffers and other objects outside the V8 heap (nodejs_external_memory_bytes). */
+  externalBytes: number;
+}
 
 export interface RunningTarget {
   readonly name: TargetName;
@@ -27,6 +45,8 @@ export interface RunningTarget {
   redisCommands(): Promise<CommandStats | undefined>;
   /** Lines the server logged (postbox logs at warn and above only here); null where not read. */
   logLines(): number | null;
+  /** postbox's own figures (/metrics, its first node); undefined for other targets. */
+  inside(): Promise<ServerInside | undefined>;
   stop(): Promise<void>;
 }
 
@@ -37,6 +57,27 @@ export interface TargetOptions {
   nchanModule?: string;
   /** Drain interval of the naive baseline, ms. @defaultValue 50 */
   naiveIntervalMs?: number;
+  /** Added to postbox's environment (over the bench's own: STREAM_OPENS_PER_ADDRESS=0). @defaultValue {} */
+  serverEnv?: Record<string, string>;
+  /** Nchan pings its subscribers this often, s. @defaultValue 0, never (Nchan's default) */
+  nchanPingSeconds?: number;
+}
+
+/**
+ * Every generator stands for thousands of browsers behind one address, so the per-address open
+ * limit (a reload loop's brake) is off; every other setting is postbox's default unless `extra` says.
+ */
+function postboxEnv(extra: Record<string, string> | undefined): Record<string, string> {
+  return { STREAM_OPENS_PER_ADDRESS: '0', ...extra };
+}
+
+async function insideOf(server: BenchServer): Promise<ServerInside> {
+  const m = await server.metrics();
+  return {
+    streamsOpen: m.get('postbox_streams_open') ?? 0,
+    heapUsedBytes: m.get('postbox_nodejs_heap_size_used_bytes') ?? 0,
+    externalBytes: m.get('postbox_nodejs_external_memory_bytes') ?? 0,
+  };
 }
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -108,30 +149,49 @@ async function startNaive(intervalMs: number): Promise<{ url: string; pid: numbe
 export async function startTarget(name: TargetName, options: TargetOptions = {}): Promise<RunningTarget> {
   switch (name) {
     case 'postbox':
-      return startPostbox({ serverArgs: options.serverArgs ?? [] });
+      return startPostbox({ serverArgs: options.serverArgs ?? [], env: options.serverEnv ?? {} });
+    case 'postbox-h2':
+      return startPostbox({ serverArgs: options.serverArgs ?? [], env: options.serverEnv ?? {}, tls: true });
     case 'nchan-memory':
+    case 'nchan-memory-h2':
     case 'nchan-redis': {
       const module = options.nchanModule;
       if (module === undefined) throw new Error('Nchan is not installed');
+      const certDir = name === 'nchan-memory-h2' ? mkdtempSync(join(tmpdir(), 'postbox-peers-tls-')) : undefined;
+      const cert = certDir === undefined ? undefined : selfSignedCert(certDir);
       const redis = name === 'nchan-redis' ? await startRedis() : undefined;
       try {
         const redisPids = redis === undefined ? [] : [await redisPidOf(redis)];
-        const server = await startNchan({ module, ...(redis === undefined ? {} : { redisUrl: redis.url }) });
+        const server = await startNchan({
+          module,
+          ...(redis === undefined ? {} : { redisUrl: redis.url }),
+          ...(cert === undefined ? {} : { tls: { certFile: cert.TLS_CERT_FILE, keyFile: cert.TLS_KEY_FILE, ca: cert.ca } }),
+          ...(options.nchanPingSeconds === undefined ? {} : { pingSeconds: options.nchanPingSeconds }),
+        });
         const count = redis === undefined ? undefined : commandCounter([redis.client()]);
         return {
           name,
-          spec: { dialect: 'nchan', baseUrl: server.url, apiKey: '', acks: false },
+          spec: {
+            dialect: 'nchan',
+            baseUrl: server.url,
+            apiKey: '',
+            acks: false,
+            ...(cert === undefined ? {} : { http2: { ca: cert.ca, streamsPerConnection: H2_STREAMS_PER_CONNECTION } }),
+          },
           serverPids: () => server.pids(),
           redisPids,
           redisCommands: async () => (count === undefined ? undefined : count()),
-          logLines: () => null,
+          logLines: () => server.logLines(),
+          inside: async () => undefined,
           async stop() {
             await server.stop();
             if (redis !== undefined) await stopRedis(redis);
+            if (certDir !== undefined) rmSync(certDir, { recursive: true, force: true });
           },
         };
       } catch (err) {
         if (redis !== undefined) await stopRedis(redis);
+        if (certDir !== undefined) rmSync(certDir, { recursive: true, force: true });
         throw err;
       }
     }
@@ -145,6 +205,7 @@ export async function startTarget(name: TargetName, options: TargetOptions = {})
         redisPids: [],
         redisCommands: async () => undefined,
         logLines: () => null,
+        inside: async () => undefined,
         stop: () => server.stop(),
       };
     }
@@ -210,6 +271,14 @@ export interface PostboxTopology {
   backend?: RedisBackend;
   /** Node flags of every postbox process, e.g. `--cpu-prof`. @defaultValue [] */
   serverArgs?: string[];
+  /** More of every node's environment (over postboxEnv's). @defaultValue {} */
+  env?: Record<string, string>;
+  /**
+   * HTTPS with HTTP/2, with a self-signed certificate: streams share connections, many to one, and
+   * the generator signs tokens itself and acks nothing (bench:scale holds streams only).
+   * @defaultValue false
+   */
+  tls?: boolean;
 }
 
 function postboxSpec(baseUrl: string, acks: boolean, nodes?: string[]): TargetSpec {
@@ -220,15 +289,22 @@ function postboxSpec(baseUrl: string, acks: boolean, nodes?: string[]): TargetSp
 export async function startPostbox(topology: PostboxTopology = {}): Promise<RunningTarget> {
   const count = topology.nodes ?? 1;
   const backend = topology.backend ?? (await startRedisBackend());
+  const certDir = topology.tls ? mkdtempSync(join(tmpdir(), 'postbox-peers-tls-')) : undefined;
+  const cert = certDir === undefined ? undefined : selfSignedCert(certDir);
+  const tlsEnv: Record<string, string> = cert === undefined ? {} : { TLS_CERT_FILE: cert.TLS_CERT_FILE, TLS_KEY_FILE: cert.TLS_KEY_FILE };
   const servers: BenchServer[] = [];
   const stop = async () => {
     await Promise.all(servers.map((s) => s.stop()));
     await (topology.backend === undefined ? backend.stop() : backend.flush());
+    if (certDir !== undefined) rmSync(certDir, { recursive: true, force: true });
   };
   try {
+    const env = postboxEnv({ ...backend.env, ...tlsEnv, ...topology.env });
     const started = await Promise.allSettled(
       Array.from({ length: count }, () =>
-        startServer(backend.url, { nodeArgs: topology.serverArgs ?? [], env: backend.env }).then((s) => servers.push(s)),
+        startServer(backend.url, { nodeArgs: topology.serverArgs ?? [], env, ...(cert === undefined ? {} : { ca: cert.ca }) }).then((s) =>
+          servers.push(s),
+        ),
       ),
     );
     const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
@@ -238,13 +314,19 @@ export async function startPostbox(topology: PostboxTopology = {}): Promise<Runn
     throw err;
   }
   const urls = servers.map((s) => s.url);
+  const first = servers[0];
   return {
-    name: 'postbox',
-    spec: postboxSpec(urls[0] ?? '', true, count > 1 ? urls : undefined),
+    name: cert === undefined ? 'postbox' : 'postbox-h2',
+    spec: {
+      ...postboxSpec(urls[0] ?? '', cert === undefined, count > 1 ? urls : undefined),
+      tokenSecret: BENCH_KEYS.TOKEN_SECRET,
+      ...(cert === undefined ? {} : { http2: { ca: cert.ca, streamsPerConnection: H2_STREAMS_PER_CONNECTION } }),
+    },
     serverPids: () => servers.map((s) => s.pid),
     redisPids: backend.pids,
     redisCommands: () => backend.commands(),
     logLines: () => servers.reduce((n, s) => n + s.warnings(), 0),
+    inside: async () => (first === undefined ? undefined : insideOf(first)),
     stop,
   };
 }

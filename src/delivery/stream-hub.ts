@@ -7,6 +7,8 @@ import type { SseFrame, SseSession } from './sse-session.js';
  */
 export class StreamHub {
   private readonly byUser = new Map<string, Set<SseSession>>();
+  /** Streams in `byUser`, kept as they come and go: `size` is read on every open and close. */
+  private open = 0;
   private readonly clock: Clock;
   private heartbeat: NodeJS.Timeout | undefined;
   private readonly heartbeatMs: number;
@@ -33,8 +35,9 @@ export class StreamHub {
       this.byUser.set(session.userId, set);
     }
     set.add(session);
+    this.open += 1;
     session.onClose((reason) => {
-      set.delete(session);
+      if (set.delete(session)) this.open -= 1;
       if (set.size === 0 && this.byUser.get(session.userId) === set) this.byUser.delete(session.userId);
       for (const l of this.listeners) l(session, 'close', reason);
     });
@@ -45,10 +48,14 @@ export class StreamHub {
     return this.byUser.get(userId)?.size ?? 0;
   }
 
+  /** Streams open on this node. */
   get size(): number {
-    let n = 0;
-    for (const set of this.byUser.values()) n += set.size;
-    return n;
+    return this.open;
+  }
+
+  /** Users with a stream open on this node. */
+  get userCount(): number {
+    return this.byUser.size;
   }
 
   users(): IterableIterator<string> {

@@ -121,7 +121,7 @@ export function adminRoutes(deps: AppDeps, guards: Guards): Router {
     ctx.body = {
       at: new Date(clock.now()).toISOString(),
       totals,
-      node: { name: rates.node, streams: hub.size, users: [...hub.users()].length },
+      node: { name: rates.node, streams: hub.size, users: hub.userCount },
       nodes: nodes.map((n) => ({ ...n, at: iso(n.at) })),
       // This node's counters; every node samples its own.
       rates: { windowSeconds: 60, perSecond: rates.rates(60_000) },
