@@ -137,15 +137,31 @@ export function createDelivery(deps: {
   });
   // After a reconnect of the pub/sub connection, wakes sent meanwhile are lost: look at everyone once.
   let subscriberDown = false;
-  const onSubscriberError = () => (subscriberDown = true);
+  // On a Redis Cluster the client stays ready while one shard's subscriber connection is gone:
+  // ioredis ends it ('-node') and makes a new one after each slot refresh, then says
+  // 'subscribersReady' whether the new one connected or not. A round that saw no failure before
+  // its 'subscribersReady' subscribed again: everyone is looked at once. (The SSUBSCRIBEs are
+  // sent by then, not yet confirmed: a wake in that instant is left to the sweep.)
+  let failedThisRound = false;
+  const onSubscriberError = () => {
+    subscriberDown = true;
+    failedThisRound = true;
+  };
   const onSubscriberReady = () => {
     if (!subscriberDown) return;
     subscriberDown = false;
     drain.wakeAll();
   };
+  const onSubscribersReady = () => {
+    const failed = failedThisRound;
+    failedThisRound = false;
+    if (!failed) onSubscriberReady();
+  };
   subscriber.on('error', onSubscriberError);
   subscriber.on('close', onSubscriberError);
+  subscriber.on('-node', onSubscriberError);
   subscriber.on('ready', onSubscriberReady);
+  subscriber.on('subscribersReady', onSubscribersReady);
 
   return {
     nodeId,
@@ -190,7 +206,9 @@ export function createDelivery(deps: {
       channels.close();
       subscriber.off('error', onSubscriberError);
       subscriber.off('close', onSubscriberError);
+      subscriber.off('-node', onSubscriberError);
       subscriber.off('ready', onSubscriberReady);
+      subscriber.off('subscribersReady', onSubscribersReady);
     },
   };
 }

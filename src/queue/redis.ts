@@ -65,6 +65,10 @@ function clusterOptions(settings: RedisConnectionSettings, role: ConnectionRole)
     // SSUBSCRIBE goes to the node owning the channel's slot, so a user's wakes reach only the nodes holding them.
     shardedSubscribers: role === 'subscriber',
     clusterRetryStrategy: reconnect,
+    // A node that drops stays in the pool and is reconnected to, as a single Redis is. Without
+    // this ioredis forgets it and sends its slots' commands to any other node, whose MOVED back
+    // to it can reach the route as a 500 (an auto-pipeline holding several slots is not redirected).
+    clusterNodeRetryStrategy: reconnect,
     // MOVED/ASK during a resharding are followed; a command that keeps failing is that request's 503.
     maxRedirections: 16,
     retryDelayOnFailover: 100,
@@ -73,10 +77,43 @@ function clusterOptions(settings: RedisConnectionSettings, role: ConnectionRole)
   };
 }
 
+const isNoScript = (err: unknown) => err instanceof Error && err.message.startsWith('NOSCRIPT');
+
+/**
+ * Every script defined on `client` from now on (postbox's, the rate limiter's) is sent again as
+ * a plain EVAL when its EVALSHA answers NOSCRIPT.
+ *
+ * ioredis sends a script as EVAL on a connection's first use and as EVALSHA after, counting it
+ * as loaded once its EVAL is written, even when the node refuses it unrun (CLUSTERDOWN from a
+ * Redis Cluster master in its first seconds after a restart, its scripts gone). It retries a
+ * NOSCRIPT itself, but through the command's first promise, which a cluster pipeline sent again
+ * (after CLUSTERDOWN or a lost connection) replaces (ioredis 5.11): through auto-pipelining the
+ * NOSCRIPT then reached the route as a 500. NOSCRIPT means the script did not run; the EVAL
+ * runs it and loads it on that node.
+ */
+function evalOnNoScript(client: RedisClient): RedisClient {
+  type Send = (this: unknown, ...args: unknown[]) => Promise<unknown>;
+  const commands = client as unknown as Record<string, Send>;
+  const evaluate = client.eval.bind(client) as (...args: unknown[]) => Promise<unknown>;
+  const define = client.defineCommand.bind(client);
+  client.defineCommand = (name, definition) => {
+    define(name, definition);
+    const send = commands[name]!;
+    // EVAL script numkeys key… arg…; without numberOfKeys the caller passes numkeys first.
+    const head = definition.numberOfKeys === undefined ? [definition.lua] : [definition.lua, definition.numberOfKeys];
+    commands[name] = function (...args) {
+      // ioredis copies the command onto its pipelines (auto-pipelining makes them): there it only queues.
+      if (this !== client || typeof args[args.length - 1] === 'function') return send.apply(this, args);
+      return send.apply(client, args).catch((err: unknown) => (isNoScript(err) ? evaluate(...head, ...args) : Promise.reject(err)));
+    };
+  };
+  return client;
+}
+
 /** A new connection of `role`; call `connectRedis` (or let BullMQ connect it). */
 export function createConnection(settings: RedisConnectionSettings, role: ConnectionRole): RedisClient {
-  if (settings.cluster !== undefined) return new Cluster(settings.cluster, clusterOptions(settings, role));
-  return new Redis(settings.url, connectionOptions(settings, role));
+  if (settings.cluster !== undefined) return evalOnNoScript(new Cluster(settings.cluster, clusterOptions(settings, role)));
+  return evalOnNoScript(new Redis(settings.url, connectionOptions(settings, role)));
 }
 
 /**

@@ -26,6 +26,14 @@ export interface StartClusterOptions {
    * @defaultValue 3
    */
   masters?: number;
+  /**
+   * Redis's `cluster-require-full-coverage`: with `true` (Redis's default) every node refuses
+   * every command (CLUSTERDOWN) once a master is marked failed and its slots have no server;
+   * with `false` the other masters go on serving their own slots. Passed on the command line,
+   * so a restarted node keeps it.
+   * @defaultValue true
+   */
+  requireFullCoverage?: boolean;
 }
 
 /** One master of the test cluster. `pid` is that of the current process, undefined while it is down. */
@@ -55,7 +63,10 @@ export interface TestCluster {
   usersOnEveryShard(countPerShard: number, prefix?: string): string[];
   /** Sends a signal (SIGKILL unless told) to one node, by pid, and waits for it to exit. */
   kill(nodeIndex: number, signal?: NodeJS.Signals): Promise<void>;
-  /** Starts a killed node again on the same port, dir and nodes.conf; resolves once every node says cluster_state:ok. */
+  /**
+   * Starts a killed node again on the same port, dir and nodes.conf; resolves once every node
+   * says cluster_state:ok and none marks another failing.
+   */
   restart(nodeIndex: number): Promise<void>;
   /** Closes the clients, SIGKILLs every node it started and removes the temp dirs. */
   stop(): Promise<void>;
@@ -86,6 +97,7 @@ function describeSlots(ranges: SlotRange[]): string {
 
 export async function startCluster(options: StartClusterOptions = {}): Promise<TestCluster> {
   const masters = options.masters ?? 3;
+  const fullCoverage = options.requireFullCoverage ?? true;
   if (!Number.isInteger(masters) || masters < 3) throw new Error(`a cluster needs at least 3 masters, not ${masters}`);
   const root = mkdtempSync(join(tmpdir(), 'postbox-cluster-'));
   const states: NodeState[] = [];
@@ -101,6 +113,7 @@ export async function startCluster(options: StartClusterOptions = {}): Promise<T
       '--cluster-config-file', join(node.dir, 'nodes.conf'),
       '--cluster-port', String(node.busPort),
       '--cluster-node-timeout', '2000',
+      '--cluster-require-full-coverage', fullCoverage ? 'yes' : 'no',
       '--appendonly', 'yes',
       '--appendfsync', 'everysec',
       '--save', '',
@@ -111,7 +124,11 @@ export async function startCluster(options: StartClusterOptions = {}): Promise<T
     node.child = await spawnRedisServer(argsFor(node));
   }
 
-  /** Polls every node until all say cluster_state:ok and report the same full slot map. */
+  /**
+   * Polls every node until all say cluster_state:ok, report the same full slot map and mark no
+   * node failing (`fail` or `fail?` in CLUSTER NODES): without full coverage required, a node
+   * says ok while another is marked failed.
+   */
   async function waitForClusterOk(): Promise<SlotRange[]> {
     const probes = states.map(
       (n) => new Redis(n.port, n.host, { enableOfflineQueue: false, maxRetriesPerRequest: 0, commandTimeout: 2_000 }),
@@ -127,7 +144,9 @@ export async function startCluster(options: StartClusterOptions = {}): Promise<T
             try {
               const info = await p.cluster('INFO');
               const slots = parseSlots(await p.cluster('SLOTS'));
-              return { ok: /^cluster_state:ok\r?$/m.test(info), slots, text: `${info.match(/cluster_state:\w+/)?.[0]} ${describeSlots(slots)}` };
+              const failing = /[,\s]fail\??[,\s]/.test(String(await p.cluster('NODES')));
+              const state = `${info.match(/cluster_state:\w+/)?.[0]}${failing ? ' (a node marked failing)' : ''}`;
+              return { ok: /^cluster_state:ok\r?$/m.test(info) && !failing, slots, text: `${state} ${describeSlots(slots)}` };
             } catch (err) {
               return { ok: false, slots: [], text: (err as Error).message };
             }

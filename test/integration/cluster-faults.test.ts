@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openAckingPage, type AckingPage } from '../helpers/acking-page.js';
 import { openSse, sleep, type SseReader } from '../helpers/read-sse.js';
 import { startCluster, type TestCluster } from '../helpers/start-cluster.js';
 import { TEST_KEYS, spawnServer, type ServerProcess } from '../helpers/spawn-server.js';
@@ -9,11 +10,13 @@ import { waitUntil } from '../helpers/wait-until.js';
 let cluster: TestCluster;
 const servers: ServerProcess[] = [];
 const readers: SseReader[] = [];
+const pages: AckingPage[] = [];
 
 beforeAll(async () => {
   cluster = await startCluster();
 });
 afterAll(async () => {
+  await Promise.allSettled(pages.map((p) => p.stop()));
   for (const r of readers) r.close();
   await Promise.allSettled(servers.map((s) => s.kill('SIGKILL')));
   await cluster?.stop();
@@ -39,49 +42,12 @@ async function token(server: ServerProcess, userId: string): Promise<string> {
   return ((await (await call(server, '/v1/tokens', { userId })).json()) as { token: string }).token;
 }
 
-/** A page of one user that acks what it gets and records every message it saw (ids, data). */
-async function page(server: ServerProcess, userId: string) {
-  const t = await token(server, userId);
-  const seen = new Map<string, string>();
-  let reader: SseReader | undefined;
-  let acking = Promise.resolve();
-  let stopped = false;
-  const loop = (async () => {
-    while (!stopped) {
-      try {
-        reader = await openSse(`${server.url}/v1/stream?token=${encodeURIComponent(t)}`);
-        readers.push(reader);
-        let done = 0;
-        let ended = false;
-        void reader.ended.then(() => (ended = true));
-        while (!ended && !stopped) {
-          const fresh = reader.events.slice(done).filter((e) => e.id && !e.event.startsWith('postbox.'));
-          done = reader.events.length;
-          for (const e of fresh) seen.set(e.id!, e.data);
-          if (fresh.length > 0) {
-            const ids = fresh.map((e) => e.id!);
-            acking = acking.then(() => call(server, '/v1/acks', { ids }, t).then(() => undefined, () => undefined));
-          }
-          await sleep(20);
-        }
-      } catch {
-        // The server is down for a moment; EventSource would retry, so do we.
-      }
-      reader?.close();
-      if (!stopped) await sleep(100);
-    }
-  })();
-  return {
-    seen,
-    async stop() {
-      stopped = true;
-      reader?.close();
-      await loop;
-      await acking;
-    },
-  };
+/** A page of one user on `server` that acks what it gets and records every message it saw (ids, data). */
+async function page(server: ServerProcess, userId: string): Promise<AckingPage> {
+  const p = openAckingPage(server.url, await token(server, userId));
+  pages.push(p);
+  return p;
 }
-
 
 describe('faults on a Redis Cluster', () => {
   it('loses nothing in flight when the node holding the streams is SIGKILLed', { timeout: 60_000 }, async () => {
