@@ -9,6 +9,7 @@ import type { PushSubscriptions, StoredSubscription } from '../queue/push-subscr
 import { workerConnection, workerOptions, type JobWorker, type JobWorkerSettings } from './job-worker.js';
 import type { PushMetrics } from './push-metrics.js';
 import type { PushSender } from './push-sender.js';
+import { RetryLaterError } from './retry-after.js';
 
 export interface PushWorkerOptions extends JobWorkerSettings {
   /** ACK_TIMEOUT_MS: a message in flight this long with no ack is pushed even while a stream is open. */
@@ -62,16 +63,6 @@ export const MAX_CHECKS = 1000;
 /** The longest wait between two sends of one push, whatever a Retry-After says, ms. */
 const MAX_RETRY_DELAY_MS = 3_600_000;
 
-/** A send to retry; `retryAfterMs` from the push service's Retry-After, when it gave one. */
-class PushRetryError extends Error {
-  override name = 'PushRetryError';
-  constructor(
-    message: string,
-    readonly retryAfterMs: number | undefined,
-  ) {
-    super(message);
-  }
-}
 
 /** What one attempt to one subscription came to. */
 type Attempted =
@@ -247,7 +238,7 @@ export function createPushWorker(deps: {
       case 'rejected':
         throw new UnrecoverableError(done.reason);
       case 'retry':
-        throw new PushRetryError(done.reason, done.retryAfterMs);
+        throw new RetryLaterError(done.reason, done.retryAfterMs);
     }
   }
 
@@ -262,7 +253,7 @@ export function createPushWorker(deps: {
         // `firstAttempt + attemptsMade - 1` failed.
         backoffStrategy: (attemptsMade: number, _type?: string, err?: Error, job?: { data: unknown }) => {
           const first = (job?.data as { firstAttempt?: number } | undefined)?.firstAttempt ?? 1;
-          return retryDelay(first + attemptsMade - 1, err instanceof PushRetryError ? err.retryAfterMs : undefined);
+          return retryDelay(first + attemptsMade - 1, err instanceof RetryLaterError ? err.retryAfterMs : undefined);
         },
       },
     },

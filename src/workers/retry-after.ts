@@ -6,3 +6,18 @@ export function retryAfterMs(value: string | string[] | undefined, now: number):
   const at = Date.parse(text);
   return Number.isNaN(at) ? undefined : Math.max(0, at - now);
 }
+
+/**
+ * A try the other side refused (a webhook receiver, a push service), to be retried: thrown by a
+ * job so its backoff strategy can honour `retryAfterMs`, from the Retry-After of a 429 or 503
+ * when it gave one.
+ */
+export class RetryLaterError extends Error {
+  override name = 'RetryLaterError';
+  constructor(
+    message: string,
+    readonly retryAfterMs: number | undefined,
+  ) {
+    super(message);
+  }
+}

@@ -9,7 +9,7 @@ import type { RedisClient } from '../queue/redis.js';
 import { WEBHOOK_FIELDS } from '../queue/webhook-stats.js';
 import type { WebhookMetrics } from './webhook-metrics.js';
 import { workerConnection, workerOptions, type JobWorker, type JobWorkerSettings } from './job-worker.js';
-import { retryAfterMs } from './retry-after.js';
+import { RetryLaterError, retryAfterMs } from './retry-after.js';
 
 export interface WebhookWorkerOptions extends JobWorkerSettings {
   /** WEBHOOK_URL. */
@@ -25,16 +25,6 @@ export interface WebhookWorkerOptions extends JobWorkerSettings {
 /** The longest wait a receiver's Retry-After gets between two tries of a batch, ms. */
 const MAX_RETRY_AFTER_MS = 3_600_000;
 
-/** A try the receiver refused; `retryAfterMs` from its Retry-After on a 429 or 503, when it gave one. */
-class WebhookRetryError extends Error {
-  override name = 'WebhookRetryError';
-  constructor(
-    message: string,
-    readonly retryAfterMs: number | undefined,
-  ) {
-    super(message);
-  }
-}
 
 /**
  * The wait before the try after `attemptsMade` failed ones, ms: `baseMs` doubled on each retry
@@ -120,7 +110,7 @@ export function createWebhookWorker(deps: {
       const reason = `the receiver answered ${status}`;
       await record({ [WEBHOOK_FIELDS.lastFailureAt]: clock.now(), [WEBHOOK_FIELDS.lastFailure]: reason });
       const wait = status === 429 || status === 503 ? retryAfterMs(retryAfter ?? undefined, clock.now()) : undefined;
-      throw new WebhookRetryError(`webhook ${id}: ${reason}`, wait);
+      throw new RetryLaterError(`webhook ${id}: ${reason}`, wait);
     }
     const events = job.data.events.length;
     metrics.delivered.inc(events);
@@ -136,7 +126,7 @@ export function createWebhookWorker(deps: {
       backoffStrategy: (attemptsMade: number, _type?: string, err?: Error, job?: MinimalJob) => {
         const backoff = job?.opts.backoff;
         const baseMs = (typeof backoff === 'object' ? backoff.delay : backoff) ?? 1000;
-        return webhookRetryDelay(attemptsMade, baseMs, err instanceof WebhookRetryError ? err.retryAfterMs : undefined);
+        return webhookRetryDelay(attemptsMade, baseMs, err instanceof RetryLaterError ? err.retryAfterMs : undefined);
       },
     },
   });
