@@ -9,7 +9,7 @@ import type { PushSubscriptions, StoredSubscription } from '../queue/push-subscr
 import { workerConnection, workerOptions, type JobWorker, type JobWorkerSettings } from './job-worker.js';
 import type { PushMetrics } from './push-metrics.js';
 import type { PushSender } from './push-sender.js';
-import { RetryLaterError } from './retry-after.js';
+import { RETRY_AFTER_MAX_MS, RetryLaterError } from './retry-after.js';
 
 export interface PushWorkerOptions extends JobWorkerSettings {
   /** ACK_TIMEOUT_MS: a message in flight this long with no ack is pushed even while a stream is open. */
@@ -60,9 +60,6 @@ export function pushPayloadJson(payload: Omit<PushPayload, 'data'>, data: string
 
 /** A check of a message held by an open stream waits again; this many times at most (about 8 h at the default ack timeout). */
 export const MAX_CHECKS = 1000;
-/** The longest wait between two sends of one push, whatever a Retry-After says, ms. */
-const MAX_RETRY_DELAY_MS = 3_600_000;
-
 
 /** What one attempt to one subscription came to. */
 type Attempted =
@@ -105,7 +102,8 @@ export function createPushWorker(deps: {
   /** Before attempt `n + 1`: doubling from retryBaseMs with ±20 % jitter, never sooner than a Retry-After (RFC 8030 §8.4). */
   function retryDelay(n: number, retryAfter: number | undefined): number {
     const exponential = retryBaseMs * 2 ** Math.max(0, n - 1) * (0.8 + Math.random() * 0.4);
-    return Math.min(MAX_RETRY_DELAY_MS, Math.max(exponential, retryAfter ?? 0));
+    // Never longer than a Retry-After may ask, whatever the doubling reached.
+    return Math.min(RETRY_AFTER_MAX_MS, Math.max(exponential, retryAfter ?? 0));
   }
 
   async function waitUntil(job: Job<PushJobData>, token: string | undefined, at: number, data: PushJobData): Promise<never> {

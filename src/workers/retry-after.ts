@@ -1,3 +1,6 @@
+/** The longest wait a Retry-After gets between two tries of a webhook batch or a push, ms. */
+export const RETRY_AFTER_MAX_MS = 3_600_000;
+
 /** Retry-After (RFC 9110 §10.2.3): delay-seconds or an HTTP-date; ms from now. */
 export function retryAfterMs(value: string | string[] | undefined, now: number): number | undefined {
   const text = Array.isArray(value) ? value[0] : value;

@@ -9,7 +9,7 @@ import type { RedisClient } from '../queue/redis.js';
 import { WEBHOOK_FIELDS } from '../queue/webhook-stats.js';
 import type { WebhookMetrics } from './webhook-metrics.js';
 import { workerConnection, workerOptions, type JobWorker, type JobWorkerSettings } from './job-worker.js';
-import { RetryLaterError, retryAfterMs } from './retry-after.js';
+import { RETRY_AFTER_MAX_MS, RetryLaterError, retryAfterMs } from './retry-after.js';
 
 export interface WebhookWorkerOptions extends JobWorkerSettings {
   /** WEBHOOK_URL. */
@@ -22,10 +22,6 @@ export interface WebhookWorkerOptions extends JobWorkerSettings {
   concurrency?: number;
 }
 
-/** The longest wait a receiver's Retry-After gets between two tries of a batch, ms. */
-const MAX_RETRY_AFTER_MS = 3_600_000;
-
-
 /**
  * The wait before the try after `attemptsMade` failed ones, ms: `baseMs` doubled on each retry
  * (as BullMQ's `exponential`), and never sooner than the receiver's Retry-After, which counts
@@ -33,7 +29,7 @@ const MAX_RETRY_AFTER_MS = 3_600_000;
  */
 export function webhookRetryDelay(attemptsMade: number, baseMs: number, retryAfter: number | undefined): number {
   const exponential = Math.round(2 ** Math.max(0, attemptsMade - 1) * baseMs);
-  return Math.max(exponential, Math.min(retryAfter ?? 0, MAX_RETRY_AFTER_MS));
+  return Math.max(exponential, Math.min(retryAfter ?? 0, RETRY_AFTER_MAX_MS));
 }
 
 /** The `webhook-id` of a batch: the same on every try, so the receiver can dedupe (Standard Webhooks). */
