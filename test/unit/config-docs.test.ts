@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { CONFIG_VARIABLES } from '../../src/config.js';
+import { readmeSection } from '../helpers/readme-section.js';
 
 // Operators read the README's table and copy .env.example: a variable missing from either is a
 // setting nobody knows of, and one named there that the code does not read is a setting that
@@ -9,13 +10,7 @@ const read = (path: string) => readFileSync(new URL(`../../${path}`, import.meta
 
 /** The variable names in the first column of the table under `## Configuration`. */
 function documentedVariables(): Set<string> {
-  const readme = read('README.md');
-  const start = readme.indexOf('\n## Configuration\n');
-  expect(start, 'README.md has a "## Configuration" section').toBeGreaterThan(-1);
-  const rest = readme.slice(start + 1);
-  const end = rest.indexOf('\n## ', 1);
-  const section = end === -1 ? rest : rest.slice(0, end);
-  const names = section
+  const names = readmeSection('Configuration')
     .split('\n')
     .filter((line) => line.startsWith('| `'))
     .flatMap((line) => [...(line.split('|')[1] ?? '').matchAll(/`([A-Z][A-Z0-9_]+)`/g)].map((m) => m[1]!));

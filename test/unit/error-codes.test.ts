@@ -1,17 +1,12 @@
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { errorCatalogue } from '../../src/errors.js';
+import { readmeSection } from '../helpers/readme-section.js';
 
 // The README's table of error codes is the reference clients read; it must say what the code does.
-const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
 
 /** The rows of the table under `## Error codes`: code, status, meaning. */
 function documentedCodes(): Array<{ code: string; status: number; meaning: string }> {
-  const start = readme.indexOf('\n## Error codes\n');
-  expect(start, 'README.md has a "## Error codes" section').toBeGreaterThan(-1);
-  const rest = readme.slice(start + 1);
-  const end = rest.indexOf('\n## ', 1);
-  const section = end === -1 ? rest : rest.slice(0, end);
+  const section = readmeSection('Error codes');
   expect(section).toMatch(/^\| code \| status \| meaning \|$/m);
   return section
     .split('\n')
