@@ -137,6 +137,11 @@ async function openTab(): Promise<Tab> {
 }
 
 /** Hands a push to the worker as Chromium does when its push service delivers one. */
+/** The helper's push handler run in the tab's worker on `plaintext`, without a push event. */
+function showPush(tab: Tab, plaintext: string): Promise<string> {
+  return tab.worker.evaluate((text) => (globalThis as unknown as WorkerGlobals).postboxServiceWorker.showPush(text), plaintext);
+}
+
 function deliverPush(tab: Tab, plaintext: string): Promise<unknown> {
   return tab.cdp.send('ServiceWorker.deliverPushMessage', { origin: app.url, registrationId: tab.registrationId, data: plaintext });
 }
@@ -234,10 +239,7 @@ describe('the service-worker helper in Chromium', () => {
     expect((await handledIn(tab)).map((m) => m.id)).toEqual([id]);
 
     // The push handler asks the open page, which says it has the id: no notification.
-    const outcome = await tab.worker.evaluate(
-      (text) => (globalThis as unknown as WorkerGlobals).postboxServiceWorker.showPush(text),
-      plaintext,
-    );
+    const outcome = await showPush(tab, plaintext);
     expect(outcome).toBe('handled');
     expect(await shown(tab)).toEqual([]);
     await tab.context.close();
@@ -249,10 +251,7 @@ describe('the service-worker helper in Chromium', () => {
     // Shown by the push handler's own function: this test is about what comes after the
     // notification, and a push handed over by the DevTools protocol once showed nothing at load
     // 12 (the push event's own path is covered by the other tests here).
-    const outcome = await tab.worker.evaluate(
-      (text) => (globalThis as unknown as WorkerGlobals).postboxServiceWorker.showPush(text),
-      plaintext,
-    );
+    const outcome = await showPush(tab, plaintext);
     expect(outcome).toBe('shown');
     await waitShown(tab, (list) => list.some((n) => n.id === id));
     // The user opens the page instead of the notification: its stream delivers the message.
@@ -281,9 +280,7 @@ describe('the service-worker helper in Chromium', () => {
 
   it('leaves another sender’s push alone', async () => {
     const tab = await openTab();
-    const outcome = await tab.worker.evaluate(() =>
-      (globalThis as unknown as WorkerGlobals).postboxServiceWorker.showPush('{"title":"not postbox"}'),
-    );
+    const outcome = await showPush(tab, '{"title":"not postbox"}');
     expect(outcome).toBe('not-postbox');
     expect(await shown(tab)).toEqual([]);
     await tab.context.close();
